@@ -1,0 +1,369 @@
+"""The event store of one service log: append with optimistic concurrency, group commit, reads, tail.
+
+Positions are gap-free and in commit order because every append transaction takes the log's
+transaction-scoped advisory lock before reading the head, and allocates head + 1 under it; PostgreSQL
+releases that lock only after the commit is visible, so the next writer always sees its predecessor.
+A sequence would burn numbers on rollback and let readers see N+1 before N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from eventlog.errors import ConcurrencyConflict, IdempotencyKeyReused, InvalidArgument
+from eventlog.events import Metadata
+from eventlog.hashchain import GENESIS, ChainVerifier, VerifyReport, canonical_bytes, link, micros
+from eventlog.records import AppendResult, NewEvent, RecordedEvent
+from eventlog.schema import check_log_name
+
+InlineHook = Callable[[asyncpg.Connection, Sequence[RecordedEvent]], Awaitable[None]]
+"""Runs inside the append transaction with the events it recorded (read-your-writes views)."""
+
+ANY_VERSION: int | None = None
+MAX_EVENTS_PER_COMMAND = 10_000
+MAX_STREAM_ID = 200
+
+_COLUMNS = (
+    "position, stream_id, stream_version, event_id::text, type, schema_version, payload::text, "
+    "metadata::text, recorded_at, prev_hash, hash"
+)
+
+
+@dataclass
+class _Command:
+    stream_id: str
+    expected_version: int | None
+    events: Sequence[NewEvent]
+    metadata_json: str
+    idempotency_key: str | None
+    future: asyncio.Future[AppendResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass
+class _Planned:
+    command: _Command
+    rows: list[RecordedEvent]
+
+
+class EventStore:
+    """One log's store. Share one instance per log per process so group commit can coalesce."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        log: str,
+        *,
+        group_commit_max: int = 256,
+        inline_hooks: Sequence[InlineHook] = (),
+    ) -> None:
+        self.pool = pool
+        self.log = check_log_name(log)
+        self.group_commit_max = max(1, group_commit_max)
+        self.inline_hooks: list[InlineHook] = list(inline_hooks)
+        self.channel = f"modelog_events_{self.log}"
+        self._queue: asyncio.Queue[_Command] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self.batches_committed = 0
+        self.commands_committed = 0
+
+    # ------------------------------------------------------------------ append
+
+    async def append(
+        self,
+        stream_id: str,
+        expected_version: int | None,
+        events: Sequence[NewEvent],
+        metadata: Metadata,
+    ) -> AppendResult:
+        """Append `events` to `stream_id` if it is at `expected_version` (None: any version).
+
+        With an idempotency key in `metadata`, a retry returns the first result and appends nothing.
+        """
+        self._validate(stream_id, expected_version, events)
+        cmd = _Command(stream_id, expected_version, events, metadata.to_json(), metadata.idempotency_key)
+        if self.group_commit_max == 1:
+            await self._commit_batch([cmd])
+        else:
+            self._ensure_worker().put_nowait(cmd)
+        return await cmd.future
+
+    def _validate(self, stream_id: str, expected_version: int | None, events: Sequence[NewEvent]) -> None:
+        if not stream_id or len(stream_id) > MAX_STREAM_ID or not stream_id.isprintable():
+            raise InvalidArgument.field("stream_id", f"must be 1..{MAX_STREAM_ID} printable characters")
+        if expected_version is not None and expected_version < 0:
+            raise InvalidArgument.field("expected_version", "must be >= 0 (0: the stream must not exist)")
+        if len(events) > MAX_EVENTS_PER_COMMAND:
+            raise InvalidArgument.field("events", f"at most {MAX_EVENTS_PER_COMMAND} events per command")
+
+    def _ensure_worker(self) -> asyncio.Queue[_Command]:
+        if self._queue is None or self._worker is None or self._worker.done():
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.get_running_loop().create_task(
+                self._run(self._queue), name=f"appender-{self.log}"
+            )
+        return self._queue
+
+    async def _run(self, queue: asyncio.Queue[_Command]) -> None:
+        # Commands that arrive while a transaction commits wait here and go together in the next one.
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < self.group_commit_max and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                await self._commit_batch(batch)
+            except BaseException as exc:
+                for cmd in batch:
+                    if not cmd.future.done():
+                        cmd.future.set_exception(
+                            exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+                        )
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+
+    async def _commit_batch(self, batch: list[_Command]) -> None:
+        try:
+            results = await self._transaction(batch)
+        except (asyncpg.PostgresError, ValueError) as exc:
+            if len(batch) == 1:
+                batch[0].future.set_exception(exc)
+                return
+            # One bad command (say, an inline projection rejecting it) must fail alone.
+            for cmd in batch:
+                await self._commit_batch([cmd])
+            return
+        for cmd, outcome in zip(batch, results, strict=True):
+            if isinstance(outcome, Exception):
+                cmd.future.set_exception(outcome)
+            else:
+                cmd.future.set_result(outcome)
+        self.batches_committed += 1
+        self.commands_committed += len(batch)
+
+    async def _transaction(self, batch: list[_Command]) -> list[AppendResult | Exception]:
+        s = self.log
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The lock must be its own statement: in READ COMMITTED each statement takes a fresh
+            # snapshot, so the head read below sees every transaction that held the lock before us.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"modelog.log.{s}")
+            head = await conn.fetchrow(
+                f"SELECT position, hash, recorded_at FROM {s}.events ORDER BY position DESC LIMIT 1"
+            )
+            streams = sorted({c.stream_id for c in batch})
+            keys = sorted({c.idempotency_key for c in batch if c.idempotency_key})
+            versions = {
+                r[0]: r[1]
+                for r in await conn.fetch(
+                    f"SELECT stream_id, max(stream_version) FROM {s}.events "
+                    "WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
+                    streams,
+                )
+            }
+            seen: dict[str, AppendResult] = {}
+            if keys:
+                for r in await conn.fetch(
+                    f"SELECT metadata->>'idempotency_key', min(stream_id), max(stream_id), min(position), "
+                    f"max(position), max(stream_version) FROM {s}.events "
+                    "WHERE (metadata->>'idempotency_key') = ANY($1::text[]) GROUP BY 1",
+                    keys,
+                ):
+                    seen[r[0]] = AppendResult(r[1], r[3], r[4], r[5], replayed=True)
+
+            position = head["position"] if head else 0
+            prev_hash: bytes = head["hash"] if head else GENESIS
+            now = datetime.now(UTC)
+            if head and head["recorded_at"] > now:
+                now = head["recorded_at"]  # recorded_at never goes backwards along the log
+            now_us = micros(now)
+            outcomes: list[AppendResult | Exception] = []
+            planned: list[RecordedEvent] = []
+            for cmd in batch:
+                key = cmd.idempotency_key
+                if key and key in seen:
+                    prior = seen[key]
+                    if prior.stream_id != cmd.stream_id:
+                        outcomes.append(
+                            IdempotencyKeyReused(
+                                f"idempotency key {key!r} was already used for stream {prior.stream_id!r} "
+                                f"in the {s} log; use a new key for a different command"
+                            )
+                        )
+                    else:
+                        outcomes.append(prior)
+                    continue
+                current = versions.get(cmd.stream_id, 0)
+                if cmd.expected_version is not None and cmd.expected_version != current:
+                    outcomes.append(ConcurrencyConflict(s, cmd.stream_id, cmd.expected_version, current))
+                    continue
+                if not cmd.events:
+                    outcomes.append(AppendResult(cmd.stream_id, position + 1, position, current))
+                    continue
+                first = position + 1
+                for ev in cmd.events:
+                    position += 1
+                    current += 1
+                    event_id = str(uuid.uuid4())
+                    digest = link(
+                        prev_hash,
+                        canonical_bytes(
+                            s,
+                            position,
+                            cmd.stream_id,
+                            current,
+                            event_id,
+                            ev.type,
+                            ev.schema_version,
+                            now_us,
+                            ev.payload_json,
+                            cmd.metadata_json,
+                        ),
+                    )
+                    planned.append(
+                        RecordedEvent(
+                            s,
+                            position,
+                            cmd.stream_id,
+                            current,
+                            event_id,
+                            ev.type,
+                            ev.schema_version,
+                            ev.payload_json,
+                            cmd.metadata_json,
+                            now,
+                            prev_hash,
+                            digest,
+                        )
+                    )
+                    prev_hash = digest
+                versions[cmd.stream_id] = current
+                result = AppendResult(cmd.stream_id, first, position, current)
+                if key:
+                    seen[key] = AppendResult(cmd.stream_id, first, position, current, replayed=True)
+                outcomes.append(result)
+            if planned:
+                await self._insert(conn, planned)
+                for hook in self.inline_hooks:
+                    await hook(conn, planned)
+                await conn.execute("SELECT pg_notify($1, $2)", self.channel, str(position))
+            return outcomes
+
+    async def _insert(self, conn: asyncpg.Connection, rows: list[RecordedEvent]) -> None:
+        await conn.execute(
+            f"INSERT INTO {self.log}.events (position, stream_id, stream_version, event_id, type, "
+            "schema_version, payload, metadata, recorded_at, prev_hash, hash) "
+            "SELECT p, s, v, e::uuid, t, sv, pl::json, md::json, ra, ph, h FROM unnest("
+            "$1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[], "
+            "$8::text[], $9::timestamptz[], $10::bytea[], $11::bytea[]) "
+            "AS x(p, s, v, e, t, sv, pl, md, ra, ph, h)",
+            [r.position for r in rows],
+            [r.stream_id for r in rows],
+            [r.stream_version for r in rows],
+            [r.event_id for r in rows],
+            [r.type for r in rows],
+            [r.schema_version for r in rows],
+            [r.payload_json for r in rows],
+            [r.metadata_json for r in rows],
+            [r.recorded_at for r in rows],
+            [r.prev_hash for r in rows],
+            [r.hash for r in rows],
+        )
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+
+    # ------------------------------------------------------------------ reads
+
+    def _record(self, r: asyncpg.Record) -> RecordedEvent:
+        return RecordedEvent(self.log, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+
+    async def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM {self.log}.events WHERE stream_id = $1 AND stream_version >= $2 "
+            "ORDER BY stream_version",
+            stream_id,
+            from_version,
+        )
+        return [self._record(r) for r in rows]
+
+    async def read_log(
+        self, from_position: int = 1, limit: int = 1000, conn: asyncpg.Connection | None = None
+    ) -> list[RecordedEvent]:
+        """Events with position >= from_position, in order."""
+        query = f"SELECT {_COLUMNS} FROM {self.log}.events WHERE position >= $1 ORDER BY position LIMIT $2"
+        rows = await (conn or self.pool).fetch(query, max(1, from_position), limit)
+        return [self._record(r) for r in rows]
+
+    async def head(self) -> tuple[int, bytes, datetime | None]:
+        row = await self.pool.fetchrow(
+            f"SELECT position, hash, recorded_at FROM {self.log}.events ORDER BY position DESC LIMIT 1"
+        )
+        return (row[0], row[1], row[2]) if row else (0, GENESIS, None)
+
+    async def stream_version(self, stream_id: str) -> int:
+        v = await self.pool.fetchval(
+            f"SELECT max(stream_version) FROM {self.log}.events WHERE stream_id = $1", stream_id
+        )
+        return int(v or 0)
+
+    async def tail(
+        self, from_position: int = 1, batch: int = 1000, idle_poll_s: float = 5.0
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event from `from_position` on, forever; sleeps on LISTEN/NOTIFY when caught up.
+
+        The idle poll is only a safety net for a notification lost with a dropped connection.
+        """
+        wake = asyncio.Event()
+
+        def _on_notify(*_: Any) -> None:
+            wake.set()
+
+        listener = await self.pool.acquire()
+        try:
+            await listener.add_listener(self.channel, _on_notify)
+            next_pos = max(1, from_position)
+            while True:
+                wake.clear()  # cleared before reading, so a commit during the read still wakes us
+                events = await self.read_log(next_pos, batch)
+                for ev in events:
+                    yield ev
+                if events:
+                    next_pos = events[-1].position + 1
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), idle_poll_s)
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(self.channel, _on_notify)
+            await self.pool.release(listener)
+
+    async def verify(self, batch: int = 20_000) -> VerifyReport:
+        """Walk the whole log, recomputing every hash; name the first position that does not match."""
+        verifier = ChainVerifier()
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            cursor_from = 1
+            while True:
+                rows = await conn.fetch(
+                    f"SELECT {_COLUMNS} FROM {self.log}.events WHERE position >= $1 "
+                    "ORDER BY position LIMIT $2",
+                    cursor_from,
+                    batch,
+                )
+                if not rows:
+                    break
+                if not verifier.feed(self._record(r).chain_row() for r in rows):
+                    break
+                cursor_from = rows[-1][0] + 1
+        return verifier.report

@@ -1,0 +1,176 @@
+"""The `modelog` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+import grpc
+
+from modelog._client import Connection
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def grpc_errors(fn: F) -> F:
+    """Print a server error as one readable line and exit non-zero, instead of a traceback."""
+
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except grpc.RpcError as exc:
+            code = exc.code().name if hasattr(exc, "code") else "ERROR"
+            detail = exc.details() if hasattr(exc, "details") else str(exc)
+            if code == "UNAVAILABLE":
+                detail += " (is `modelog up` running? set MODELOG_URL to reach another server)"
+            click.echo(f"modelog: {code}: {detail}", err=True)
+            sys.exit(1)
+
+    return run  # type: ignore[return-value]
+
+
+def emit(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+@click.group()
+@click.version_option(package_name="modelog")
+def main() -> None:
+    """Modelog: experiment tracking, model registry and a verifiable audit log."""
+
+
+@main.command()
+def up() -> None:
+    """Run the whole platform locally (embedded PostgreSQL and broker unless MODELOG_PG_DSN /
+    MODELOG_KAFKA_BOOTSTRAP name external ones). Ctrl-C stops everything."""
+    from modelog_platform.runner import up as run_up
+
+    sys.exit(run_up())
+
+
+@main.group()
+def token() -> None:
+    """Bearer tokens."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, help="admin, member (default) or viewer; repeatable")
+@click.option("--json", "as_json", is_flag=True)
+@grpc_errors
+def token_create(name: str, roles: tuple[str, ...], as_json: bool) -> None:
+    """Create a token; its secret is printed once."""
+    from modelog._gen.identity.v1 import identity_pb2
+
+    with Connection() as conn:
+        resp = conn.identity.CreateToken(identity_pb2.CreateTokenRequest(name=name, roles=list(roles)))
+    emit(
+        {"name": resp.token.name, "roles": list(resp.token.roles), "secret": resp.secret},
+        as_json,
+        f"{resp.secret}\n(token {resp.token.name!r}, roles {','.join(resp.token.roles)}: "
+        "shown once, store it now)",
+    )
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@grpc_errors
+def token_list(as_json: bool) -> None:
+    """List tokens (never their secrets)."""
+    from modelog._gen.identity.v1 import identity_pb2
+
+    with Connection() as conn:
+        resp = conn.identity.ListTokens(identity_pb2.ListTokensRequest())
+    rows = [
+        {
+            "name": t.name,
+            "roles": list(t.roles),
+            "created_by": t.created_by,
+            "created_at": t.created_at.ToDatetime(tzinfo=UTC).isoformat(),
+            "revoked": t.revoked,
+        }
+        for t in resp.tokens
+    ]
+    emit(
+        rows,
+        as_json,
+        "\n".join(
+            f"{r['name']:<24} {','.join(r['roles']):<14} by {r['created_by']:<12} {r['created_at']}"
+            f"{'  REVOKED' if r['revoked'] else ''}"
+            for r in rows
+        ),
+    )
+
+
+@token.command("revoke")
+@click.argument("name")
+@grpc_errors
+def token_revoke(name: str) -> None:
+    """Revoke a token; it stops working within seconds."""
+    from modelog._gen.identity.v1 import identity_pb2
+
+    with Connection() as conn:
+        conn.identity.RevokeToken(identity_pb2.RevokeTokenRequest(name=name))
+    click.echo(f"revoked {name}")
+
+
+@main.group()
+def events() -> None:
+    """Inspect the services' event logs."""
+
+
+@events.command("heads")
+@click.option("--json", "as_json", is_flag=True)
+@grpc_errors
+def log_heads(as_json: bool) -> None:
+    """Every log's last position and hash."""
+    from modelog._gen.eventlog.v1 import eventlog_pb2
+
+    with Connection() as conn:
+        resp = conn.eventlog.ListLogs(eventlog_pb2.ListLogsRequest())
+    rows = [{"service": h.service, "position": h.position, "hash": h.hash.hex()} for h in resp.logs]
+    emit(rows, as_json, "\n".join(f"{r['service']:<12} {r['position']:>10}  {r['hash'][:16]}" for r in rows))
+
+
+@events.command("verify")
+@click.argument("service", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@grpc_errors
+def log_verify(service: str | None, as_json: bool) -> None:
+    """Recompute the hash chain of one log (or all) and name the first bad position."""
+    from modelog._gen.eventlog.v1 import eventlog_pb2
+
+    with Connection() as conn:
+        names = (
+            [service]
+            if service
+            else [h.service for h in conn.eventlog.ListLogs(eventlog_pb2.ListLogsRequest()).logs]
+        )
+        reports = [conn.eventlog.Verify(eventlog_pb2.VerifyRequest(service=n)) for n in names]
+    rows = [
+        {
+            "service": r.service,
+            "ok": r.ok,
+            "events_checked": r.events_checked,
+            "first_bad_position": r.first_bad_position,
+            "reason": r.reason,
+        }
+        for r in reports
+    ]
+    emit(
+        rows,
+        as_json,
+        "\n".join(
+            f"{r['service']:<12} {'OK' if r['ok'] else 'BROKEN'} {r['events_checked']} events"
+            + ("" if r["ok"] else f"; first bad position {r['first_bad_position']}: {r['reason']}")
+            for r in rows
+        ),
+    )
+    if not all(r.ok for r in reports):
+        sys.exit(3)

@@ -1,0 +1,3 @@
+from modelog.cli import main
+
+main()

@@ -1,0 +1,183 @@
+"""One server interceptor for every service: request ids, auth, trace spans and error mapping."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from eventlog.errors import InvalidArgument, ModelogError, Unauthenticated
+from opentelemetry import propagate, trace
+from pydantic import ValidationError
+
+from modelog_platform import context
+from modelog_platform.grpc_errors import from_validation_error, to_status
+from modelog_platform.identity import TokenAuthority
+
+log = logging.getLogger("modelog.grpc")
+tracer = trace.get_tracer("modelog.grpc")
+
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in details.invocation_metadata or ():
+        if isinstance(value, bytes):
+            continue  # binary headers (-bin) carry nothing we read
+        out[key.lower()] = value
+    return out
+
+
+def _checked_id(md: dict[str, str], key: str) -> str | None:
+    value = md.get(key)
+    if value is None:
+        return None
+    if not _ID.match(value):
+        raise InvalidArgument.field(
+            f"metadata.{key}", "must be 1-128 printable ASCII characters without spaces"
+        )
+    return value
+
+
+class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, authority: TokenAuthority) -> None:
+        self.authority = authority
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method: str = details.method
+        if handler is None or method.startswith(PUBLIC_PREFIXES):
+            return handler
+        md = _metadata(details)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, method, md),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._streaming(handler.unary_stream, method, md),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(handler.stream_unary, method, md),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._streaming(handler.stream_stream, method, md),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def _enter(self, method: str, md: dict[str, str]) -> context.RequestContext:
+        request_id = _checked_id(md, "x-request-id") or uuid.uuid4().hex
+        idem = _checked_id(md, "idempotency-key")
+        correlation = _checked_id(md, "x-correlation-id")
+        traceparent = md.get("traceparent")
+        if traceparent is not None and not _TRACEPARENT.match(traceparent):
+            raise InvalidArgument.field(
+                "metadata.traceparent", "not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)"
+            )
+        auth = md.get("authorization", "")
+        scheme, _, secret = auth.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise Unauthenticated(
+                "missing bearer token: send 'authorization: Bearer <token>' (MODELOG_TOKEN, or the "
+                "admin token in MODELOG_HOME/admin-token on the embedded stack)"
+            )
+        principal = await self.authority.resolve(secret.strip())
+        if principal is None:
+            raise Unauthenticated("unknown or revoked token")
+        span_ctx = trace.get_current_span().get_span_context()
+        own_traceparent = (
+            f"00-{span_ctx.trace_id:032x}-{span_ctx.span_id:016x}-{int(span_ctx.trace_flags):02x}"
+            if span_ctx.is_valid
+            else traceparent
+        )
+        return context.RequestContext(
+            actor=principal.name,
+            roles=principal.roles,
+            request_id=request_id,
+            correlation_id=correlation,
+            traceparent=own_traceparent,
+            tracestate=md.get("tracestate"),
+            idempotency_key=idem,
+            method=method,
+        )
+
+    async def _fail(self, ctx: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+        if isinstance(exc, ValidationError):
+            exc = from_validation_error(exc)
+        if isinstance(exc, ModelogError):
+            status = to_status(exc)
+            await ctx.abort(status.code, status.details, status.trailing_metadata)
+        log.exception("unhandled error in %s", method, exc_info=exc)
+        await ctx.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see the server log")
+
+    def _unary(
+        self, behavior: Callable[..., Awaitable[Any]], method: str, md: dict[str, str]
+    ) -> Callable[..., Awaitable[Any]]:
+        async def run(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+            with tracer.start_as_current_span(
+                method, kind=trace.SpanKind.SERVER, context=propagate.extract(md)
+            ) as span:
+                try:
+                    token = context.bind(await self._enter(method, md))
+                except ModelogError as exc:
+                    span.set_status(trace.StatusCode.ERROR, exc.message)
+                    await self._fail(ctx, exc, method)
+                    return None
+                try:
+                    return await behavior(request, ctx)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    span.record_exception(exc)
+                    span.set_status(trace.StatusCode.ERROR, str(exc))
+                    await self._fail(ctx, exc, method)
+                finally:
+                    context.unbind(token)
+            return None
+
+        return run
+
+    def _streaming(
+        self, behavior: Callable[..., AsyncIterator[Any]], method: str, md: dict[str, str]
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def run(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            with tracer.start_as_current_span(
+                method, kind=trace.SpanKind.SERVER, context=propagate.extract(md)
+            ) as span:
+                try:
+                    token = context.bind(await self._enter(method, md))
+                except ModelogError as exc:
+                    span.set_status(trace.StatusCode.ERROR, exc.message)
+                    await self._fail(ctx, exc, method)
+                    return
+                try:
+                    async for item in behavior(request, ctx):
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    span.record_exception(exc)
+                    span.set_status(trace.StatusCode.ERROR, str(exc))
+                    await self._fail(ctx, exc, method)
+                finally:
+                    context.unbind(token)
+
+        return run

@@ -1,0 +1,57 @@
+"""One settings object for every process, read from MODELOG_* environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES: tuple[str, ...] = ("tracking", "registry", "artifacts", "monitoring", "audit")
+"""The five bounded contexts; each owns one log (a PostgreSQL schema of the same name)."""
+
+PLATFORM_LOGS: tuple[str, ...] = ("identity",)
+"""Logs the platform itself keeps (tokens), hosted beside the services' logs."""
+
+
+class Settings(BaseSettings):
+    """Defaults work on the embedded stack with no configuration at all."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELOG_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".modelog")
+    addr: str = "127.0.0.1:50051"
+    pg_dsn: str | None = None
+    kafka_bootstrap: str | None = None
+    url: str | None = None
+    token: str | None = None
+    group_commit_max: int = 256
+    """Most commands one append transaction may carry; 1 disables group commit."""
+    pool_size: int = 16
+    log_level: str = "INFO"
+
+    @cached_property
+    def admin_token_path(self) -> Path:
+        return self.home / "admin-token"
+
+    @cached_property
+    def pgdata(self) -> Path:
+        return self.home / "postgres"
+
+    @cached_property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    def client_url(self) -> str:
+        """Where the SDK and CLI connect: MODELOG_URL, else the embedded address."""
+        return self.url or self.addr
+
+    def client_token(self) -> str | None:
+        """MODELOG_TOKEN, else the admin token the embedded stack wrote on first start."""
+        if self.token:
+            return self.token.strip()
+        try:
+            return self.admin_token_path.read_text().strip() or None
+        except OSError:
+            return None

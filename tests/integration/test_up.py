@@ -1,0 +1,180 @@
+"""`modelog up` as a real subprocess: ready line, health, reflection, clean stop, restart keeps the log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from queue import Empty, Queue
+
+import grpc
+import psutil
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
+from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
+from modelog_platform.embedded import free_port
+
+MODELOG = [sys.executable, "-m", "modelog.cli"]
+
+
+class Up:
+    """A running `modelog up` whose output lines are collected by a thread."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [*MODELOG, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: Queue[str] = Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except Empty:
+                if self.proc.poll() is not None and self.lines.empty():
+                    break
+                continue
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r} within {timeout}s; output:\n{''.join(self.output)}")
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+
+def env_for(home: Path, addr: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELOG_")}
+    env.update(MODELOG_HOME=str(home), MODELOG_ADDR=addr, **extra)
+    return env
+
+
+@pytest.fixture
+def addr() -> str:
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def up_process(modelog_home: Path, addr: str) -> Iterator[Up]:
+    up = Up(env_for(modelog_home, addr))
+    yield up
+    if up.proc.poll() is None:
+        up.proc.kill()
+        up.proc.wait()
+
+
+def _token(home: Path) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {(home / 'admin-token').read_text().strip()}")]
+
+
+@pytest.mark.slow
+def test_up_serves_stops_cleanly_and_restarts_with_its_log(
+    up_process: Up, modelog_home: Path, addr: str
+) -> None:
+    ready = up_process.wait_for("modelog ready on", 60)
+    assert addr in ready and str(modelog_home / "admin-token") in ready
+    children = up_process.descendants()
+    assert children, "expected embedded postgres and broker child processes"
+    with grpc.insecure_channel(addr) as ch:
+        health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""))
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        refl = reflection_pb2_grpc.ServerReflectionStub(ch)
+        [resp] = list(
+            refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        )
+        names = {s.name for s in resp.list_services_response.service}
+        assert {
+            "modelog.eventlog.v1.EventLog",
+            "modelog.identity.v1.Identity",
+            "grpc.health.v1.Health",
+        } <= names
+        identity_pb2_grpc.IdentityStub(ch).CreateToken(
+            identity_pb2.CreateTokenRequest(name="ci"), metadata=_token(modelog_home)
+        )
+        head = eventlog_pb2_grpc.EventLogStub(ch).Head(
+            eventlog_pb2.HeadRequest(service="identity"), metadata=_token(modelog_home)
+        )
+        assert head.position == 2
+
+    assert up_process.stop() == 0
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"left behind: {[p.info for p in alive]}"
+    assert (modelog_home / "admin-token").stat().st_mode & 0o777 == 0o600
+
+    again = Up(env_for(modelog_home, addr))
+    try:
+        again.wait_for("modelog ready on", 60)
+        with grpc.insecure_channel(addr) as ch:
+            stub = eventlog_pb2_grpc.EventLogStub(ch)
+            head2 = stub.Head(eventlog_pb2.HeadRequest(service="identity"), metadata=_token(modelog_home))
+            assert (head2.position, head2.hash) == (2, head.hash)
+            assert stub.Verify(
+                eventlog_pb2.VerifyRequest(service="identity"), metadata=_token(modelog_home)
+            ).ok
+    finally:
+        assert again.stop() == 0
+
+
+def _run_up(env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*MODELOG, "up"], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_port_in_use_is_a_clear_error(modelog_home: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = f"127.0.0.1:{s.getsockname()[1]}"
+        result = _run_up(env_for(modelog_home, taken))
+    assert result.returncode == 2
+    assert "cannot listen on" in result.stderr and "Traceback" not in result.stderr + result.stdout
+
+
+def test_unwritable_home_is_a_clear_error(tmp_path: Path, addr: str) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = _run_up(env_for(blocker / "home", addr))
+    assert result.returncode == 2
+    assert "not writable" in result.stderr and "MODELOG_HOME" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_external_postgres_is_a_clear_error(modelog_home: Path, addr: str) -> None:
+    result = _run_up(
+        env_for(
+            modelog_home,
+            addr,
+            MODELOG_PG_DSN=f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+            MODELOG_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
+        )
+    )
+    assert result.returncode == 2
+    assert "cannot reach" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreachable_external_kafka_is_a_clear_error(modelog_home: Path, addr: str, pg_dsn: str) -> None:
+    result = _run_up(
+        env_for(modelog_home, addr, MODELOG_PG_DSN=pg_dsn, MODELOG_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}")
+    )
+    assert result.returncode == 2
+    assert "cannot reach Kafka" in result.stderr and "Traceback" not in result.stderr
+    assert not (modelog_home / "postgres").exists(), "no embedded postgres with an external DSN"
