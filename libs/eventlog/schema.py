@@ -32,11 +32,11 @@ CREATE TABLE IF NOT EXISTS {s}.events (
     recorded_at     timestamptz NOT NULL,
     prev_hash       bytea       NOT NULL,
     hash            bytea       NOT NULL,
+    idempotency_key text,                  -- copied out of metadata so retries are found by index
     UNIQUE (stream_id, stream_version)
 );
 CREATE INDEX IF NOT EXISTS events_idempotency_key
-    ON {s}.events ((metadata->>'idempotency_key'))
-    WHERE (metadata->>'idempotency_key') IS NOT NULL;
+    ON {s}.events (idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_recorded_at ON {s}.events (recorded_at);
 -- Append-only: nothing but the appender's INSERT may touch this table. A superuser can still
 -- drop the trigger; the hash chain is what makes that detectable.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import asyncpg
 
 from eventlog.errors import ConcurrencyConflict, IdempotencyKeyReused, InvalidArgument
 from eventlog.events import Metadata
-from eventlog.hashchain import GENESIS, ChainVerifier, VerifyReport, canonical_bytes, link, micros
+from eventlog.hashchain import GENESIS, ChainRow, ChainVerifier, VerifyReport, canonical_bytes, link, micros
 from eventlog.records import AppendResult, NewEvent, RecordedEvent
 from eventlog.schema import check_log_name
 
@@ -71,6 +72,9 @@ class EventStore:
         self.group_commit_max = max(1, group_commit_max)
         self.inline_hooks: list[InlineHook] = list(inline_hooks)
         self.channel = f"modelog_events_{self.log}"
+        self._lock_key = int.from_bytes(
+            hashlib.sha256(f"modelog.log.{self.log}".encode()).digest()[:8], "big", signed=True
+        )
         self._queue: asyncio.Queue[_Command] | None = None
         self._worker: asyncio.Task[None] | None = None
         self.batches_committed = 0
@@ -150,120 +154,156 @@ class EventStore:
         self.commands_committed += len(batch)
 
     async def _transaction(self, batch: list[_Command]) -> list[AppendResult | Exception]:
+        async with self.pool.acquire() as conn:
+            # One round trip opens the transaction and takes the log's lock. The lock must be a
+            # statement of its own: in READ COMMITTED every statement takes a fresh snapshot, so the
+            # head read that follows sees every transaction that held the lock before us.
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._lock_key})")
+            try:
+                head, versions, seen = await self._read_state(conn, batch)
+                outcomes, planned, planned_keys = self._plan(batch, head, versions, seen)
+                if planned:
+                    await self._insert(conn, planned, planned_keys)
+                    for hook in self.inline_hooks:
+                        await hook(conn, planned)
+                    await conn.execute(f"NOTIFY {self.channel}, '{planned[-1].position}'; COMMIT")
+                else:
+                    await conn.execute("COMMIT")
+            except BaseException:
+                if not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
+                raise
+        return outcomes
+
+    async def _read_state(
+        self, conn: asyncpg.Connection, batch: list[_Command]
+    ) -> tuple[asyncpg.Record | None, dict[str, int], dict[str, AppendResult]]:
+        """Head, current stream versions and earlier results of idempotency keys, in one query."""
         s = self.log
-        async with self.pool.acquire() as conn, conn.transaction():
-            # The lock must be its own statement: in READ COMMITTED each statement takes a fresh
-            # snapshot, so the head read below sees every transaction that held the lock before us.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"modelog.log.{s}")
-            head = await conn.fetchrow(
-                f"SELECT position, hash, recorded_at FROM {s}.events ORDER BY position DESC LIMIT 1"
-            )
-            streams = sorted({c.stream_id for c in batch})
-            keys = sorted({c.idempotency_key for c in batch if c.idempotency_key})
-            versions = {
-                r[0]: r[1]
-                for r in await conn.fetch(
-                    f"SELECT stream_id, max(stream_version) FROM {s}.events "
-                    "WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
-                    streams,
+        streams = sorted({c.stream_id for c in batch})
+        keys = sorted({c.idempotency_key for c in batch if c.idempotency_key})
+        rows = await conn.fetch(
+            f"""
+            SELECT 'h', NULL::text, position, NULL::bigint, NULL::bigint, NULL::text, hash, recorded_at
+              FROM (SELECT position, hash, recorded_at FROM {s}.events ORDER BY position DESC LIMIT 1) h
+            UNION ALL
+            SELECT 'v', sid, (SELECT max(stream_version) FROM {s}.events WHERE stream_id = sid),
+                   NULL, NULL, NULL, NULL, NULL
+              FROM unnest($1::text[]) AS sid
+            UNION ALL
+            SELECT 'i', idempotency_key, min(position), max(position), max(stream_version), min(stream_id),
+                   NULL, NULL
+              FROM {s}.events WHERE idempotency_key = ANY($2::text[]) GROUP BY idempotency_key
+            """,
+            streams,
+            keys,
+        )
+        head = None
+        versions: dict[str, int] = {}
+        seen: dict[str, AppendResult] = {}
+        for r in rows:
+            if r[0] == "h":
+                head = r
+            elif r[0] == "v":
+                versions[r[1]] = r[2] or 0
+            else:
+                seen[r[1]] = AppendResult(r[5], r[2], r[3], r[4], replayed=True)
+        return head, versions, seen
+
+    def _plan(
+        self,
+        batch: list[_Command],
+        head: asyncpg.Record | None,
+        versions: dict[str, int],
+        seen: dict[str, AppendResult],
+    ) -> tuple[list[AppendResult | Exception], list[RecordedEvent], list[str | None]]:
+        """Check each command against the state read under the lock and lay out its rows."""
+        s = self.log
+        position: int = head[2] if head else 0
+        prev_hash: bytes = head[6] if head else GENESIS
+        now = datetime.now(UTC)
+        if head is not None and head[7] > now:
+            now = head[7]  # recorded_at never goes backwards along the log
+        now_us = micros(now)
+        outcomes: list[AppendResult | Exception] = []
+        planned: list[RecordedEvent] = []
+        planned_keys: list[str | None] = []
+        for cmd in batch:
+            key = cmd.idempotency_key
+            if key and key in seen:
+                prior = seen[key]
+                if prior.stream_id != cmd.stream_id:
+                    outcomes.append(
+                        IdempotencyKeyReused(
+                            f"idempotency key {key!r} was already used for stream {prior.stream_id!r} "
+                            f"in the {s} log; use a new key for a different command"
+                        )
+                    )
+                else:
+                    outcomes.append(prior)
+                continue
+            current = versions.get(cmd.stream_id, 0)
+            if cmd.expected_version is not None and cmd.expected_version != current:
+                outcomes.append(ConcurrencyConflict(s, cmd.stream_id, cmd.expected_version, current))
+                continue
+            if not cmd.events:
+                outcomes.append(AppendResult(cmd.stream_id, position + 1, position, current))
+                continue
+            first = position + 1
+            for ev in cmd.events:
+                position += 1
+                current += 1
+                event_id = str(uuid.uuid4())
+                digest = link(
+                    prev_hash,
+                    canonical_bytes(
+                        s,
+                        position,
+                        cmd.stream_id,
+                        current,
+                        event_id,
+                        ev.type,
+                        ev.schema_version,
+                        now_us,
+                        ev.payload_json,
+                        cmd.metadata_json,
+                    ),
                 )
-            }
-            seen: dict[str, AppendResult] = {}
-            if keys:
-                for r in await conn.fetch(
-                    f"SELECT metadata->>'idempotency_key', min(stream_id), max(stream_id), min(position), "
-                    f"max(position), max(stream_version) FROM {s}.events "
-                    "WHERE (metadata->>'idempotency_key') = ANY($1::text[]) GROUP BY 1",
-                    keys,
-                ):
-                    seen[r[0]] = AppendResult(r[1], r[3], r[4], r[5], replayed=True)
-
-            position = head["position"] if head else 0
-            prev_hash: bytes = head["hash"] if head else GENESIS
-            now = datetime.now(UTC)
-            if head and head["recorded_at"] > now:
-                now = head["recorded_at"]  # recorded_at never goes backwards along the log
-            now_us = micros(now)
-            outcomes: list[AppendResult | Exception] = []
-            planned: list[RecordedEvent] = []
-            for cmd in batch:
-                key = cmd.idempotency_key
-                if key and key in seen:
-                    prior = seen[key]
-                    if prior.stream_id != cmd.stream_id:
-                        outcomes.append(
-                            IdempotencyKeyReused(
-                                f"idempotency key {key!r} was already used for stream {prior.stream_id!r} "
-                                f"in the {s} log; use a new key for a different command"
-                            )
-                        )
-                    else:
-                        outcomes.append(prior)
-                    continue
-                current = versions.get(cmd.stream_id, 0)
-                if cmd.expected_version is not None and cmd.expected_version != current:
-                    outcomes.append(ConcurrencyConflict(s, cmd.stream_id, cmd.expected_version, current))
-                    continue
-                if not cmd.events:
-                    outcomes.append(AppendResult(cmd.stream_id, position + 1, position, current))
-                    continue
-                first = position + 1
-                for ev in cmd.events:
-                    position += 1
-                    current += 1
-                    event_id = str(uuid.uuid4())
-                    digest = link(
+                planned.append(
+                    RecordedEvent(
+                        s,
+                        position,
+                        cmd.stream_id,
+                        current,
+                        event_id,
+                        ev.type,
+                        ev.schema_version,
+                        ev.payload_json,
+                        cmd.metadata_json,
+                        now,
                         prev_hash,
-                        canonical_bytes(
-                            s,
-                            position,
-                            cmd.stream_id,
-                            current,
-                            event_id,
-                            ev.type,
-                            ev.schema_version,
-                            now_us,
-                            ev.payload_json,
-                            cmd.metadata_json,
-                        ),
+                        digest,
                     )
-                    planned.append(
-                        RecordedEvent(
-                            s,
-                            position,
-                            cmd.stream_id,
-                            current,
-                            event_id,
-                            ev.type,
-                            ev.schema_version,
-                            ev.payload_json,
-                            cmd.metadata_json,
-                            now,
-                            prev_hash,
-                            digest,
-                        )
-                    )
-                    prev_hash = digest
-                versions[cmd.stream_id] = current
-                result = AppendResult(cmd.stream_id, first, position, current)
-                if key:
-                    seen[key] = AppendResult(cmd.stream_id, first, position, current, replayed=True)
-                outcomes.append(result)
-            if planned:
-                await self._insert(conn, planned)
-                for hook in self.inline_hooks:
-                    await hook(conn, planned)
-                await conn.execute("SELECT pg_notify($1, $2)", self.channel, str(position))
-            return outcomes
+                )
+                planned_keys.append(key)
+                prev_hash = digest
+            versions[cmd.stream_id] = current
+            outcomes.append(AppendResult(cmd.stream_id, first, position, current))
+            if key:
+                seen[key] = AppendResult(cmd.stream_id, first, position, current, replayed=True)
+        return outcomes, planned, planned_keys
 
-    async def _insert(self, conn: asyncpg.Connection, rows: list[RecordedEvent]) -> None:
+    async def _insert(
+        self, conn: asyncpg.Connection, rows: list[RecordedEvent], keys: list[str | None]
+    ) -> None:
         await conn.execute(
             f"INSERT INTO {self.log}.events (position, stream_id, stream_version, event_id, type, "
-            "schema_version, payload, metadata, recorded_at, prev_hash, hash) "
-            "SELECT p, s, v, e::uuid, t, sv, pl::json, md::json, ra, ph, h FROM unnest("
+            "schema_version, payload, metadata, recorded_at, prev_hash, hash, idempotency_key) "
+            "SELECT p, s, v, e::uuid, t, sv, pl::json, md::json, ra, ph, h, ik FROM unnest("
             "$1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[], "
-            "$8::text[], $9::timestamptz[], $10::bytea[], $11::bytea[]) "
-            "AS x(p, s, v, e, t, sv, pl, md, ra, ph, h)",
+            "$8::text[], $9::timestamptz[], $10::bytea[], $11::bytea[], $12::text[]) "
+            "AS x(p, s, v, e, t, sv, pl, md, ra, ph, h, ik)",
             [r.position for r in rows],
             [r.stream_id for r in rows],
             [r.stream_version for r in rows],
@@ -275,6 +315,7 @@ class EventStore:
             [r.recorded_at for r in rows],
             [r.prev_hash for r in rows],
             [r.hash for r in rows],
+            keys,
         )
 
     async def close(self) -> None:
@@ -350,20 +391,25 @@ class EventStore:
             await self.pool.release(listener)
 
     async def verify(self, batch: int = 20_000) -> VerifyReport:
-        """Walk the whole log, recomputing every hash; name the first position that does not match."""
+        """Walk the whole log, recomputing every hash; name the first position that does not match.
+
+        Rows come straight from SQL in ChainRow's field order (time as exact integer microseconds),
+        skipping datetime and record objects: verification speed is bound by this loop.
+        """
         verifier = ChainVerifier()
+        log = self.log
+        query = (
+            "SELECT position, stream_id, stream_version, event_id::text, type, schema_version, "
+            "(extract(epoch FROM recorded_at) * 1000000)::bigint, payload::text, metadata::text, "
+            f"prev_hash, hash FROM {log}.events WHERE position >= $1 ORDER BY position LIMIT $2"
+        )
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             cursor_from = 1
             while True:
-                rows = await conn.fetch(
-                    f"SELECT {_COLUMNS} FROM {self.log}.events WHERE position >= $1 "
-                    "ORDER BY position LIMIT $2",
-                    cursor_from,
-                    batch,
-                )
+                rows = await conn.fetch(query, cursor_from, batch)
                 if not rows:
                     break
-                if not verifier.feed(self._record(r).chain_row() for r in rows):
+                if not verifier.feed(ChainRow(log, *r) for r in rows):
                     break
                 cursor_from = rows[-1][0] + 1
         return verifier.report

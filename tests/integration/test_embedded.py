@@ -21,9 +21,9 @@ def postmasters(pgdata: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["name", "cmdline", "status"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if proc.info["name"] == "postgres" and str(pgdata) in cmdline:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE:
-                found.append(proc)
+        live = proc.info["status"] != psutil.STATUS_ZOMBIE
+        if live and proc.info["name"] == "postgres" and str(pgdata) in cmdline:
+            found.append(proc)
     return found
 
 
