@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from modelog_platform.settings import Settings
 
 from modelog._gen.eventlog.v1 import eventlog_pb2_grpc
 from modelog._gen.identity.v1 import identity_pb2_grpc
+from modelog_platform.settings import Settings
 
 
 class _AuthInterceptor(

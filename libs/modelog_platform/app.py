@@ -10,13 +10,13 @@ from pathlib import Path
 
 import asyncpg
 import grpc
-from eventlog import EventStore, Metadata, create_log
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+
+from eventlog import EventStore, Metadata, create_log
 from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
 from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
-
 from modelog_platform import identity
 from modelog_platform.eventlog_api import EventLogServicer
 from modelog_platform.identity_api import IdentityServicer

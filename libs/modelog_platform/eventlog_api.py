@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 
 import grpc
-from eventlog import EventStore, InvalidArgument, NotFound, RecordedEvent
 from google.protobuf.timestamp_pb2 import Timestamp
+
+from eventlog import EventStore, InvalidArgument, NotFound, RecordedEvent
 from modelog._gen.common.v1 import event_pb2
 from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import grpc
-from eventlog.errors import InvalidArgument, ModelogError
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from pydantic import ValidationError
+
+from eventlog.errors import InvalidArgument, ModelogError
 
 DOMAIN = "modelog.dev"
 

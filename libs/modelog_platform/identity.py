@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import asyncpg
+
 from eventlog import (
     AlreadyExists,
     Decider,

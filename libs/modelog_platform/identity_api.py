@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import grpc
-from eventlog import PermissionDenied
 from google.protobuf.timestamp_pb2 import Timestamp
-from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
 
+from eventlog import PermissionDenied
+from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
 from modelog_platform import context
 from modelog_platform.identity import TokenAuthority
 

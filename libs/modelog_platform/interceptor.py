@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from eventlog.errors import InvalidArgument, ModelogError, Unauthenticated
 from opentelemetry import propagate, trace
 from pydantic import ValidationError
 
+from eventlog.errors import InvalidArgument, ModelogError, Unauthenticated
 from modelog_platform import context
 from modelog_platform.grpc_errors import from_validation_error, to_status
 from modelog_platform.identity import TokenAuthority

@@ -13,6 +13,7 @@ from contextlib import ExitStack, suppress
 from modelog_platform.app import Platform, StartupError, start_server
 from modelog_platform.embedded import EmbeddedBroker, EmbeddedError, EmbeddedPostgres
 from modelog_platform.settings import Settings
+from modelog_platform.telemetry import setup_logging, setup_tracing
 
 log = logging.getLogger("modelog.up")
 
@@ -84,7 +85,8 @@ def up(settings: Settings | None = None) -> int:
     """Run until SIGINT/SIGTERM. Embedded parts start in the main thread so their death-signal
     (PR_SET_PDEATHSIG) is tied to this process, not to a worker thread."""
     settings = settings or Settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(settings.log_level)
+    setup_tracing("modelog")
     with ExitStack() as stack:
         try:
             _check_home(settings)

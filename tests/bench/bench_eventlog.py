@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 import asyncpg
-from eventlog import EventStore, Metadata, NewEvent, create_log
 
+from eventlog import EventStore, Metadata, NewEvent, create_log
 from tests.bench.common import percentile, postgres, write_result
 
 CLIENTS = 32

@@ -13,6 +13,7 @@ import asyncpg
 import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from modelog_platform.embedded import EmbeddedBroker, EmbeddedError, EmbeddedPostgres, free_port
 
 

@@ -9,6 +9,7 @@ from collections import defaultdict
 
 import asyncpg
 import pytest
+
 from eventlog import (
     ConcurrencyConflict,
     EventStore,

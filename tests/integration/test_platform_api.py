@@ -7,9 +7,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from eventlog import Metadata, NewEvent
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from eventlog import Metadata, NewEvent
 from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
 from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
 from modelog_platform.app import Platform, Server, start_server
@@ -194,3 +196,16 @@ async def test_health_and_reflection_need_no_token(stack: Stack) -> None:
     await call.done_writing()
     names = {s.name async for r in call for s in r.list_services_response.service}
     assert {"modelog.eventlog.v1.EventLog", "modelog.identity.v1.Identity", "grpc.health.v1.Health"} <= names
+
+
+async def test_server_span_continues_the_callers_trace(
+    stack: Stack, span_exporter: InMemorySpanExporter
+) -> None:
+    span_exporter.clear()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    md = stack.auth(traceparent=f"00-{trace_id}-00f067aa0ba902b7-01")
+    await stack.eventlog.Head(eventlog_pb2.HeadRequest(service="tracking"), metadata=md)
+    spans = [s for s in span_exporter.get_finished_spans() if s.name == "/modelog.eventlog.v1.EventLog/Head"]
+    assert spans, [s.name for s in span_exporter.get_finished_spans()]
+    assert f"{spans[0].context.trace_id:032x}" == trace_id
+    assert spans[0].parent is not None and spans[0].parent.span_id == 0x00F067AA0BA902B7

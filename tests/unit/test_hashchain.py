@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from eventlog.hashchain import GENESIS, ChainRow, ChainVerifier, canonical_bytes, link
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from eventlog.hashchain import GENESIS, ChainRow, ChainVerifier, canonical_bytes, link
 
 
 def build(n: int) -> list[ChainRow]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from eventlog import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from modelog_platform.identity import (
     CreateToken,

@@ -1,0 +1,50 @@
+"""OpenTelemetry set-up: export over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, nothing otherwise."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+
+def setup_tracing(service_name: str = "modelog") -> TracerProvider | None:
+    """Install a tracer provider once per process; returns None when one is already installed."""
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return None
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        logging.getLogger("modelog.telemetry").info(
+            "exporting traces to %s", os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        )
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+class TraceIdFilter(logging.Filter):
+    """Puts the current trace and span ids on every log record, so logs join traces."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = trace.get_current_span().get_span_context()
+        record.trace_id = f"{ctx.trace_id:032x}" if ctx.is_valid else "-"
+        record.span_id = f"{ctx.span_id:016x}" if ctx.is_valid else "-"
+        return True
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(TraceIdFilter())
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s trace=%(trace_id)s span=%(span_id)s %(message)s"
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
