@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -109,9 +110,21 @@ def test_up_serves_stops_cleanly_and_restarts_with_its_log(
             "modelog.identity.v1.Identity",
             "grpc.health.v1.Health",
         } <= names
-        identity_pb2_grpc.IdentityStub(ch).CreateToken(
-            identity_pb2.CreateTokenRequest(name="ci"), metadata=_token(modelog_home)
+        # The CLI finds the server and the admin token with no configuration beyond MODELOG_HOME.
+        cli_env = env_for(modelog_home, addr)
+        made = subprocess.run(
+            [*MODELOG, "token", "create", "ci", "--json"],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         )
+        secret = json.loads(made.stdout)["secret"]
+        who = identity_pb2_grpc.IdentityStub(ch).WhoAmI(
+            identity_pb2.WhoAmIRequest(), metadata=[("authorization", f"Bearer {secret}")]
+        )
+        assert who.actor == "ci"
         head = eventlog_pb2_grpc.EventLogStub(ch).Head(
             eventlog_pb2.HeadRequest(service="identity"), metadata=_token(modelog_home)
         )
@@ -179,3 +192,16 @@ def test_unreachable_external_kafka_is_a_clear_error(modelog_home: Path, addr: s
     assert result.returncode == 2
     assert "cannot reach Kafka" in result.stderr and "Traceback" not in result.stderr
     assert not (modelog_home / "postgres").exists(), "no embedded postgres with an external DSN"
+
+
+def test_cli_reports_an_unreachable_server_in_one_line(modelog_home: Path, addr: str) -> None:
+    result = subprocess.run(
+        [*MODELOG, "events", "heads"],
+        env=env_for(modelog_home, addr),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "UNAVAILABLE" in result.stderr and "modelog up" in result.stderr
+    assert "Traceback" not in result.stderr
