@@ -31,7 +31,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check libs services tests infra
 	$(VENV)/bin/ruff format --check libs services tests infra
-	$(VENV)/bin/mypy libs services
+	$(VENV)/bin/mypy -p eventlog -p modelog -p modelog_platform -p modelog_services
 
 bench: install
 	$(PY) -m tests.bench.run

@@ -76,6 +76,8 @@ class EventStore:
             hashlib.sha256(f"modelog.log.{self.log}".encode()).digest()[:8], "big", signed=True
         )
         self._queue: asyncio.Queue[_Command] | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._wakers: set[asyncio.Event] = set()
         self._worker: asyncio.Task[None] | None = None
         self.batches_committed = 0
         self.commands_committed = 0
@@ -324,6 +326,11 @@ class EventStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(self.channel, self._on_notify)
+            await self.pool.release(listener)
 
     # ------------------------------------------------------------------ reads
 
@@ -359,36 +366,49 @@ class EventStore:
         )
         return int(v or 0)
 
-    async def tail(
+    async def _subscribe(self) -> asyncio.Event:
+        """A wake-up flag set on every commit to this log. All tails share one LISTEN connection."""
+        if self._listener is None:
+            conn = await self.pool.acquire()
+            await conn.add_listener(self.channel, self._on_notify)
+            self._listener = conn
+        wake = asyncio.Event()
+        self._wakers.add(wake)
+        return wake
+
+    def _on_notify(self, *_: Any) -> None:
+        for wake in self._wakers:
+            wake.set()
+
+    async def tail_batches(
         self, from_position: int = 1, batch: int = 1000, idle_poll_s: float = 5.0
-    ) -> AsyncIterator[RecordedEvent]:
-        """Every event from `from_position` on, forever; sleeps on LISTEN/NOTIFY when caught up.
+    ) -> AsyncIterator[list[RecordedEvent]]:
+        """Batches of every event from `from_position` on, forever; sleeps on LISTEN/NOTIFY when caught up.
 
         The idle poll is only a safety net for a notification lost with a dropped connection.
         """
-        wake = asyncio.Event()
-
-        def _on_notify(*_: Any) -> None:
-            wake.set()
-
-        listener = await self.pool.acquire()
+        wake = await self._subscribe()
         try:
-            await listener.add_listener(self.channel, _on_notify)
             next_pos = max(1, from_position)
             while True:
                 wake.clear()  # cleared before reading, so a commit during the read still wakes us
                 events = await self.read_log(next_pos, batch)
-                for ev in events:
-                    yield ev
                 if events:
+                    yield events
                     next_pos = events[-1].position + 1
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), idle_poll_s)
         finally:
-            with contextlib.suppress(Exception):
-                await listener.remove_listener(self.channel, _on_notify)
-            await self.pool.release(listener)
+            self._wakers.discard(wake)
+
+    async def tail(
+        self, from_position: int = 1, batch: int = 1000, idle_poll_s: float = 5.0
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event from `from_position` on, one at a time (see tail_batches)."""
+        async for events in self.tail_batches(from_position, batch, idle_poll_s):
+            for ev in events:
+                yield ev
 
     async def verify(self, batch: int = 20_000) -> VerifyReport:
         """Walk the whole log, recomputing every hash; name the first position that does not match.

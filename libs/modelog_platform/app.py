@@ -1,7 +1,12 @@
-"""The platform as one object: a pool, a store per hosted log, tokens, and the gRPC server over them."""
+"""The platform in one process: a pool, the hosted logs, tokens, relays, projections and the gRPC server.
+
+`modelog up` hosts every service; `modelog serve <service>` hosts one. The code is the same.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Iterable
@@ -15,13 +20,17 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from eventlog import EventStore, Metadata, create_log
+from eventlog.projection import Projection, inline
+from eventlog.relay import Relay, relay_ddl
+from eventlog.runner import ProjectionRunner
+from eventlog.sources import GrpcLogReader, LogReader
+from modelog._gen.admin.v1 import admin_pb2, admin_pb2_grpc
 from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
 from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
 from modelog_platform import identity
-from modelog_platform.eventlog_api import EventLogServicer
-from modelog_platform.identity_api import IdentityServicer
-from modelog_platform.interceptor import PlatformInterceptor
-from modelog_platform.settings import PLATFORM_LOGS, SERVICES, Settings
+from modelog_platform.service import ServiceSpec
+from modelog_platform.settings import SERVICES, Settings
+from modelog_services import spec as service_spec
 
 log = logging.getLogger("modelog.platform")
 
@@ -39,54 +48,100 @@ async def connect(dsn: str, size: int) -> asyncpg.Pool:
     return pool
 
 
+def _write_secret(path: Path, secret: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    os.chmod(path, 0o600)
+
+
 @dataclass
 class Platform:
     settings: Settings
     pool: asyncpg.Pool
+    specs: dict[str, ServiceSpec] = field(default_factory=dict)
     stores: dict[str, EventStore] = field(default_factory=dict)
     authority: identity.TokenAuthority | None = None
+    relays: list[Relay] = field(default_factory=list)
+    runners: dict[str, ProjectionRunner] = field(default_factory=dict)
+    reader: LogReader | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def open(cls, settings: Settings, dsn: str, services: Iterable[str] = SERVICES) -> Platform:
         pool = await connect(dsn, settings.pool_size)
-        platform = cls(settings, pool)
+        platform = cls(settings, pool, specs={name: service_spec(name) for name in services})
+        for name in (*platform.specs, identity.LOG):
+            store = EventStore(pool, name, group_commit_max=settings.group_commit_max)
+            platform.stores[name] = store
+        inline_views: dict[str, list[Projection]] = {identity.LOG: [identity.TokensView()]}
+        for name, spec in platform.specs.items():
+            inline_views.setdefault(name, []).extend(spec.inline_projections)
         async with pool.acquire() as conn:
-            for name in (*services, *PLATFORM_LOGS):
+            for name, store in platform.stores.items():
                 await create_log(conn, name)
-            await conn.execute(identity.VIEW_DDL)
-        for name in services:
-            platform.stores[name] = EventStore(pool, name, group_commit_max=settings.group_commit_max)
-        id_store = EventStore(
-            pool,
-            identity.LOG,
-            group_commit_max=settings.group_commit_max,
-            inline_hooks=[identity.project_tokens],
-        )
-        platform.stores[identity.LOG] = id_store
-        platform.authority = identity.TokenAuthority(id_store)
+                await conn.execute(relay_ddl(name))
+                for view in inline_views.get(name, []):
+                    await view.ensure(conn)
+                    store.inline_hooks.append(inline(view, store))
+        platform.authority = identity.TokenAuthority(platform.stores[identity.LOG])
         return platform
+
+    def projections(self) -> list[Projection]:
+        inline_views: list[Projection] = [identity.TokensView()]
+        for spec in self.specs.values():
+            inline_views.extend(spec.inline_projections)
+        return [*inline_views, *(p for spec in self.specs.values() for p in spec.projections)]
 
     async def ensure_admin_token(self) -> Path:
         """First start: create the `admin` token and write its secret once, mode 0600."""
+        return await self._ensure_token("admin", self.settings.admin_token_path)
+
+    async def ensure_internal_token(self) -> str:
+        """The token services use to call each other (gap healing reads other services' logs)."""
+        path = await self._ensure_token("modelog-internal", self.settings.home / "internal-token")
+        return path.read_text().strip()
+
+    async def _ensure_token(self, name: str, path: Path) -> Path:
         assert self.authority is not None
-        path = self.settings.admin_token_path
-        if await self.authority.has_admin():
-            if not path.exists():
+        if await self.authority.exists(name):
+            if not await asyncio.to_thread(path.exists):
                 log.warning(
-                    "the admin token exists but %s is missing; create another with "
-                    "`modelog token create` using a token you hold",
+                    "token %r exists but %s is missing; create another with `modelog token create`",
+                    name,
                     path,
                 )
             return path
-        secret, _ = await self.authority.create("admin", ["admin"], Metadata(actor="system"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secret + "\n")
-        os.chmod(path, 0o600)
+        secret, _ = await self.authority.create(name, ["admin"], Metadata(actor="system"))
+        _write_secret(path, secret)
         return path
 
+    def start_bus(self, bootstrap: str | None, reader: LogReader) -> None:
+        """Relays for the hosted logs, runners for the hosted async projections, all as tasks."""
+        self.reader = reader
+        if bootstrap:
+            for store in self.stores.values():
+                relay = Relay(store, bootstrap, topic_prefix=self.settings.topic_prefix)
+                self.relays.append(relay)
+                self._tasks.append(asyncio.create_task(relay.run(), name=f"relay-{store.log}"))
+        for spec in self.specs.values():
+            for projection in spec.projections:
+                runner = ProjectionRunner(
+                    self.pool, projection, reader, bootstrap, topic_prefix=self.settings.topic_prefix
+                )
+                self.runners[projection.name] = runner
+                self._tasks.append(asyncio.create_task(runner.run(), name=f"projection-{projection.name}"))
+
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if isinstance(self.reader, GrpcLogReader):
+            await self.reader.close()
         for store in self.stores.values():
             await store.close()
         await self.pool.close()
@@ -104,6 +159,11 @@ class Server:
 
 
 async def start_server(platform: Platform, addr: str) -> Server:
+    from modelog_platform.admin_api import AdminServicer
+    from modelog_platform.eventlog_api import EventLogServicer
+    from modelog_platform.identity_api import IdentityServicer
+    from modelog_platform.interceptor import PlatformInterceptor
+
     assert platform.authority is not None
     server = grpc.aio.server(
         interceptors=[PlatformInterceptor(platform.authority)],
@@ -111,12 +171,17 @@ async def start_server(platform: Platform, addr: str) -> Server:
     )
     eventlog_pb2_grpc.add_EventLogServicer_to_server(EventLogServicer(platform.stores), server)
     identity_pb2_grpc.add_IdentityServicer_to_server(IdentityServicer(platform.authority), server)
-    health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(platform), server)
     names = [
         eventlog_pb2.DESCRIPTOR.services_by_name["EventLog"].full_name,
         identity_pb2.DESCRIPTOR.services_by_name["Identity"].full_name,
+        admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
     ]
+    for spec in platform.specs.values():
+        if spec.register is not None:
+            names.extend(spec.register(server, platform))
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
     )

@@ -374,6 +374,7 @@ class EmbeddedBroker(_Child):
         try:
             self._wait_until(lambda: port_in_use("127.0.0.1", port), offset, deadline)
             self._bootstrap = f"127.0.0.1:{port}"
+            self.port = port  # a restart reuses the address clients already know
             _kafka_ready(self._bootstrap, max(deadline - time.monotonic(), 1))
         except BaseException:
             self.stop()

@@ -28,6 +28,7 @@ from eventlog import (
     RecordedEvent,
     handle,
 )
+from eventlog.projection import Projection, Tables
 
 LOG = "identity"
 TOKEN_PREFIX = "mlg_"
@@ -128,8 +129,19 @@ def validate_roles(roles: Sequence[str]) -> tuple[str, ...]:
 
 # ---------------------------------------------------------------- the view
 
-VIEW_DDL = """
-CREATE TABLE IF NOT EXISTS identity.tokens (
+
+class TokensView(Projection):
+    """Inline view (same transaction as the append), so a token works the moment it is created."""
+
+    name = "tokens"
+    schema = LOG
+    sources = (LOG,)
+    tables = ("tokens",)
+    handles = frozenset({"TokenIssued", "TokenRevoked"})
+
+    def ddl(self, t: Tables) -> str:
+        return f"""
+CREATE TABLE {t.tokens} (
     name         text PRIMARY KEY,
     token_sha256 text NOT NULL UNIQUE,
     roles        text[] NOT NULL,
@@ -140,29 +152,27 @@ CREATE TABLE IF NOT EXISTS identity.tokens (
 );
 """
 
-
-async def project_tokens(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
-    """Inline projection: runs in the append transaction."""
-    for ev in events:
-        decoded = ev.decode(registry)
-        if isinstance(decoded, TokenIssued):
-            await conn.execute(
-                "INSERT INTO identity.tokens (name, token_sha256, roles, created_by, created_at, position) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
-                decoded.name,
-                decoded.token_sha256,
-                list(decoded.roles),
-                ev.metadata().actor,
-                ev.recorded_at,
-                ev.position,
-            )
-        elif isinstance(decoded, TokenRevoked):
-            await conn.execute(
-                "UPDATE identity.tokens SET revoked_at = $2, position = $3 WHERE name = $1",
-                decoded.name,
-                ev.recorded_at,
-                ev.position,
-            )
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent], t: Tables) -> None:
+        for ev in events:
+            decoded = ev.decode(registry)
+            if isinstance(decoded, TokenIssued):
+                await conn.execute(
+                    f"INSERT INTO {t.tokens} (name, token_sha256, roles, created_by, created_at, position) "
+                    "VALUES ($1, $2, $3, $4, $5, $6)",
+                    decoded.name,
+                    decoded.token_sha256,
+                    list(decoded.roles),
+                    ev.metadata().actor,
+                    ev.recorded_at,
+                    ev.position,
+                )
+            elif isinstance(decoded, TokenRevoked):
+                await conn.execute(
+                    f"UPDATE {t.tokens} SET revoked_at = $2, position = $3 WHERE name = $1",
+                    decoded.name,
+                    ev.recorded_at,
+                    ev.position,
+                )
 
 
 @dataclass(frozen=True)
@@ -222,7 +232,7 @@ class TokenAuthority:
             )
         )
 
-    async def has_admin(self) -> bool:
+    async def exists(self, name: str) -> bool:
         return bool(
-            await self.store.pool.fetchval("SELECT count(*) FROM identity.tokens WHERE name = 'admin'")
+            await self.store.pool.fetchval("SELECT count(*) FROM identity.tokens WHERE name = $1", name)
         )

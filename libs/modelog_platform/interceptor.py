@@ -145,7 +145,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     return await behavior(request, ctx)
                 except grpc.aio.AbortError:
                     raise
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - mapped to a status, never a crash
                     span.record_exception(exc)
                     span.set_status(trace.StatusCode.ERROR, str(exc))
                     await self._fail(ctx, exc, method)
@@ -173,7 +173,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         yield item
                 except grpc.aio.AbortError:
                     raise
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - mapped to a status, never a crash
                     span.record_exception(exc)
                     span.set_status(trace.StatusCode.ERROR, str(exc))
                     await self._fail(ctx, exc, method)

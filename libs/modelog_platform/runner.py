@@ -1,4 +1,5 @@
-"""`modelog up`: the embedded stack (PostgreSQL, broker, every service) in one supervised process."""
+"""`modelog up` (every service, embedded PostgreSQL and broker, supervised) and `modelog serve` (one
+service per process, external servers)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,53 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Sequence
 from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from typing import Protocol
 
+from eventlog.sources import GrpcLogReader, parse_routes
 from modelog_platform.app import Platform, StartupError, start_server
 from modelog_platform.embedded import EmbeddedBroker, EmbeddedError, EmbeddedPostgres
-from modelog_platform.settings import Settings
+from modelog_platform.settings import SERVICES, Settings
 from modelog_platform.telemetry import setup_logging, setup_tracing
 
 log = logging.getLogger("modelog.up")
+
+
+class Part(Protocol):
+    def is_running(self) -> bool: ...
+
+    def start(self, timeout: float = ...) -> str: ...
+
+
+@dataclass
+class Supervisor:
+    """Restarts an embedded part that dies, with backoff, so the platform converges without a hand."""
+
+    parts: dict[str, Part] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+
+    async def watch(self, interval: float = 0.5) -> None:
+        backoff = dict.fromkeys(self.parts, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            for name, part in self.parts.items():
+                if part.is_running():
+                    continue
+                log.warning("%s exited; restarting in %.1fs", name, backoff[name])
+                await asyncio.sleep(backoff[name])
+                try:
+                    # Started from the event loop's thread, which is the main thread: the child's
+                    # death signal stays tied to this process (see embedded.py).
+                    part.start()
+                except EmbeddedError as exc:
+                    backoff[name] = min(backoff[name] * 2, 30.0)
+                    log.error("restarting %s failed: %s", name, exc)
+                    continue
+                backoff[name] = 0.5
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                print(f"modelog: restarted {name}", flush=True)
 
 
 def _check_home(settings: Settings) -> None:
@@ -51,26 +91,43 @@ async def _check_kafka(bootstrap: str, wait_s: float = 10.0) -> None:
     client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(wait_s * 1000))
     try:
         await asyncio.wait_for(client.start(), wait_s)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure here means "unreachable"
         raise StartupError(f"cannot reach Kafka at {bootstrap}: {exc or type(exc).__name__}") from None
     finally:
         with suppress(Exception):
             await client.close()
 
 
-async def serve(settings: Settings, dsn: str, bootstrap: str, stop: asyncio.Event | None = None) -> None:
-    stop = stop or asyncio.Event()
+async def serve(
+    settings: Settings,
+    dsn: str,
+    bootstrap: str,
+    services: Sequence[str] = SERVICES,
+    supervisor: Supervisor | None = None,
+) -> None:
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if settings.kafka_bootstrap:
         await _check_kafka(bootstrap)
-    platform = await Platform.open(settings, dsn)
+    try:
+        routes = parse_routes(settings.peers)
+    except ValueError as exc:
+        raise StartupError(f"MODELOG_PEERS: {exc}") from None
+    platform = await Platform.open(settings, dsn, services)
+    watcher = None
     try:
         token_path = await platform.ensure_admin_token()
         server = await start_server(platform, settings.addr)
+        own = f"127.0.0.1:{server.port}"
+        internal = await platform.ensure_internal_token()
+        platform.start_bus(bootstrap, GrpcLogReader(settings.url or own, internal, routes))
+        if supervisor is not None:
+            watcher = asyncio.create_task(supervisor.watch())
         print(
-            f"modelog ready on {settings.addr} | admin token: {token_path} | "
+            f"modelog ready on {settings.addr} | services: {','.join(services)} | "
+            f"admin token: {token_path} | "
             f"postgres: {dsn} | kafka: {bootstrap} | home: {settings.home}",
             flush=True,
         )
@@ -78,15 +135,22 @@ async def serve(settings: Settings, dsn: str, bootstrap: str, stop: asyncio.Even
         print("modelog stopping", flush=True)
         await server.stop()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await platform.close()
 
 
-def up(settings: Settings | None = None) -> int:
-    """Run until SIGINT/SIGTERM. Embedded parts start in the main thread so their death-signal
-    (PR_SET_PDEATHSIG) is tied to this process, not to a worker thread."""
-    settings = settings or Settings()
+def _configure(settings: Settings) -> None:
     setup_logging(settings.log_level)
     setup_tracing("modelog")
+
+
+def up(settings: Settings | None = None) -> int:
+    """Run every service until SIGINT/SIGTERM. Embedded parts start in the main thread so their death
+    signal (PR_SET_PDEATHSIG) is tied to this process, not to a worker thread."""
+    settings = settings or Settings()
+    _configure(settings)
+    supervisor = Supervisor()
     with ExitStack() as stack:
         try:
             _check_home(settings)
@@ -96,12 +160,14 @@ def up(settings: Settings | None = None) -> int:
                 pg = EmbeddedPostgres(settings.pgdata, log_file=settings.log_dir / "postgres.log")
                 dsn = pg.start()
                 stack.callback(pg.stop)
+                supervisor.parts["postgres"] = pg
             bootstrap = settings.kafka_bootstrap
             if not bootstrap:
                 broker = EmbeddedBroker(log_file=settings.log_dir / "broker.log")
                 bootstrap = broker.start()
                 stack.callback(broker.stop)
-            asyncio.run(serve(settings, dsn, bootstrap))
+                supervisor.parts["broker"] = broker
+            asyncio.run(serve(settings, dsn, bootstrap, supervisor=supervisor))
         except (StartupError, EmbeddedError) as exc:
             print(f"modelog: {exc}", file=sys.stderr, flush=True)
             return 2
@@ -111,5 +177,26 @@ def up(settings: Settings | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(up())
+def serve_one(service: str, settings: Settings | None = None) -> int:
+    """One service in this process (horizontal scaling): external PostgreSQL and Kafka required."""
+    settings = settings or Settings()
+    _configure(settings)
+    if service not in SERVICES:
+        print(f"modelog: unknown service {service!r}; services are: {', '.join(SERVICES)}", file=sys.stderr)
+        return 2
+    if not settings.pg_dsn or not settings.kafka_bootstrap:
+        print(
+            "modelog: `modelog serve` needs MODELOG_PG_DSN and MODELOG_KAFKA_BOOTSTRAP "
+            "(use `modelog up` for the embedded stack)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        _check_addr_free(settings.addr)
+        asyncio.run(serve(settings, settings.pg_dsn, settings.kafka_bootstrap, services=[service]))
+    except StartupError as exc:
+        print(f"modelog: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0

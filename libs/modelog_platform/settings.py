@@ -28,7 +28,12 @@ class Settings(BaseSettings):
     token: str | None = None
     group_commit_max: int = 256
     """Most commands one append transaction may carry; 1 disables group commit."""
-    pool_size: int = 16
+    pool_size: int = 32
+    topic_prefix: str = "modelog"
+    """Kafka topics are `<prefix>.<service>.events.v1`."""
+    peers: str = ""
+    """Where other services' EventLog APIs are, for healing: `tracking=host:port,audit=host:port`.
+    Logs not named here are read from MODELOG_URL (or this process's own address)."""
     log_level: str = "INFO"
 
     @cached_property

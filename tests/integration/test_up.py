@@ -128,7 +128,7 @@ def test_up_serves_stops_cleanly_and_restarts_with_its_log(
         head = eventlog_pb2_grpc.EventLogStub(ch).Head(
             eventlog_pb2.HeadRequest(service="identity"), metadata=_token(modelog_home)
         )
-        assert head.position == 2
+        assert head.position == 3  # admin, modelog-internal, ci
 
     assert up_process.stop() == 0
     _gone, alive = psutil.wait_procs(children, timeout=10)
@@ -141,7 +141,7 @@ def test_up_serves_stops_cleanly_and_restarts_with_its_log(
         with grpc.insecure_channel(addr) as ch:
             stub = eventlog_pb2_grpc.EventLogStub(ch)
             head2 = stub.Head(eventlog_pb2.HeadRequest(service="identity"), metadata=_token(modelog_home))
-            assert (head2.position, head2.hash) == (2, head.hash)
+            assert (head2.position, head2.hash) == (3, head.hash)
             assert stub.Verify(
                 eventlog_pb2.VerifyRequest(service="identity"), metadata=_token(modelog_home)
             ).ok

@@ -54,6 +54,19 @@ def up() -> None:
     sys.exit(run_up())
 
 
+@main.command()
+@click.argument("service")
+@click.option("--addr", help="host:port to listen on (default MODELOG_ADDR)")
+def serve(service: str, addr: str | None) -> None:
+    """Run one service in this process, against MODELOG_PG_DSN and MODELOG_KAFKA_BOOTSTRAP.
+    Run several copies to scale out: they share work as a Kafka consumer group."""
+    from modelog_platform.runner import serve_one
+    from modelog_platform.settings import Settings
+
+    settings = Settings(addr=addr) if addr else Settings()
+    sys.exit(serve_one(service, settings))
+
+
 @main.group()
 def token() -> None:
     """Bearer tokens."""

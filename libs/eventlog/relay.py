@@ -1,0 +1,155 @@
+"""The outbox relay: publishes a log to its Kafka topic in log order, from a checkpoint in PostgreSQL.
+
+The log is the outbox (positions are gap-free and commit-ordered), so the relay publishes "everything
+after my checkpoint". Delivery is at least once: a crash between publish and checkpoint republishes,
+and consumers drop the duplicates by position. One relay per log holds a session advisory lock, so
+horizontally scaled processes do not all publish the same events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from eventlog.cloudevents import to_headers, topic_for
+from eventlog.records import RecordedEvent
+from eventlog.store import EventStore
+
+log = logging.getLogger("modelog.relay")
+tracer = trace.get_tracer("modelog.relay")
+_propagator = TraceContextTextMapPropagator()
+
+
+def relay_ddl(schema: str) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {schema}.relay_checkpoint (
+    topic      text PRIMARY KEY,
+    position   bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def kafka_broker(bootstrap: str) -> KafkaBroker:
+    """Producer settings that work on Apache Kafka and on the embedded tansu broker alike."""
+    return KafkaBroker(bootstrap, enable_idempotence=False, acks="all", linger_ms=2, logger=None)
+
+
+class Relay:
+    def __init__(
+        self,
+        store: EventStore,
+        bootstrap: str,
+        *,
+        topic_prefix: str = "modelog",
+        batch: int = 1000,
+        idle_poll_s: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.bootstrap = bootstrap
+        self.topic = topic_for(store.log, topic_prefix)
+        self.batch = batch
+        self.idle_poll_s = idle_poll_s
+        self.checkpoint = 0
+        self.published = 0
+        self.last_publish_at = 0.0
+        self._lock_key = f"modelog.relay.{store.log}"
+
+    async def run(self) -> None:
+        """Relay forever; on any broker or database error, back off and resume from the checkpoint."""
+        backoff = 0.2
+        while True:
+            try:
+                await self._lead_and_publish()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - transport trouble must never stop the relay
+                log.warning("relay %s: %s; retrying in %.1fs", self.topic, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            else:
+                backoff = 0.2
+
+    async def _lead_and_publish(self) -> None:
+        pool = self.store.pool
+        async with pool.acquire() as lock_conn:
+            # Another process relays this log while it holds the lock; poll for its death.
+            while not await lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self._lock_key):  # noqa: ASYNC110
+                await asyncio.sleep(1.0)
+            try:
+                await self._publish_loop(pool)
+            finally:
+                with contextlib.suppress(Exception):
+                    await lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self._lock_key)
+
+    async def _publish_loop(self, pool: asyncpg.Pool) -> None:
+        broker = kafka_broker(self.bootstrap)
+        await broker.connect()
+        try:
+            self.checkpoint = await pool.fetchval(
+                f"SELECT coalesce(max(position), 0) FROM {self.store.log}.relay_checkpoint WHERE topic = $1",
+                self.topic,
+            )
+            async for events in self.store.tail_batches(self.checkpoint + 1, self.batch, self.idle_poll_s):
+                await self._publish(broker, events)
+                last = events[-1].position
+                await pool.execute(
+                    f"INSERT INTO {self.store.log}.relay_checkpoint (topic, position) VALUES ($1, $2) "
+                    "ON CONFLICT (topic) DO UPDATE SET position = excluded.position, updated_at = now()",
+                    self.topic,
+                    last,
+                )
+                self.checkpoint = last
+                self.published += len(events)
+                self.last_publish_at = time.time()
+        finally:
+            await broker.stop()
+
+    async def _publish(self, broker: KafkaBroker, events: Sequence[RecordedEvent]) -> None:
+        # Sends are queued in log order and confirmed together; per-partition order is kept by the
+        # producer, and a failed batch is republished whole from the checkpoint.
+        pending = []
+        for ev in events:
+            traceparent = _traceparent(ev)
+            if traceparent:
+                parent = _propagator.extract({"traceparent": traceparent})
+                with tracer.start_as_current_span(
+                    "relay publish",
+                    context=parent,
+                    kind=trace.SpanKind.PRODUCER,
+                    attributes={"messaging.destination.name": self.topic, "modelog.position": ev.position},
+                ):
+                    carrier: dict[str, str] = {}
+                    _propagator.inject(carrier)
+                    traceparent = carrier.get("traceparent", traceparent)
+            headers = {k: v.decode() for k, v in to_headers(ev, traceparent)}
+            pending.append(
+                await broker.publish(
+                    ev.payload_json.encode(),
+                    self.topic,
+                    key=ev.stream_id.encode(),
+                    headers=headers,
+                    no_confirm=True,
+                )
+            )
+        await asyncio.gather(*pending)
+
+    async def lag(self) -> int:
+        head, _, _ = await self.store.head()
+        return max(0, head - self.checkpoint)
+
+
+def _traceparent(ev: RecordedEvent) -> str | None:
+    if '"traceparent"' not in ev.metadata_json:
+        return None
+    value = json.loads(ev.metadata_json).get("traceparent")
+    return value if isinstance(value, str) else None

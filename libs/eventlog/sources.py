@@ -1,0 +1,107 @@
+"""Where projections read a log when Kafka cannot be trusted: the source service's EventLog gRPC API."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any, Protocol
+
+import grpc
+
+from eventlog.records import RecordedEvent
+from eventlog.store import EventStore
+
+
+class LogReader(Protocol):
+    async def read(self, log: str, from_position: int, limit: int) -> list[RecordedEvent]: ...
+
+    async def head(self, log: str) -> int: ...
+
+
+class StoreReader:
+    """Reads logs hosted in this process directly (a service reading its own log)."""
+
+    def __init__(self, stores: dict[str, EventStore]) -> None:
+        self.stores = stores
+
+    async def read(self, log: str, from_position: int, limit: int) -> list[RecordedEvent]:
+        return await self.stores[log].read_log(from_position, limit)
+
+    async def head(self, log: str) -> int:
+        return (await self.stores[log].head())[0]
+
+
+class GrpcLogReader:
+    """Reads other services' logs through EventLog.ReadLog / Head (how gaps are healed).
+
+    `routes` names the address of each log's service; logs not named go to `target`.
+    """
+
+    def __init__(self, target: str, token: str | None, routes: dict[str, str] | None = None) -> None:
+        self.target = target
+        self.routes = routes or {}
+        self._md = [("authorization", f"Bearer {token}")] if token else []
+        self._stubs: dict[str, Any] = {}
+        self._channels: list[grpc.aio.Channel] = []
+
+    def _stub(self, log: str) -> Any:
+        from modelog._gen.eventlog.v1 import eventlog_pb2_grpc
+
+        target = self.routes.get(log, self.target)
+        if target not in self._stubs:
+            channel = grpc.aio.insecure_channel(
+                target, options=[("grpc.max_receive_message_length", 64 << 20)]
+            )
+            self._channels.append(channel)
+            self._stubs[target] = eventlog_pb2_grpc.EventLogStub(channel)
+        return self._stubs[target]
+
+    async def read(self, log: str, from_position: int, limit: int) -> list[RecordedEvent]:
+        from modelog._gen.eventlog.v1 import eventlog_pb2
+
+        out: list[RecordedEvent] = []
+        call = self._stub(log).ReadLog(
+            eventlog_pb2.ReadLogRequest(service=log, from_position=from_position, limit=limit),
+            metadata=self._md,
+            timeout=60,
+        )
+        async for e in call:
+            out.append(
+                RecordedEvent(
+                    e.service,
+                    e.position,
+                    e.stream_id,
+                    e.stream_version,
+                    e.event_id,
+                    e.type,
+                    e.schema_version,
+                    e.payload_json,
+                    e.metadata_json,
+                    e.recorded_at.ToDatetime(tzinfo=UTC),
+                    e.prev_hash,
+                    e.hash,
+                )
+            )
+        return out
+
+    async def head(self, log: str) -> int:
+        from modelog._gen.eventlog.v1 import eventlog_pb2
+
+        resp = await self._stub(log).Head(
+            eventlog_pb2.HeadRequest(service=log), metadata=self._md, timeout=10
+        )
+        return int(resp.position)
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+
+def parse_routes(spec: str) -> dict[str, str]:
+    """`tracking=host:port,audit=host:port` -> {"tracking": "host:port", ...}."""
+    routes = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, target = part.partition("=")
+        if not sep or not name or not target:
+            raise ValueError(f"bad peer {part!r}: expected service=host:port")
+        routes[name.strip()] = target.strip()
+    return routes

@@ -1,0 +1,7 @@
+"""Wiring of the tracking service (its domain arrives with its own issue)."""
+
+from __future__ import annotations
+
+from modelog_platform.service import ServiceSpec
+
+SPEC = ServiceSpec(name="tracking")
