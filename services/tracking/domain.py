@@ -77,7 +77,7 @@ def check_id(name: str, value: str) -> str:
 
 
 def check_name(name: str, value: str, limit: int = MAX_NAME) -> str:
-    """A person-given name: 1..250 characters, no control characters."""
+    """A person-given name: 1..limit characters (250 unless said otherwise), no control characters."""
     if not value:
         _invalid(name, "must not be empty")
     if len(value) > limit:
@@ -579,8 +579,17 @@ def _log_dataset(cmd: LogDatasetInput, state: RunState) -> list[DomainEvent]:
     _check_text("dataset_profile", cmd.dataset_profile, MAX_DATASET_DOCUMENT)
     if any((d.name, d.digest, d.context) == (cmd.name, cmd.digest, cmd.context) for d in state.datasets):
         return []  # MLflow logs a (dataset, context) once per run
-    fields = {k: v for k, v in vars(cmd).items() if k != "run_id"}
-    return [DatasetInputLogged(**fields)]
+    return [
+        DatasetInputLogged(
+            name=cmd.name,
+            digest=cmd.digest,
+            source_type=cmd.source_type,
+            source=cmd.source,
+            context=cmd.context,
+            dataset_schema=cmd.dataset_schema,
+            dataset_profile=cmd.dataset_profile,
+        )
+    ]
 
 
 def _finish(cmd: FinishRun, state: RunState) -> list[DomainEvent]:
