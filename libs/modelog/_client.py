@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from modelog._gen.admin.v1 import admin_pb2_grpc
 from modelog._gen.eventlog.v1 import eventlog_pb2_grpc
 from modelog._gen.identity.v1 import identity_pb2_grpc
 from modelog_platform.settings import Settings
@@ -50,6 +51,7 @@ class Connection:
         self.channel = grpc.intercept_channel(self._raw, _AuthInterceptor(self.token))
         self.eventlog = eventlog_pb2_grpc.EventLogStub(self.channel)
         self.identity = identity_pb2_grpc.IdentityStub(self.channel)
+        self.admin = admin_pb2_grpc.AdminStub(self.channel)
 
     def close(self) -> None:
         self._raw.close()

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from eventlog import EventStore, Metadata, create_log
+from eventlog import AlreadyExists, EventStore, Metadata, create_log
 from eventlog.projection import Projection, inline
 from eventlog.relay import Relay, relay_ddl
 from eventlog.runner import ProjectionRunner
@@ -112,7 +112,17 @@ class Platform:
                     path,
                 )
             return path
-        secret, _ = await self.authority.create(name, ["admin"], Metadata(actor="system"))
+        try:
+            secret, _ = await self.authority.create(name, ["admin"], Metadata(actor="system"))
+        except AlreadyExists:
+            # Another process of this installation won the race; it is writing the file now.
+            for _ in range(200):
+                if await asyncio.to_thread(path.exists):
+                    return path
+                await asyncio.sleep(0.05)
+            raise StartupError(
+                f"token {name!r} was created by another process but {path} never appeared"
+            ) from None
         _write_secret(path, secret)
         return path
 

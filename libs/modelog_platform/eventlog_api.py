@@ -89,6 +89,17 @@ class EventLogServicer(eventlog_pb2_grpc.EventLogServicer):
             remaining -= len(page)
             position = page[-1].position + 1
 
+    async def Tail(
+        self, request: eventlog_pb2.TailRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[event_pb2.Event]:
+        store = self._store(request.service)
+        if request.from_position < 0:
+            raise InvalidArgument.field("from_position", f"must be >= 0 (got {request.from_position})")
+        start = request.from_position or (await store.head())[0] + 1
+        async for batch in store.tail_batches(start, _PAGE):
+            for ev in batch:
+                yield to_proto(ev)
+
     async def Verify(
         self, request: eventlog_pb2.VerifyRequest, context: grpc.aio.ServicerContext
     ) -> eventlog_pb2.VerifyResponse:

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from queue import Empty, Queue
 
 import grpc
 import psutil
@@ -23,52 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
 from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
 from modelog_platform.embedded import free_port
-
-MODELOG = [sys.executable, "-m", "modelog.cli"]
-
-
-class Up:
-    """A running `modelog up` whose output lines are collected by a thread."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [*MODELOG, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.lines: Queue[str] = Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-            self.lines.put(line)
-
-    def wait_for(self, text: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except Empty:
-                if self.proc.poll() is not None and self.lines.empty():
-                    break
-                continue
-            if text in line:
-                return line
-        raise AssertionError(f"no line with {text!r} within {timeout}s; output:\n{''.join(self.output)}")
-
-    def descendants(self) -> list[psutil.Process]:
-        return psutil.Process(self.proc.pid).children(recursive=True)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
-
-
-def env_for(home: Path, addr: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELOG_")}
-    env.update(MODELOG_HOME=str(home), MODELOG_ADDR=addr, **extra)
-    return env
+from tests.procs import MODELOG, Up, env_for
 
 
 @pytest.fixture

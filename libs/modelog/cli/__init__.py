@@ -187,3 +187,130 @@ def log_verify(service: str | None, as_json: bool) -> None:
     )
     if not all(r.ok for r in reports):
         sys.exit(3)
+
+
+def _event_row(e: Any) -> dict[str, Any]:
+    meta = json.loads(e.metadata_json)
+    return {
+        "service": e.service,
+        "position": e.position,
+        "recorded_at": e.recorded_at.ToDatetime(tzinfo=UTC).isoformat(),
+        "stream_id": e.stream_id,
+        "stream_version": e.stream_version,
+        "type": e.type,
+        "schema_version": e.schema_version,
+        "actor": meta.get("actor"),
+        "event_id": e.event_id,
+        "payload": json.loads(e.payload_json),
+        "metadata": meta,
+        "hash": e.hash.hex(),
+    }
+
+
+@events.command("tail")
+@click.option("--service", "services", multiple=True, help="a log to follow (repeatable); default: every log")
+@click.option(
+    "--from",
+    "from_position",
+    type=click.IntRange(min=1),
+    default=None,
+    help="first position to show (default: only new events)",
+)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@grpc_errors
+def events_tail(services: tuple[str, ...], from_position: int | None, as_json: bool) -> None:
+    """Follow logs live, as events commit. Ctrl-C stops."""
+    import queue
+    import threading
+
+    from modelog._gen.eventlog.v1 import eventlog_pb2
+
+    with Connection() as conn:
+        names = list(services) or [
+            h.service for h in conn.eventlog.ListLogs(eventlog_pb2.ListLogsRequest()).logs
+        ]
+        out: queue.Queue[Any] = queue.Queue()
+
+        def follow(name: str) -> None:
+            try:
+                for e in conn.eventlog.Tail(
+                    eventlog_pb2.TailRequest(service=name, from_position=from_position or 0)
+                ):
+                    out.put(e)
+            except grpc.RpcError as exc:
+                out.put(exc)
+
+        for name in names:
+            threading.Thread(target=follow, args=(name,), daemon=True).start()
+        try:
+            while True:
+                item = out.get()
+                if isinstance(item, grpc.RpcError):
+                    raise item
+                row = _event_row(item)
+                if as_json:
+                    click.echo(json.dumps(row, default=str))
+                else:
+                    click.echo(
+                        f"{row['service']:<11} #{row['position']:<8} {row['recorded_at'][:23]} "
+                        f"{row['type']:<24} {row['stream_id']:<40} by {row['actor']}"
+                    )
+        except KeyboardInterrupt:
+            pass
+
+
+@main.group()
+def admin() -> None:
+    """Operate the platform: projections and their lag."""
+
+
+@admin.command("projections")
+@click.option("--json", "as_json", is_flag=True)
+@grpc_errors
+def admin_projections(as_json: bool) -> None:
+    """Every projection with its checkpoint and lag per source log."""
+    from modelog._gen.admin.v1 import admin_pb2
+
+    with Connection() as conn:
+        resp = conn.admin.ListProjections(admin_pb2.ListProjectionsRequest())
+    rows = [
+        {
+            "name": p.name,
+            "schema": p.schema,
+            "mode": p.mode,
+            "lag": sum(s.lag for s in p.sources),
+            "sources": [
+                {"source": s.source, "checkpoint": s.checkpoint, "head": s.head, "lag": s.lag}
+                for s in p.sources
+            ],
+            "applied": p.applied,
+            "duplicates": p.duplicates,
+            "healed_gaps": p.healed_gaps,
+            "consumer_errors": p.consumer_errors,
+        }
+        for p in resp.projections
+    ]
+    lines = [f"{'projection':<20} {'mode':<7} {'lag':>6}  checkpoints"]
+    for r in rows:
+        cps = " ".join(f"{s['source']}={s['checkpoint']}/{s['head']}" for s in r["sources"])
+        lines.append(f"{r['name']:<20} {r['mode']:<7} {r['lag']:>6}  {cps}")
+    emit(rows, as_json, "\n".join(lines))
+
+
+@admin.command("rebuild")
+@click.argument("projection")
+@click.option("--json", "as_json", is_flag=True)
+@grpc_errors
+def admin_rebuild(projection: str, as_json: bool) -> None:
+    """Replay a projection from position 0 into a shadow table, then swap it in atomically."""
+    from modelog._gen.admin.v1 import admin_pb2
+
+    with Connection() as conn:
+        if not as_json:
+            click.echo(f"rebuilding {projection} from position 0 (the live view keeps serving)...", err=True)
+        resp = conn.admin.RebuildProjection(admin_pb2.RebuildProjectionRequest(name=projection), timeout=3600)
+    emit(
+        {"name": resp.name, "events": resp.events, "seconds": round(resp.seconds, 3)},
+        as_json,
+        f"rebuilt {resp.name}: {resp.events:,} events in {resp.seconds:.2f} s, swapped in",
+    )
