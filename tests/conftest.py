@@ -13,7 +13,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -100,3 +102,13 @@ def span_exporter() -> InMemorySpanExporter:
         provider.add_span_processor(SimpleSpanProcessor(_SPANS))
         trace.set_tracer_provider(provider)
     return _SPANS
+
+
+_METRICS = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[_METRICS]))
+
+
+@pytest.fixture(scope="session")
+def metric_reader() -> InMemoryMetricReader:
+    """The metrics this test process records (installed at import: instruments bind on first use)."""
+    return _METRICS

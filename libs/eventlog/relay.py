@@ -21,6 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from eventlog.cloudevents import to_headers, topic_for
+from eventlog.metrics import register_lag, unregister_lag
 from eventlog.records import RecordedEvent
 from eventlog.store import EventStore
 
@@ -62,6 +63,7 @@ class Relay:
         self.checkpoint = 0
         self.published = 0
         self.last_publish_at = 0.0
+        self.seen_head = 0
         self._lock_key = f"modelog.relay.{store.log}"
 
     async def run(self) -> None:
@@ -99,7 +101,9 @@ class Relay:
                 f"SELECT coalesce(max(position), 0) FROM {self.store.log}.relay_checkpoint WHERE topic = $1",
                 self.topic,
             )
+            register_lag(self._lag)
             async for events in self.store.tail_batches(self.checkpoint + 1, self.batch, self.idle_poll_s):
+                self.seen_head = max(self.seen_head, events[-1].position)
                 await self._publish(broker, events)
                 last = events[-1].position
                 await pool.execute(
@@ -112,6 +116,7 @@ class Relay:
                 self.published += len(events)
                 self.last_publish_at = time.time()
         finally:
+            unregister_lag(self._lag)
             await broker.stop()
 
     async def _publish(self, broker: KafkaBroker, events: Sequence[RecordedEvent]) -> None:
@@ -142,6 +147,9 @@ class Relay:
                 )
             )
         await asyncio.gather(*pending)
+
+    def _lag(self) -> list[tuple[int, dict[str, str]]]:
+        return [(max(0, self.seen_head - self.checkpoint), {"kind": "relay", "log": self.store.log})]
 
     async def lag(self) -> int:
         head, _, _ = await self.store.head()

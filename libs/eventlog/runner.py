@@ -21,6 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from eventlog.cloudevents import NotAModelogEvent, from_message, topic_for, traceparent_of
+from eventlog.metrics import consumer_errors, healed_gaps, register_lag, unregister_lag
 from eventlog.projection import Projection, Tables, apply_in_order, checkpoint
 from eventlog.records import RecordedEvent
 from eventlog.sources import LogReader
@@ -75,7 +76,17 @@ class ProjectionRunner:
         self.sources = {s: SourceState() for s in projection.sources}
         self.stats = RunnerStats()
 
+    def _lag(self) -> list[tuple[int, dict[str, str]]]:
+        return [
+            (
+                max(0, s.suspect_head - s.checkpoint),
+                {"kind": "projection", "projection": self.projection.name, "source": source},
+            )
+            for source, s in self.sources.items()
+        ]
+
     async def run(self) -> None:
+        register_lag(self._lag)
         async with self.pool.acquire() as conn:
             await self.projection.ensure(conn)
             for source, state in self.sources.items():
@@ -90,6 +101,7 @@ class ProjectionRunner:
                     log.warning("projection %s: %s", self.projection.name, exc)
                 await asyncio.sleep(min(self.gap_wait_s, self.head_check_s) / 2)
         finally:
+            unregister_lag(self._lag)
             if consume:
                 # aiokafka can sit in a group join that ignores one cancel; do not wait forever.
                 consume.cancel()
@@ -122,6 +134,7 @@ class ProjectionRunner:
                 raise
             except Exception as exc:  # noqa: BLE001 - the broker may vanish; healing keeps us correct
                 self.stats.consumer_errors += 1
+                consumer_errors.add(1, {"projection": self.projection.name})
                 log.warning(
                     "projection %s: consumer error %s; reconnecting in %.1fs",
                     self.projection.name,
@@ -190,6 +203,7 @@ class ProjectionRunner:
 
     async def _heal(self, source: str, state: SourceState, target: int) -> None:
         self.stats.healed_gaps += 1
+        healed_gaps.add(1, {"projection": self.projection.name, "source": source})
         log.info(
             "projection %s: healing %s positions %d..%d from the log",
             self.projection.name,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from opentelemetry import trace
 from eventlog.errors import ConcurrencyConflict, IdempotencyKeyReused, InvalidArgument
 from eventlog.events import Metadata
 from eventlog.hashchain import GENESIS, ChainRow, ChainVerifier, VerifyReport, canonical_bytes, link, micros
+from eventlog.metrics import append_duration
 from eventlog.records import AppendResult, NewEvent, RecordedEvent
 from eventlog.schema import check_log_name
 
@@ -107,11 +109,14 @@ class EventStore:
                 "modelog.events": len(events),
             },
         ):
+            t0 = time.perf_counter()
             if self.group_commit_max == 1:
                 await self._commit_batch([cmd])
             else:
                 self._ensure_worker().put_nowait(cmd)
-            return await cmd.future
+            result = await cmd.future
+            append_duration.record((time.perf_counter() - t0) * 1000, {"log": self.log})
+            return result
 
     def _validate(self, stream_id: str, expected_version: int | None, events: Sequence[NewEvent]) -> None:
         if not stream_id or len(stream_id) > MAX_STREAM_ID or not stream_id.isprintable():

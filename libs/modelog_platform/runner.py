@@ -17,7 +17,7 @@ from eventlog.sources import GrpcLogReader, parse_routes
 from modelog_platform.app import Platform, StartupError, start_server
 from modelog_platform.embedded import EmbeddedBroker, EmbeddedError, EmbeddedPostgres, port_in_use
 from modelog_platform.settings import SERVICES, Settings
-from modelog_platform.telemetry import setup_logging, setup_tracing
+from modelog_platform.telemetry import setup_logging, setup_metrics, setup_tracing
 
 log = logging.getLogger("modelog.up")
 
@@ -140,6 +140,7 @@ async def serve(
 def _configure(settings: Settings) -> None:
     setup_logging(settings.log_level)
     setup_tracing("modelog")
+    setup_metrics("modelog")
 
 
 def up(settings: Settings | None = None) -> int:

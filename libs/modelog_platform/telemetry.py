@@ -11,6 +11,20 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 
+def setup_metrics(service_name: str = "modelog") -> None:
+    """Metrics go out over OTLP every 10 s when an endpoint is configured; otherwise the API stays a no-op."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return
+    from opentelemetry import metrics
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=10_000)
+    resource = Resource.create({"service.name": service_name})
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+
+
 def setup_tracing(service_name: str = "modelog") -> TracerProvider | None:
     """Install a tracer provider once per process; returns None when one is already installed."""
     if isinstance(trace.get_tracer_provider(), TracerProvider):

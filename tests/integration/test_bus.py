@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cloudevents.v1.kafka import KafkaMessage, from_binary
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from eventlog.cloudevents import to_headers, topic_for
@@ -222,3 +223,30 @@ async def test_one_request_is_one_trace_from_grpc_to_projection(
     except AssertionError:
         print([(s.name, s.context.trace_id == trace_id) for s in span_exporter.get_finished_spans()])
         raise
+
+
+async def test_metrics_report_append_latency_lag_heals_and_errors(
+    bus: Bus, metric_reader: InMemoryMetricReader
+) -> None:
+    for t in [t for t in bus.platform._tasks if t.get_name() == "relay-artifacts"]:
+        t.cancel()  # artifacts events reach the projection only by healing
+    await bus.append("artifacts", 12)
+    await eventually(bus.trail_matches_logs, what="healed")
+
+    def points(name: str) -> list[object]:
+        data = metric_reader.get_metrics_data()
+        return [
+            p
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == name
+            for p in m.data.data_points
+        ]
+
+    appends = [p for p in points("modelog.append.duration") if p.attributes.get("log") == "artifacts"]  # type: ignore[attr-defined]
+    assert appends and appends[0].count >= 12  # type: ignore[attr-defined]
+    assert any(p.attributes.get("source") == "artifacts" for p in points("modelog.projection.healed_gaps"))  # type: ignore[attr-defined]
+    lags = [p for p in points("modelog.projection.lag") if p.attributes.get("projection") == "audit_trail"]  # type: ignore[attr-defined]
+    assert lags and all(p.value >= 0 for p in lags)  # type: ignore[attr-defined]
+    assert points("modelog.relay.lag")

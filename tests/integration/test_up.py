@@ -154,3 +154,45 @@ def test_cli_reports_an_unreachable_server_in_one_line(modelog_home: Path, addr:
     assert result.returncode == 1
     assert "UNAVAILABLE" in result.stderr and "modelog up" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_tails_events_and_lists_projections(up_process: Up, modelog_home: Path, addr: str) -> None:
+    up_process.wait_for("modelog ready on", 60)
+    env = env_for(modelog_home, addr)
+    tail = Up(env, ["events", "tail", "--service", "identity", "--from", "1", "--json"])
+    try:
+        first = json.loads(tail.wait_for('"type": "TokenIssued"', 30))
+        assert first["service"] == "identity" and first["position"] == 1 and first["actor"] == "system"
+        # Live: an event committed after the tail started shows up too.
+        subprocess.run(
+            [*MODELOG, "token", "create", "live-one"], env=env, check=True, capture_output=True, timeout=30
+        )
+        live = json.loads(tail.wait_for('"live-one"', 30))
+        assert live["actor"] == "admin" and live["payload"]["name"] == "live-one"
+    finally:
+        tail.proc.kill()
+        tail.proc.wait()
+    listed = subprocess.run(
+        [*MODELOG, "admin", "projections", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert rows["tokens"]["mode"] == "inline" and rows["audit_trail"]["mode"] == "async"
+    assert {s["source"] for s in rows["audit_trail"]["sources"]} >= {"tracking", "identity"}
+    rebuilt = subprocess.run(
+        [*MODELOG, "admin", "rebuild", "tokens", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(rebuilt.stdout)["events"] >= 3
+    missing = subprocess.run(
+        [*MODELOG, "admin", "rebuild", "nope"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr and "audit_trail" in missing.stderr
