@@ -119,6 +119,9 @@ class ProjectionRunner:
                 auto_offset_reset="earliest",
                 enable_auto_commit=True,  # offsets only save work; the checkpoint in PostgreSQL is the truth
                 metadata_max_age_ms=5000,
+                # Long-poll briefly: the broker answers as soon as data arrives, but some brokers
+                # (tansu) hold a fetch for the whole wait; 500 ms (the default) shows up as lag.
+                fetch_max_wait_ms=25,
             )
             try:
                 await consumer.start()

@@ -64,8 +64,8 @@ class GrpcLogReader:
             metadata=self._md,
             timeout=60,
         )
-        async for e in call:
-            out.append(
+        async for batch in call:
+            out.extend(
                 RecordedEvent(
                     e.service,
                     e.position,
@@ -80,6 +80,7 @@ class GrpcLogReader:
                     e.prev_hash,
                     e.hash,
                 )
+                for e in batch.events
             )
         return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,9 +99,22 @@ class Platform:
         return await self._ensure_token("admin", self.settings.admin_token_path)
 
     async def ensure_internal_token(self) -> str:
-        """The token services use to call each other (gap healing reads other services' logs)."""
-        path = await self._ensure_token("modelog-internal", self.settings.home / "internal-token")
-        return path.read_text().strip()
+        """The token services use to call each other (gap healing reads other services' logs).
+
+        Reuses MODELOG_HOME/internal-token while the database still knows it; otherwise (a new home,
+        a new database) issues a fresh one, so a process never starts unable to heal.
+        """
+        assert self.authority is not None
+        path = self.settings.home / "internal-token"
+        if await asyncio.to_thread(path.exists):
+            secret = (await asyncio.to_thread(path.read_text)).strip()
+            if await self.authority.resolve(secret) is not None:
+                return secret
+        secret, _ = await self.authority.create(
+            f"modelog-internal-{secrets.token_hex(3)}", ["admin"], Metadata(actor="system")
+        )
+        _write_secret(path, secret)
+        return secret
 
     async def _ensure_token(self, name: str, path: Path) -> Path:
         assert self.authority is not None

@@ -68,7 +68,7 @@ class EventLogServicer(eventlog_pb2_grpc.EventLogServicer):
 
     async def ReadLog(
         self, request: eventlog_pb2.ReadLogRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[event_pb2.Event]:
+    ) -> AsyncIterator[eventlog_pb2.ReadLogResponse]:
         store = self._store(request.service)
         if request.from_position < 0:
             raise InvalidArgument.field("from_position", f"must be >= 0 (got {request.from_position})")
@@ -82,8 +82,8 @@ class EventLogServicer(eventlog_pb2_grpc.EventLogServicer):
         position = max(1, request.from_position)
         while remaining > 0:
             page = await store.read_log(position, min(_PAGE, remaining))
-            for ev in page:
-                yield to_proto(ev)
+            if page:
+                yield eventlog_pb2.ReadLogResponse(events=[to_proto(ev) for ev in page])
             if len(page) < min(_PAGE, remaining):
                 return
             remaining -= len(page)

@@ -75,9 +75,10 @@ async def test_every_service_log_exists_and_reads_back(stack: Stack) -> None:
     assert head.position == 5
     events = [
         e
-        async for e in stack.eventlog.ReadLog(
+        async for b in stack.eventlog.ReadLog(
             eventlog_pb2.ReadLogRequest(service="tracking", from_position=2, limit=3), metadata=stack.auth()
         )
+        for e in b.events
     ]
     assert [e.position for e in events] == [2, 3, 4]
     assert events[0].payload_json == '{"i":1}' and '"actor":"alice"' in events[0].metadata_json
@@ -173,9 +174,10 @@ async def test_tokens_are_created_used_limited_and_revoked(stack: Stack) -> None
     # The token's creation is an event in the identity log, naming who created it.
     events = [
         e
-        async for e in stack.eventlog.ReadLog(
+        async for b in stack.eventlog.ReadLog(
             eventlog_pb2.ReadLogRequest(service="identity"), metadata=stack.auth()
         )
+        for e in b.events
     ]
     assert [e.type for e in events] == ["TokenIssued", "TokenIssued"]
     assert '"actor":"admin"' in events[1].metadata_json
