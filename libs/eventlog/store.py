@@ -383,13 +383,21 @@ class EventStore:
 
     async def _subscribe(self) -> asyncio.Event:
         """A wake-up flag set on every commit to this log. All tails share one LISTEN connection."""
-        if self._listener is None:
-            conn = await self.pool.acquire()
-            await conn.add_listener(self.channel, self._on_notify)
-            self._listener = conn
+        await self._ensure_listener()
         wake = asyncio.Event()
         self._wakers.add(wake)
         return wake
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        if self._listener is not None:  # the server restarted: the old connection is dead
+            with contextlib.suppress(Exception):
+                await self.pool.release(self._listener)
+            self._listener = None
+        conn = await self.pool.acquire()
+        await conn.add_listener(self.channel, self._on_notify)
+        self._listener = conn
 
     def _on_notify(self, *_: Any) -> None:
         for wake in self._wakers:
@@ -414,6 +422,9 @@ class EventStore:
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), idle_poll_s)
+                    continue
+                # Quiet for a whole poll: make sure we are still listening (PostgreSQL may have restarted).
+                await self._ensure_listener()
         finally:
             self._wakers.discard(wake)
 

@@ -142,6 +142,23 @@ def test_up_restarts_a_broker_that_dies(modelog_home: Path) -> None:
         while not lag_zero():
             assert time.monotonic() < end, "projections never caught up after the broker restart"
             time.sleep(0.2)
+
+        # The database dies too (kill -9 of the postmaster): restarted, recovered, serving again.
+        postmaster = next(p for p in up.descendants() if p.name() == "postgres" and "-D" in p.cmdline())
+        os.kill(postmaster.pid, signal.SIGKILL)
+        up.wait_for("restarted postgres", 60)
+        end = time.monotonic() + 60
+        while True:
+            made = subprocess.run(
+                [*MODELOG, "token", "create", "after-db-restart"],
+                env=cli_env,
+                capture_output=True,
+                timeout=30,
+            )
+            if made.returncode == 0:
+                break
+            assert time.monotonic() < end, made.stderr
+            time.sleep(0.5)
     finally:
         assert up.stop() == 0
     leftovers = [
