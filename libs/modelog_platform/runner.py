@@ -138,7 +138,7 @@ async def serve(
 
 
 def _configure(settings: Settings) -> None:
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     setup_tracing("modelog")
     setup_metrics("modelog")
 

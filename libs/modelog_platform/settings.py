@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,7 @@ class Settings(BaseSettings):
     """Where other services' EventLog APIs are, for healing: `tracking=host:port,audit=host:port`.
     Logs not named here are read from MODELOG_URL (or this process's own address)."""
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @cached_property
     def admin_token_path(self) -> Path:
