@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Generic, TypeVar
 
-from eventlog.errors import ConcurrencyConflict
+from eventlog.errors import ConcurrencyConflict, IdempotencyKeyReused
 from eventlog.events import DomainEvent, EventRegistry, Metadata
 from eventlog.records import AppendResult, NewEvent
 from eventlog.store import EventStore
@@ -61,6 +61,18 @@ async def handle(
     """Decide on fresh state and append. A caller-given `expected_version` is checked as is; without
     one, a conflict with a concurrent writer re-reads and re-decides (the rules run on the new state).
     """
+    if metadata.idempotency_key:
+        # A retry returns the first result even if deciding again would now refuse the command
+        # (a create retried after it succeeded must not become "already exists").
+        prior = await store.find_idempotent(metadata.idempotency_key)
+        if prior is not None:
+            if prior.stream_id != stream_id:
+                raise IdempotencyKeyReused(
+                    f"idempotency key {metadata.idempotency_key!r} was already used for stream "
+                    f"{prior.stream_id!r} in the {store.log} log; use a new key for a different command"
+                )
+            state, _ = await load(store, registry, decider, stream_id)
+            return Outcome([], state, prior)
     attempt = 0
     while True:
         state, version = await load(store, registry, decider, stream_id)

@@ -375,6 +375,17 @@ class EventStore:
         )
         return (row[0], row[1], row[2]) if row else (0, GENESIS, None)
 
+    async def find_idempotent(self, key: str) -> AppendResult | None:
+        """The result of the command that already used this idempotency key, if any."""
+        row = await self.pool.fetchrow(
+            "SELECT min(stream_id), min(position), max(position), max(stream_version) "
+            f"FROM {self.log}.events WHERE idempotency_key = $1",
+            key,
+        )
+        if row is None or row[1] is None:
+            return None
+        return AppendResult(row[0], row[1], row[2], row[3], replayed=True)
+
     async def stream_version(self, stream_id: str) -> int:
         v = await self.pool.fetchval(
             f"SELECT max(stream_version) FROM {self.log}.events WHERE stream_id = $1", stream_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,8 @@ from modelog._gen.eventlog.v1 import eventlog_pb2_grpc
 from modelog._gen.identity.v1 import identity_pb2_grpc
 from modelog_platform.settings import Settings
 
+TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
 
 class _AuthInterceptor(
     grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
@@ -20,21 +23,39 @@ class _AuthInterceptor(
     grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
     grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
 ):
-    def __init__(self, token: str | None) -> None:
+    """Adds the bearer token, a request id and an idempotency key to every call, and retries unary
+    calls that fail transiently with the *same* key, so the server applies them once."""
+
+    def __init__(
+        self, token: str | None, retry_delays: tuple[float, ...] = (0.1, 0.3, 1.0, 2.0, 4.0)
+    ) -> None:
         self.token = token
+        self.retry_delays = retry_delays
 
     def _details(self, details: Any) -> Any:
         md = list(details.metadata or [])
-        if self.token and not any(k == "authorization" for k, _ in md):
+        keys = {k for k, _ in md}
+        if self.token and "authorization" not in keys:
             md.append(("authorization", f"Bearer {self.token}"))
-        if not any(k == "x-request-id" for k, _ in md):
+        if "x-request-id" not in keys:
             md.append(("x-request-id", uuid.uuid4().hex))
+        if "idempotency-key" not in keys:
+            md.append(("idempotency-key", uuid.uuid4().hex))
         return details._replace(metadata=md)
+
+    def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        details = self._details(details)
+        for delay in (*self.retry_delays, None):
+            outcome = continuation(details, request)
+            exc = outcome.exception()
+            if exc is None or delay is None or not isinstance(exc, grpc.Call) or exc.code() not in TRANSIENT:
+                return outcome
+            time.sleep(delay)
+        return outcome  # pragma: no cover - the loop always returns
 
     def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
 
-    intercept_unary_unary = _call
     intercept_unary_stream = _call
     intercept_stream_unary = _call
     intercept_stream_stream = _call

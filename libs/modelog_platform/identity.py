@@ -194,7 +194,7 @@ class TokenAuthority:
         name = validate_name(name)
         role_set = validate_roles(roles)
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        await handle(
+        outcome = await handle(
             self.store,
             registry,
             token_decider,
@@ -202,6 +202,13 @@ class TokenAuthority:
             CreateToken(name, hash_secret(secret), role_set),
             metadata,
         )
+        if outcome.result.replayed:
+            # A retried request: the secret was returned by the first attempt and only its hash is
+            # kept, so it cannot be shown again.
+            raise FailedPrecondition(
+                f"token {name!r} was already created by an earlier attempt of this request; its secret "
+                "was shown then. Revoke it and create another if it was lost."
+            )
         return secret, Principal(name, role_set)
 
     async def revoke(self, name: str, metadata: Metadata) -> None:

@@ -225,3 +225,36 @@ async def test_tail_wakes_on_notify_not_on_polling(pool: asyncpg.Pool) -> None:
     finally:
         task.cancel()
     await store.close()
+
+
+async def test_a_retried_command_replays_even_when_deciding_again_would_refuse(pool: asyncpg.Pool) -> None:
+    from eventlog import handle
+    from modelog_platform.identity import CreateToken
+
+    async with pool.acquire() as conn:
+        await create_log(conn, identity.LOG)
+    store = EventStore(pool, identity.LOG)
+    meta = Metadata(actor="admin", idempotency_key="create-ci-1")
+    first = await handle(
+        store,
+        identity.registry,
+        identity.token_decider,
+        "token-ci",
+        CreateToken("ci", "h", ("member",)),
+        meta,
+    )
+    again = await handle(
+        store,
+        identity.registry,
+        identity.token_decider,
+        "token-ci",
+        CreateToken("ci", "h2", ("member",)),
+        meta,
+    )  # would be "already exists"
+    assert again.result.replayed and again.events == []
+    assert (again.result.first_position, again.result.last_position) == (
+        first.result.first_position,
+        first.result.last_position,
+    )
+    assert (await store.head())[0] == 1
+    await store.close()

@@ -211,3 +211,14 @@ async def test_server_span_continues_the_callers_trace(
     assert spans, [s.name for s in span_exporter.get_finished_spans()]
     assert f"{spans[0].context.trace_id:032x}" == trace_id
     assert spans[0].parent is not None and spans[0].parent.span_id == 0x00F067AA0BA902B7
+
+
+async def test_a_retried_create_token_does_not_create_twice_nor_return_a_useless_secret(stack: Stack) -> None:
+    md = stack.auth(idempotency_key="mint-bob-1")
+    made = await stack.identity.CreateToken(identity_pb2.CreateTokenRequest(name="bob"), metadata=md)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stack.identity.CreateToken(identity_pb2.CreateTokenRequest(name="bob"), metadata=md)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "earlier attempt" in (info.value.details() or "")
+    who = await stack.identity.WhoAmI(identity_pb2.WhoAmIRequest(), metadata=stack.auth(made.secret))
+    assert who.actor == "bob"
