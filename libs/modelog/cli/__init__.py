@@ -4,39 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from datetime import UTC
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import grpc
 
 from modelog._client import Connection
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def grpc_errors(fn: F) -> F:
-    """Print a server error as one readable line and exit non-zero, instead of a traceback."""
-
-    @wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except grpc.RpcError as exc:
-            code = exc.code().name if hasattr(exc, "code") else "ERROR"
-            detail = exc.details() if hasattr(exc, "details") else str(exc)
-            if code == "UNAVAILABLE":
-                detail += " (is `modelog up` running? set MODELOG_URL to reach another server)"
-            click.echo(f"modelog: {code}: {detail}", err=True)
-            sys.exit(1)
-
-    return run  # type: ignore[return-value]
-
-
-def emit(data: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+from modelog.cli.common import emit, grpc_errors
 
 
 @click.group()
@@ -314,3 +289,13 @@ def admin_rebuild(projection: str, as_json: bool) -> None:
         as_json,
         f"rebuilt {resp.name}: {resp.events:,} events in {resp.seconds:.2f} s, swapped in",
     )
+
+
+def _register() -> None:
+    from modelog.cli.tracking import experiments, metrics, runs, sync
+
+    for group in (experiments, runs, metrics, sync):
+        main.add_command(group)
+
+
+_register()

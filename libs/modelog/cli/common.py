@@ -1,0 +1,60 @@
+"""Pieces every CLI module shares: error printing, --json output, plain tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+import grpc
+
+from modelog.errors import ModelogError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def grpc_errors(fn: F) -> F:
+    """Print a server error as one readable line and exit 1, instead of a traceback."""
+
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (grpc.RpcError, ModelogError) as exc:
+            if isinstance(exc, ModelogError):
+                code, detail = exc.code.name, exc.message
+            else:
+                code = exc.code().name if hasattr(exc, "code") else "ERROR"
+                detail = exc.details() if hasattr(exc, "details") else str(exc)
+            if code == "UNAVAILABLE":
+                detail += " (is `modelog up` running? set MODELOG_URL to reach another server)"
+            click.echo(f"modelog: {code}: {detail}", err=True)
+            sys.exit(1)
+
+    return run  # type: ignore[return-value]
+
+
+def emit(data: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Aligned columns for people (scripts use --json)."""
+    if not rows:
+        return "(none)"
+
+    def cell(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        return str(v)
+
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    head = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    body = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join([head, *body])

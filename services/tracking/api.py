@@ -1,0 +1,422 @@
+"""gRPC Tracking: requests become commands for the deciders in domain.py, replies come from the views.
+
+No rule lives here. What this layer adds is what the rules cannot know: ids and server time, the
+experiment-name claims around creates and renames, and the existence checks StartRun needs on other
+streams (experiment, parent run).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from eventlog import AlreadyExists, EventStore, InvalidArgument, Metadata, ModelogError, NotFound, load
+from modelog._gen.tracking.v1 import tracking_pb2 as pb
+from modelog._gen.tracking.v1 import tracking_pb2_grpc
+from modelog_platform import context
+
+from . import domain as d
+from . import reads
+from .commands import derive_key, execute, load_run, log_metrics, new_id, start_decider
+from .events import ExperimentRenamed, RunSource, registry
+from .history import metric_history
+from .names import run_name_for
+from .projections import VIEWS
+from .search import SearchRequest, search_runs
+
+_VIEWS = {pb.VIEW_TYPE_ACTIVE_ONLY: "active", pb.VIEW_TYPE_DELETED_ONLY: "deleted", pb.VIEW_TYPE_ALL: "all"}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _id(field: str, value: str) -> str:
+    if not value:
+        raise InvalidArgument.field(field, "is required")
+    return d.check_id(field, value)
+
+
+def _view(value: int) -> str:
+    try:
+        return _VIEWS[value]  # type: ignore[index]
+    except KeyError:
+        raise InvalidArgument.field("view", f"{value} is not a ViewType") from None
+
+
+def _metadata(scope: str) -> Metadata:
+    """Event metadata of this request, its idempotency key scoped to one kind of append."""
+    return _keyed(scope, context.current().idempotency_key)
+
+
+def _keyed(scope: str, key: str | None) -> Metadata:
+    return context.current().metadata().model_copy(update={"idempotency_key": derive_key(scope, key)})
+
+
+def _unkeyed() -> Metadata:
+    """For appends whose decider is idempotent by itself (name claims): a retry decides again."""
+    return context.current().metadata().model_copy(update={"idempotency_key": None})
+
+
+class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.pool = store.pool
+
+    # ------------------------------------------------------------ experiments
+
+    async def _experiment(self, experiment_id: str) -> pb.Experiment:
+        async with self.pool.acquire() as conn:
+            return await reads.get_experiment(conn, experiment_id=experiment_id)
+
+    async def _change_experiment(self, scope: str, cmd: d.ExperimentCommand) -> pb.Experiment:
+        await execute(
+            self.store, d.experiment_decider, d.experiment_stream_id(cmd.experiment_id), cmd, _metadata(scope)
+        )
+        return await self._experiment(cmd.experiment_id)
+
+    async def _create_experiment(
+        self, scope: str, name: str, description: str = "", tags: dict[str, str] | None = None
+    ) -> pb.Experiment:
+        experiment_id = new_id(scope, context.current().idempotency_key)
+        cmd = d.CreateExperiment(experiment_id, name, now_ms(), description, tags or {})
+        d.experiment_decider.decide(cmd, d.ExperimentState())  # bad input fails before the name is claimed
+        claim_stream = d.experiment_name_stream_id(name)
+        await execute(
+            self.store,
+            d.name_claim_decider,
+            claim_stream,
+            d.ClaimExperimentName(name, experiment_id),
+            _unkeyed(),
+        )
+        try:
+            await execute(
+                self.store, d.experiment_decider, d.experiment_stream_id(experiment_id), cmd, _metadata(scope)
+            )
+        except Exception:
+            await self._release(name, experiment_id)
+            raise
+        return await self._experiment(experiment_id)
+
+    async def _release(self, name: str, experiment_id: str) -> None:
+        await execute(
+            self.store,
+            d.name_claim_decider,
+            d.experiment_name_stream_id(name),
+            d.ReleaseExperimentName(name, experiment_id),
+            _unkeyed(),
+        )
+
+    async def CreateExperiment(
+        self, request: pb.CreateExperimentRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.CreateExperimentResponse:
+        experiment = await self._create_experiment(
+            "CreateExperiment", request.name, request.description, dict(request.tags)
+        )
+        return pb.CreateExperimentResponse(experiment=experiment)
+
+    async def GetExperiment(
+        self, request: pb.GetExperimentRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.GetExperimentResponse:
+        which = request.WhichOneof("ref")
+        if which is None or not getattr(request, which):
+            raise InvalidArgument.field("experiment_id", "give experiment_id or name")
+        async with self.pool.acquire() as conn:
+            if which == "experiment_id":
+                found = await reads.get_experiment(conn, experiment_id=request.experiment_id)
+            else:
+                found = await reads.get_experiment(conn, name=request.name)
+        return pb.GetExperimentResponse(experiment=found)
+
+    async def ListExperiments(
+        self, request: pb.ListExperimentsRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.ListExperimentsResponse:
+        async with self.pool.acquire() as conn:
+            found, token = await reads.list_experiments(
+                conn, _view(request.view), request.page_size, request.page_token
+            )
+        return pb.ListExperimentsResponse(experiments=found, next_page_token=token)
+
+    async def RenameExperiment(
+        self, request: pb.RenameExperimentRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.RenameExperimentResponse:
+        experiment_id = _id("experiment_id", request.experiment_id)
+        stream = d.experiment_stream_id(experiment_id)
+        cmd = d.RenameExperiment(experiment_id, request.name)
+        state, _ = await load(self.store, registry, d.experiment_decider, stream)
+        if not d.experiment_decider.decide(cmd, state):  # bad input or an unchanged name: nothing to claim
+            return pb.RenameExperimentResponse(experiment=await self._experiment(experiment_id))
+        claim = d.ClaimExperimentName(request.name, experiment_id)
+        await execute(
+            self.store, d.name_claim_decider, d.experiment_name_stream_id(request.name), claim, _unkeyed()
+        )
+        try:
+            outcome = await execute(
+                self.store, d.experiment_decider, stream, cmd, _metadata("RenameExperiment")
+            )
+        except Exception:
+            await self._release(request.name, experiment_id)
+            raise
+        for event in outcome.events:  # the name it had when the rename landed, even after a retry
+            if isinstance(event, ExperimentRenamed):
+                await self._release(event.previous_name, experiment_id)
+        return pb.RenameExperimentResponse(experiment=await self._experiment(experiment_id))
+
+    async def SetExperimentDescription(
+        self, request: pb.SetExperimentDescriptionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.SetExperimentDescriptionResponse:
+        cmd = d.DescribeExperiment(_id("experiment_id", request.experiment_id), request.description)
+        return pb.SetExperimentDescriptionResponse(
+            experiment=await self._change_experiment("SetExperimentDescription", cmd)
+        )
+
+    async def SetExperimentTags(
+        self, request: pb.SetExperimentTagsRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.SetExperimentTagsResponse:
+        cmd = d.SetExperimentTags(_id("experiment_id", request.experiment_id), dict(request.tags))
+        return pb.SetExperimentTagsResponse(
+            experiment=await self._change_experiment("SetExperimentTags", cmd)
+        )
+
+    async def DeleteExperimentTag(
+        self, request: pb.DeleteExperimentTagRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.DeleteExperimentTagResponse:
+        cmd = d.DeleteExperimentTag(_id("experiment_id", request.experiment_id), request.key)
+        return pb.DeleteExperimentTagResponse(
+            experiment=await self._change_experiment("DeleteExperimentTag", cmd)
+        )
+
+    async def DeleteExperiment(
+        self, request: pb.DeleteExperimentRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.DeleteExperimentResponse:
+        cmd = d.DeleteExperiment(_id("experiment_id", request.experiment_id))
+        return pb.DeleteExperimentResponse(experiment=await self._change_experiment("DeleteExperiment", cmd))
+
+    async def RestoreExperiment(
+        self, request: pb.RestoreExperimentRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.RestoreExperimentResponse:
+        cmd = d.RestoreExperiment(_id("experiment_id", request.experiment_id))
+        return pb.RestoreExperimentResponse(
+            experiment=await self._change_experiment("RestoreExperiment", cmd)
+        )
+
+    # ------------------------------------------------------------ runs: writes
+
+    async def _experiment_for_run(self, request: pb.StartRunRequest) -> str:
+        which = request.WhichOneof("experiment")
+        if which == "experiment_id" and request.experiment_id:
+            return _id("experiment_id", request.experiment_id)
+        if which != "experiment_name" or not request.experiment_name:
+            raise InvalidArgument.field("experiment_id", "give experiment_id or experiment_name")
+        name = request.experiment_name
+        async with self.pool.acquire() as conn:
+            found = await conn.fetchval(
+                f"SELECT experiment_id FROM {VIEWS.experiments} WHERE name = $1", name
+            )
+        if found is not None:
+            return str(found)
+        if not request.create_experiment:
+            raise NotFound(f"no experiment named {name!r} (set create_experiment to create it)")
+        try:
+            return (await self._create_experiment("StartRun.experiment", name)).experiment_id
+        except AlreadyExists:  # created concurrently by another StartRun: use that one
+            async with self.pool.acquire() as conn:
+                return (await reads.get_experiment(conn, name=name)).experiment_id
+
+    async def StartRun(
+        self, request: pb.StartRunRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.StartRunResponse:
+        experiment_id = await self._experiment_for_run(request)
+        experiment, _ = await load(
+            self.store, registry, d.experiment_decider, d.experiment_stream_id(experiment_id)
+        )
+        d.ensure_experiment_accepts_runs(experiment, experiment_id)
+        parent = request.parent_run_id or None
+        if parent is not None:
+            parent_state, _ = await load_run(self.store, _id("parent_run_id", parent))
+            d.ensure_valid_parent(parent_state, parent, experiment_id)
+        run_id = (
+            _id("run_id", request.run_id)
+            if request.run_id
+            else new_id("StartRun", context.current().idempotency_key)
+        )
+        s = request.source
+        start = d.StartRun(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            name=request.name or run_name_for(run_id),
+            start_time_ms=request.start_time_ms if request.HasField("start_time_ms") else now_ms(),
+            parent_run_id=parent,
+            source=RunSource(
+                git_commit=s.git_commit or None,
+                entry_point=s.entry_point or None,
+                host=s.host or None,
+                user=s.user or None,
+            ),
+            tags=dict(request.tags),
+        )
+        commands: list[d.RunCommand] = [start]
+        if request.params:
+            commands.append(d.LogParams(run_id, dict(request.params)))
+        await execute(self.store, start_decider, d.run_stream_id(run_id), commands, _metadata("StartRun"))
+        async with self.pool.acquire() as conn:
+            return pb.StartRunResponse(run=await reads.get_run(conn, run_id))
+
+    async def _run_command(self, scope: str, cmd: d.RunCommand) -> d.RunState:
+        async def full() -> tuple[d.RunState, int]:
+            return await load_run(self.store, cmd.run_id)
+
+        _id("run_id", cmd.run_id)
+        outcome = await execute(
+            self.store, d.run_decider, d.run_stream_id(cmd.run_id), cmd, _metadata(scope), loader=full
+        )
+        return outcome.state
+
+    async def LogParams(
+        self, request: pb.LogParamsRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.LogParamsResponse:
+        await self._run_command("LogParams", d.LogParams(request.run_id, dict(request.params)))
+        return pb.LogParamsResponse()
+
+    async def SetTags(self, request: pb.SetTagsRequest, ctx: grpc.aio.ServicerContext) -> pb.SetTagsResponse:
+        await self._run_command("SetTags", d.SetTags(request.run_id, dict(request.tags)))
+        return pb.SetTagsResponse()
+
+    async def DeleteTag(
+        self, request: pb.DeleteTagRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.DeleteTagResponse:
+        await self._run_command("DeleteTag", d.DeleteTag(request.run_id, request.key))
+        return pb.DeleteTagResponse()
+
+    async def RenameRun(
+        self, request: pb.RenameRunRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.RenameRunResponse:
+        await self._run_command("RenameRun", d.RenameRun(request.run_id, request.name))
+        return pb.RenameRunResponse()
+
+    async def LogDatasetInput(
+        self, request: pb.LogDatasetInputRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.LogDatasetInputResponse:
+        ds = request.dataset
+        cmd = d.LogDatasetInput(
+            run_id=request.run_id,
+            name=ds.name,
+            digest=ds.digest,
+            source_type=ds.source_type,
+            source=ds.source,
+            context=ds.context or None,
+            dataset_schema=ds.dataset_schema or None,
+            dataset_profile=ds.dataset_profile or None,
+        )
+        await self._run_command("LogDatasetInput", cmd)
+        return pb.LogDatasetInputResponse()
+
+    async def FinishRun(
+        self, request: pb.FinishRunRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.FinishRunResponse:
+        known = request.status in pb.RunStatus.values()
+        status = (
+            pb.RunStatus.Name(request.status).removeprefix("RUN_STATUS_") if known else str(request.status)
+        )
+        end = request.end_time_ms if request.HasField("end_time_ms") else now_ms()
+        await self._run_command("FinishRun", d.FinishRun(request.run_id, status, end))
+        async with self.pool.acquire() as conn:
+            (row,) = await reads.run_rows(conn, [request.run_id])
+        return pb.FinishRunResponse(info=reads.run_info(row))
+
+    async def DeleteRun(
+        self, request: pb.DeleteRunRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.DeleteRunResponse:
+        await self._run_command("DeleteRun", d.DeleteRun(request.run_id))
+        return pb.DeleteRunResponse()
+
+    async def RestoreRun(
+        self, request: pb.RestoreRunRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.RestoreRunResponse:
+        await self._run_command("RestoreRun", d.RestoreRun(request.run_id))
+        return pb.RestoreRunResponse()
+
+    async def _log_batch(self, batch: pb.MetricBatch, key: str | None, reply: pb.LogMetricsResponse) -> None:
+        run_id = _id("run_id", batch.run_id)
+        n = len(batch.keys)
+        cmd = d.LogMetrics(
+            run_id=run_id,
+            keys=list(batch.keys),
+            values=list(batch.values),
+            steps=list(batch.steps) if batch.steps else [0] * n,
+            timestamps_ms=list(batch.timestamps_ms) if batch.timestamps_ms else [now_ms()] * n,
+        )
+        result = await log_metrics(self.store, cmd, _keyed("LogMetrics", key or None))
+        reply.batches += 1
+        reply.points += n
+        reply.replayed_batches += int(result.replayed)
+
+    async def LogMetrics(
+        self, request_iterator: AsyncIterator[pb.MetricBatch], ctx: grpc.aio.ServicerContext
+    ) -> pb.LogMetricsResponse:
+        reply = pb.LogMetricsResponse()
+        async for batch in request_iterator:
+            try:
+                await self._log_batch(batch, batch.idempotency_key, reply)
+            except ModelogError as exc:
+                exc.message = f"batch {reply.batches} of the stream: {exc.message}"
+                exc.args = (exc.message,)
+                exc.metadata["batch"] = str(reply.batches)
+                raise
+        return reply
+
+    async def LogMetricsBatch(
+        self, request: pb.MetricBatch, ctx: grpc.aio.ServicerContext
+    ) -> pb.LogMetricsResponse:
+        reply = pb.LogMetricsResponse()
+        await self._log_batch(request, request.idempotency_key or context.current().idempotency_key, reply)
+        return reply
+
+    # ------------------------------------------------------------ runs: reads
+
+    async def GetRun(self, request: pb.GetRunRequest, ctx: grpc.aio.ServicerContext) -> pb.GetRunResponse:
+        run_id = _id("run_id", request.run_id)
+        async with self.pool.acquire() as conn:
+            return pb.GetRunResponse(run=await reads.get_run(conn, run_id))
+
+    async def SearchRuns(
+        self, request: pb.SearchRunsRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.SearchRunsResponse:
+        search = SearchRequest(
+            experiment_ids=tuple(request.experiment_ids),
+            filter=request.filter,
+            order_by=tuple(request.order_by),
+            page_size=request.page_size,
+            page_token=request.page_token,
+            view=_view(request.view),
+        )
+        async with self.pool.acquire() as conn:
+            rows, token = await search_runs(conn, search)
+            runs = await reads.runs_with_details(conn, rows, dataset_documents=False)
+        return pb.SearchRunsResponse(runs=runs, next_page_token=token)
+
+    async def GetMetricHistory(
+        self, request: pb.GetMetricHistoryRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.GetMetricHistoryResponse:
+        run_id = _id("run_id", request.run_id)
+        if not request.key:
+            raise InvalidArgument.field("key", "is required")
+        async with self.pool.acquire() as conn:
+            h = await metric_history(conn, run_id, request.key, request.max_points)
+        return pb.GetMetricHistoryResponse(
+            key=request.key,
+            steps=h.steps,
+            values=h.values,
+            timestamps_ms=h.timestamps_ms,
+            total_points=h.total,
+            downsampled=h.downsampled,
+        )
+
+    async def CompareRuns(
+        self, request: pb.CompareRunsRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.CompareRunsResponse:
+        run_ids = [_id(f"run_ids[{i}]", r) for i, r in enumerate(request.run_ids)]
+        async with self.pool.acquire() as conn:
+            return await reads.compare_runs(conn, run_ids)

@@ -1,0 +1,172 @@
+"""The tracking command path: eventlog.handle's load -> decide -> append, with two tracking-specific loads.
+
+A run stream is mostly MetricsLogged events, which no run rule reads (they only count points), yet the
+generic load decodes every one of them: the cost of a command would grow with every batch ever logged.
+So a run is loaded from its stream without MetricsLogged payloads, and a metric batch is decided on the
+run's inline view row, appended with the stream version that row reflects: if anything happened to the
+run since, the append conflicts and the batch is decided again on the full stream. Nothing is cached.
+
+Also unlike eventlog.handle: when the rules refuse a command that carries an idempotency key the log has
+already seen for this stream (a retry of a call that succeeded, say a batch resent after the run
+finished), the first result is returned, as the idempotency contract promises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from eventlog import (
+    AppendResult,
+    ConcurrencyConflict,
+    Decider,
+    DomainEvent,
+    EventStore,
+    Metadata,
+    ModelogError,
+    NewEvent,
+    Outcome,
+    load,
+)
+
+from .domain import LogMetrics, RunCommand, RunState, evolve_run, run_decider, run_stream_id
+from .events import MetricsLogged, registry
+from .projections import VIEWS
+
+S = TypeVar("S")
+C = TypeVar("C")
+MAX_KEY = 128  # eventlog.Metadata's limit for idempotency keys
+
+
+def derive_key(scope: str, key: str | None) -> str | None:
+    """The idempotency key of one append made for a call: scoped by what the append does, so a key
+    reused for a different call is never mistaken for a retry of the first."""
+    if key is None:
+        return None
+    derived = f"{scope}/{key}"
+    if len(derived) <= MAX_KEY:
+        return derived
+    return f"{scope}/sha256:{hashlib.sha256(key.encode()).hexdigest()}"[:MAX_KEY]
+
+
+def new_id(scope: str, key: str | None) -> str:
+    """A fresh id, or, for a call with an idempotency key, the same id on every retry of that call."""
+    if key is None:
+        return uuid.uuid4().hex
+    return hashlib.sha256(f"{scope}\0{key}".encode()).hexdigest()[:32]
+
+
+async def prior_result(store: EventStore, stream_id: str, key: str | None) -> AppendResult | None:
+    """What an earlier append with this idempotency key to this stream recorded, if any."""
+    if key is None:
+        return None
+    row = await store.pool.fetchrow(
+        f"SELECT min(position), max(position), max(stream_version) FROM {store.log}.events "
+        "WHERE idempotency_key = $1 AND stream_id = $2",
+        key,
+        stream_id,
+    )
+    if row is None or row[0] is None:
+        return None
+    return AppendResult(stream_id, row[0], row[1], row[2], replayed=True)
+
+
+def _decide_in_turn(commands: Sequence[RunCommand], state: RunState) -> list[DomainEvent]:
+    events: list[DomainEvent] = []
+    for cmd in commands:
+        new = run_decider.decide(cmd, state)
+        state = run_decider.fold(new, state)
+        events.extend(new)
+    return events
+
+
+start_decider: Decider[Sequence[RunCommand], RunState] = Decider(RunState(), _decide_in_turn, evolve_run)
+"""Several run commands decided in turn and appended together (StartRun with its params: all or none)."""
+
+Loader = Callable[[], Awaitable[tuple[S, int]]]
+
+
+async def execute(
+    store: EventStore,
+    decider: Decider[C, S],
+    stream_id: str,
+    command: C,
+    metadata: Metadata,
+    *,
+    loader: Loader[S] | None = None,
+    conflict_retries: int = 5,
+) -> Outcome[S]:
+    """Load, decide, append with the loaded version; re-decide on a conflict with a concurrent writer."""
+
+    async def generic() -> tuple[S, int]:
+        return await load(store, registry, decider, stream_id)
+
+    read = loader or generic
+    attempt = 0
+    while True:
+        state, version = await read()
+        try:
+            events = list(decider.decide(command, state))
+        except ModelogError:
+            prior = await prior_result(store, stream_id, metadata.idempotency_key)
+            if prior is None:
+                raise
+            return Outcome([], state, prior)
+        try:
+            result = await store.append(stream_id, version, [NewEvent.of(e) for e in events], metadata)
+        except ConcurrencyConflict:
+            attempt += 1
+            if attempt > conflict_retries:
+                raise
+            continue
+        if result.replayed:
+            state, _ = await read()
+            return Outcome([], state, result)
+        return Outcome(events, decider.fold(events, state), result)
+
+
+async def load_run(store: EventStore, run_id: str) -> tuple[RunState, int]:
+    """A run's state and version from its stream, reading every event but the MetricsLogged payloads."""
+    stream_id = run_stream_id(run_id)
+    rows = await store.pool.fetch(
+        f"SELECT stream_version, type, schema_version, payload::text FROM {store.log}.events "
+        "WHERE stream_id = $1 AND type <> $2 "
+        "UNION ALL SELECT max(stream_version), NULL, NULL, NULL "
+        f"FROM {store.log}.events WHERE stream_id = $1 ORDER BY 1",
+        stream_id,
+        MetricsLogged.type,
+    )
+    version = max((r[0] for r in rows if r[0] is not None), default=0)
+    events = [registry.decode(r[1], r[2], json.loads(r[3])) for r in rows if r[1] is not None]
+    return run_decider.fold(events), version
+
+
+async def log_metrics(store: EventStore, command: LogMetrics, metadata: Metadata) -> AppendResult:
+    """Decide a batch on the run's view row (status and deletion are all the rule reads), append with
+    the version that row reflects, and fall back to the full path when the run moved meanwhile."""
+    stream_id = run_stream_id(command.run_id)
+    row = await store.pool.fetchrow(
+        f"SELECT experiment_id, status, deleted, version FROM {VIEWS.runs} WHERE run_id = $1", command.run_id
+    )
+    if row is not None:
+        state = RunState(run_id=command.run_id, experiment_id=row[0], status=row[1], deleted=row[2])
+        try:
+            events = run_decider.decide(command, state)
+        except ModelogError:
+            prior = await prior_result(store, stream_id, metadata.idempotency_key)
+            if prior is None:
+                raise
+            return prior
+        try:
+            return await store.append(stream_id, row[3], [NewEvent.of(e) for e in events], metadata)
+        except ConcurrencyConflict:
+            pass
+
+    async def full() -> tuple[RunState, int]:
+        return await load_run(store, command.run_id)
+
+    outcome = await execute(store, run_decider, stream_id, command, metadata, loader=full)
+    return outcome.result

@@ -1,0 +1,196 @@
+"""Queries over the tracking views, answered as protobuf messages (experiments, runs, comparisons)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import asyncpg
+
+from eventlog import InvalidArgument, NotFound
+from modelog._gen.tracking.v1 import tracking_pb2 as pb
+
+from .projections import VIEWS
+from .search import RUN_COLUMNS, Params, SortKey, after, decode_token, encode_token, page_size
+
+EXPERIMENT_COLUMNS = "experiment_id, name, description, tags::text, created_at_ms, updated_at_ms, deleted"
+MAX_COMPARE = 100
+_VIEW_SQL = {"active": "NOT deleted", "deleted": "deleted", "all": "true"}
+
+
+def experiment_message(r: asyncpg.Record) -> pb.Experiment:
+    return pb.Experiment(
+        experiment_id=r[0],
+        name=r[1],
+        description=r[2],
+        tags=json.loads(r[3]),
+        created_at_ms=r[4],
+        updated_at_ms=r[5],
+        deleted=r[6],
+    )
+
+
+async def get_experiment(
+    conn: asyncpg.Connection, *, experiment_id: str | None = None, name: str | None = None
+) -> pb.Experiment:
+    column, value = ("experiment_id", experiment_id) if experiment_id is not None else ("name", name)
+    row = await conn.fetchrow(
+        f"SELECT {EXPERIMENT_COLUMNS} FROM {VIEWS.experiments} WHERE {column} = $1", value
+    )
+    if row is None:
+        what = f"id {experiment_id!r}" if experiment_id is not None else f"name {name!r}"
+        raise NotFound(f"no experiment with {what}")
+    return experiment_message(row)
+
+
+_EXPERIMENT_ORDER = [SortKey("created_at_ms", "bigint", True), SortKey("experiment_id", "text", False)]
+
+
+async def list_experiments(
+    conn: asyncpg.Connection, view: str, size: int, token: str
+) -> tuple[list[pb.Experiment], str]:
+    """Newest first, keyset-paged like SearchRuns."""
+    size = page_size(size)
+    p = Params()
+    where = [_VIEW_SQL[view]]
+    fingerprint = f"experiments:{view}"
+    if token:
+        where.append(after(_EXPERIMENT_ORDER, decode_token(token, fingerprint, _EXPERIMENT_ORDER), p))
+    rows = await conn.fetch(
+        f"SELECT {EXPERIMENT_COLUMNS} FROM {VIEWS.experiments} WHERE {' AND '.join(where)} "
+        f"ORDER BY created_at_ms DESC, experiment_id LIMIT {size + 1}",
+        *p.values,
+    )
+    out = [experiment_message(r) for r in rows[:size]]
+    if len(rows) <= size:
+        return out, ""
+    last = rows[size - 1]
+    return out, encode_token(fingerprint, [[None, last[4]], [None, last[0]]])
+
+
+# ---------------------------------------------------------------- runs
+
+
+def status_enum(status: str) -> pb.RunStatus.ValueType:
+    return pb.RunStatus.Value(f"RUN_STATUS_{status}")
+
+
+def run_info(r: asyncpg.Record) -> pb.RunInfo:
+    """From a row of search.RUN_COLUMNS."""
+    info = pb.RunInfo(
+        run_id=r[0],
+        experiment_id=r[1],
+        name=r[2],
+        status=status_enum(r[3]),
+        start_time_ms=r[4],
+        parent_run_id=r[6] or "",
+        source=pb.RunSource(git_commit=r[7] or "", entry_point=r[8] or "", host=r[9] or "", user=r[10] or ""),
+        deleted=r[11],
+    )
+    if r[5] is not None:
+        info.end_time_ms = r[5]
+    return info
+
+
+def _summary(r: asyncpg.Record) -> pb.MetricSummary:
+    """From (run_id, key, value, step, timestamp_ms, min_value, max_value, count)."""
+    return pb.MetricSummary(
+        key=r[1],
+        last=r[2],
+        last_step=r[3],
+        last_timestamp_ms=r[4],
+        min=math.nan if r[5] is None else r[5],
+        max=math.nan if r[6] is None else r[6],
+        count=r[7],
+    )
+
+
+async def runs_with_details(
+    conn: asyncpg.Connection, rows: Sequence[asyncpg.Record], *, dataset_documents: bool
+) -> list[pb.Run]:
+    """Whole runs for rows of RUN_COLUMNS: params, tags, metric summaries and dataset inputs."""
+    runs = {r[0]: pb.Run(info=run_info(r)) for r in rows}
+    ids = list(runs)
+    if not ids:
+        return []
+    for table, field in ((VIEWS.run_params, "params"), (VIEWS.run_tags, "tags")):
+        for r in await conn.fetch(
+            f"SELECT run_id, key, value FROM {table} WHERE run_id = ANY($1::text[])", ids
+        ):
+            getattr(runs[r[0]], field)[r[1]] = r[2]
+    for r in await conn.fetch(
+        "SELECT run_id, key, value, step, timestamp_ms, min_value, max_value, count "
+        f"FROM {VIEWS.run_latest_metrics} WHERE run_id = ANY($1::text[]) ORDER BY run_id, key",
+        ids,
+    ):
+        runs[r[0]].metrics.append(_summary(r))
+    documents = "dataset_schema, dataset_profile" if dataset_documents else "NULL, NULL"
+    for r in await conn.fetch(
+        f"SELECT run_id, name, digest, source_type, source, context, {documents} "
+        f"FROM {VIEWS.run_datasets} WHERE run_id = ANY($1::text[]) ORDER BY run_id, seq",
+        ids,
+    ):
+        runs[r[0]].datasets.append(
+            pb.DatasetInput(
+                name=r[1],
+                digest=r[2],
+                source_type=r[3],
+                source=r[4],
+                context=r[5] or "",
+                dataset_schema=r[6] or "",
+                dataset_profile=r[7] or "",
+            )
+        )
+    return list(runs.values())
+
+
+async def run_rows(conn: asyncpg.Connection, run_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """Rows of RUN_COLUMNS in the order asked; NOT_FOUND naming the first unknown id."""
+    rows = await conn.fetch(
+        f"SELECT {RUN_COLUMNS} FROM {VIEWS.runs} r WHERE r.run_id = ANY($1::text[])", run_ids
+    )
+    by_id = {r[0]: r for r in rows}
+    for run_id in run_ids:
+        if run_id not in by_id:
+            raise NotFound(f"run {run_id!r} does not exist")
+    return [by_id[i] for i in run_ids]
+
+
+async def get_run(conn: asyncpg.Connection, run_id: str) -> pb.Run:
+    (run,) = await runs_with_details(conn, await run_rows(conn, [run_id]), dataset_documents=True)
+    return run
+
+
+def _values(key: str, cells: list[str | None]) -> pb.ValueComparison:
+    present = [c for c in cells if c is not None]
+    return pb.ValueComparison(
+        key=key,
+        values=[pb.ValueCell(present=c is not None, value=c or "") for c in cells],
+        differs=len(present) != len(cells) or len(set(present)) > 1,
+    )
+
+
+async def compare_runs(conn: asyncpg.Connection, run_ids: Sequence[str]) -> pb.CompareRunsResponse:
+    if not 1 <= len(run_ids) <= MAX_COMPARE:
+        raise InvalidArgument.field("run_ids", f"compare 1 to {MAX_COMPARE} runs ({len(run_ids)} given)")
+    if len(set(run_ids)) != len(run_ids):
+        raise InvalidArgument.field("run_ids", "each run may appear once")
+    runs = await runs_with_details(conn, await run_rows(conn, run_ids), dataset_documents=False)
+    reply = pb.CompareRunsResponse(runs=[r.info for r in runs])
+    for field in ("params", "tags"):
+        keys = sorted({k for r in runs for k in getattr(r, field)})
+        getattr(reply, field).extend(_values(k, [getattr(r, field).get(k) for r in runs]) for k in keys)
+    metrics: dict[str, dict[int, pb.MetricSummary]] = defaultdict(dict)
+    for i, r in enumerate(runs):
+        for m in r.metrics:
+            metrics[m.key][i] = m
+    for key in sorted(metrics):
+        cells = [metrics[key].get(i) for i in range(len(runs))]
+        reply.metrics.append(
+            pb.MetricComparison(
+                key=key, values=[pb.MetricCell(present=c is not None, summary=c) for c in cells]
+            )
+        )
+    return reply
