@@ -7,25 +7,37 @@ streams (experiment, parent run).
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 
 import grpc
 
-from eventlog import AlreadyExists, EventStore, InvalidArgument, Metadata, ModelogError, NotFound, load
+from eventlog import (
+    AlreadyExists,
+    EventStore,
+    InvalidArgument,
+    Metadata,
+    ModelogError,
+    NotFound,
+    Unavailable,
+    load,
+)
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
 from modelog_platform import context
 
 from . import domain as d
 from . import reads
-from .commands import derive_key, execute, load_run, log_metrics, new_id, start_decider
+from .commands import StreamLocks, derive_key, execute, load_run, log_metrics, new_id, start_decider
 from .events import ExperimentRenamed, RunSource, registry
 from .history import metric_history
 from .names import run_name_for
 from .projections import VIEWS
 from .search import SearchRequest, search_runs
 
+_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")  # as the interceptor checks the `idempotency-key` header
 _VIEWS = {pb.VIEW_TYPE_ACTIVE_ONLY: "active", pb.VIEW_TYPE_DELETED_ONLY: "deleted", pb.VIEW_TYPE_ALL: "all"}
 
 
@@ -52,6 +64,10 @@ def _metadata(scope: str) -> Metadata:
 
 
 def _keyed(scope: str, key: str | None) -> Metadata:
+    if key is not None and not _KEY.match(key):
+        raise InvalidArgument.field(
+            "idempotency_key", "must be 1-128 printable ASCII characters without spaces"
+        )
     return context.current().metadata().model_copy(update={"idempotency_key": derive_key(scope, key)})
 
 
@@ -64,6 +80,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
     def __init__(self, store: EventStore) -> None:
         self.store = store
         self.pool = store.pool
+        self.locks = StreamLocks()
+        self.creating: dict[str, asyncio.Future[str]] = {}
 
     # ------------------------------------------------------------ experiments
 
@@ -83,22 +101,21 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
         experiment_id = new_id(scope, context.current().idempotency_key)
         cmd = d.CreateExperiment(experiment_id, name, now_ms(), description, tags or {})
         d.experiment_decider.decide(cmd, d.ExperimentState())  # bad input fails before the name is claimed
-        claim_stream = d.experiment_name_stream_id(name)
+        # Shielded: a caller hanging up between the claim and the create must not strand the name.
+        await asyncio.shield(self._claim_and_create(cmd, _metadata(scope)))
+        return await self._experiment(experiment_id)
+
+    async def _claim_and_create(self, cmd: d.CreateExperiment, metadata: Metadata) -> None:
+        claim = d.ClaimExperimentName(cmd.name, cmd.experiment_id)
         await execute(
-            self.store,
-            d.name_claim_decider,
-            claim_stream,
-            d.ClaimExperimentName(name, experiment_id),
-            _unkeyed(),
+            self.store, d.name_claim_decider, d.experiment_name_stream_id(cmd.name), claim, _unkeyed()
         )
         try:
-            await execute(
-                self.store, d.experiment_decider, d.experiment_stream_id(experiment_id), cmd, _metadata(scope)
-            )
+            stream = d.experiment_stream_id(cmd.experiment_id)
+            await execute(self.store, d.experiment_decider, stream, cmd, metadata)
         except Exception:
-            await self._release(name, experiment_id)
+            await self._release(cmd.name, cmd.experiment_id)
             raise
-        return await self._experiment(experiment_id)
 
     async def _release(self, name: str, experiment_id: str) -> None:
         await execute(
@@ -148,21 +165,23 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
         state, _ = await load(self.store, registry, d.experiment_decider, stream)
         if not d.experiment_decider.decide(cmd, state):  # bad input or an unchanged name: nothing to claim
             return pb.RenameExperimentResponse(experiment=await self._experiment(experiment_id))
-        claim = d.ClaimExperimentName(request.name, experiment_id)
+        await asyncio.shield(self._claim_and_rename(cmd, _metadata("RenameExperiment")))  # as in create
+        return pb.RenameExperimentResponse(experiment=await self._experiment(experiment_id))
+
+    async def _claim_and_rename(self, cmd: d.RenameExperiment, metadata: Metadata) -> None:
+        claim = d.ClaimExperimentName(cmd.name, cmd.experiment_id)
         await execute(
-            self.store, d.name_claim_decider, d.experiment_name_stream_id(request.name), claim, _unkeyed()
+            self.store, d.name_claim_decider, d.experiment_name_stream_id(cmd.name), claim, _unkeyed()
         )
         try:
-            outcome = await execute(
-                self.store, d.experiment_decider, stream, cmd, _metadata("RenameExperiment")
-            )
+            stream = d.experiment_stream_id(cmd.experiment_id)
+            outcome = await execute(self.store, d.experiment_decider, stream, cmd, metadata)
         except Exception:
-            await self._release(request.name, experiment_id)
+            await self._release(cmd.name, cmd.experiment_id)
             raise
         for event in outcome.events:  # the name it had when the rename landed, even after a retry
             if isinstance(event, ExperimentRenamed):
-                await self._release(event.previous_name, experiment_id)
-        return pb.RenameExperimentResponse(experiment=await self._experiment(experiment_id))
+                await self._release(event.previous_name, cmd.experiment_id)
 
     async def SetExperimentDescription(
         self, request: pb.SetExperimentDescriptionRequest, ctx: grpc.aio.ServicerContext
@@ -211,19 +230,48 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
         if which != "experiment_name" or not request.experiment_name:
             raise InvalidArgument.field("experiment_id", "give experiment_id or experiment_name")
         name = request.experiment_name
+        found = await self._experiment_named(name)
+        if found is not None:
+            return found
+        if not request.create_experiment:
+            raise NotFound(f"no experiment named {name!r} (set create_experiment to create it)")
+        try:
+            return await self._create_once(name)
+        except AlreadyExists:  # another process claimed the name first: use its experiment
+            found = await self._experiment_named(name)
+            if found is not None:
+                return found
+            raise Unavailable(
+                f"experiment {name!r} is being created by a concurrent call; retry in a moment"
+            ) from None
+
+    async def _create_once(self, name: str) -> str:
+        """Create an experiment for StartRun; concurrent StartRuns of this process wait for that one
+        (a sweep starting eight runs in a new experiment makes one experiment, not seven errors)."""
+        pending = self.creating.get(name)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.creating[name] = future
+        try:
+            experiment_id = (await self._create_experiment("StartRun.experiment", name)).experiment_id
+            future.set_result(experiment_id)
+            return experiment_id
+        except BaseException as exc:
+            # Waiters see the creator's error; a creator cancelled by its own caller is not theirs.
+            interrupted = Unavailable(f"creating experiment {name!r} was interrupted; retry")
+            future.set_exception(exc if isinstance(exc, Exception) else interrupted)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waited
+            raise
+        finally:
+            del self.creating[name]
+
+    async def _experiment_named(self, name: str) -> str | None:
         async with self.pool.acquire() as conn:
             found = await conn.fetchval(
                 f"SELECT experiment_id FROM {VIEWS.experiments} WHERE name = $1", name
             )
-        if found is not None:
-            return str(found)
-        if not request.create_experiment:
-            raise NotFound(f"no experiment named {name!r} (set create_experiment to create it)")
-        try:
-            return (await self._create_experiment("StartRun.experiment", name)).experiment_id
-        except AlreadyExists:  # created concurrently by another StartRun: use that one
-            async with self.pool.acquire() as conn:
-                return (await reads.get_experiment(conn, name=name)).experiment_id
+        return None if found is None else str(found)
 
     async def StartRun(
         self, request: pb.StartRunRequest, ctx: grpc.aio.ServicerContext
@@ -260,18 +308,27 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
         commands: list[d.RunCommand] = [start]
         if request.params:
             commands.append(d.LogParams(run_id, dict(request.params)))
-        await execute(self.store, start_decider, d.run_stream_id(run_id), commands, _metadata("StartRun"))
-        async with self.pool.acquire() as conn:
-            return pb.StartRunResponse(run=await reads.get_run(conn, run_id))
+        outcome = await execute(
+            self.store,
+            start_decider,
+            d.run_stream_id(run_id),
+            commands,
+            _metadata("StartRun"),
+            loader=lambda: load_run(self.store, run_id),
+        )
+        return pb.StartRunResponse(run=reads.run_from_state(outcome.state))
 
     async def _run_command(self, scope: str, cmd: d.RunCommand) -> d.RunState:
-        async def full() -> tuple[d.RunState, int]:
-            return await load_run(self.store, cmd.run_id)
-
         _id("run_id", cmd.run_id)
-        outcome = await execute(
-            self.store, d.run_decider, d.run_stream_id(cmd.run_id), cmd, _metadata(scope), loader=full
-        )
+        async with self.locks.hold(cmd.run_id):  # writers of one run take turns (see StreamLocks)
+            outcome = await execute(
+                self.store,
+                d.run_decider,
+                d.run_stream_id(cmd.run_id),
+                cmd,
+                _metadata(scope),
+                loader=lambda: load_run(self.store, cmd.run_id),
+            )
         return outcome.state
 
     async def LogParams(
@@ -321,10 +378,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
             pb.RunStatus.Name(request.status).removeprefix("RUN_STATUS_") if known else str(request.status)
         )
         end = request.end_time_ms if request.HasField("end_time_ms") else now_ms()
-        await self._run_command("FinishRun", d.FinishRun(request.run_id, status, end))
-        async with self.pool.acquire() as conn:
-            (row,) = await reads.run_rows(conn, [request.run_id])
-        return pb.FinishRunResponse(info=reads.run_info(row))
+        state = await self._run_command("FinishRun", d.FinishRun(request.run_id, status, end))
+        return pb.FinishRunResponse(info=reads.run_from_state(state).info)
 
     async def DeleteRun(
         self, request: pb.DeleteRunRequest, ctx: grpc.aio.ServicerContext
@@ -348,7 +403,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
             steps=list(batch.steps) if batch.steps else [0] * n,
             timestamps_ms=list(batch.timestamps_ms) if batch.timestamps_ms else [now_ms()] * n,
         )
-        result = await log_metrics(self.store, cmd, _keyed("LogMetrics", key or None))
+        async with self.locks.hold(run_id):
+            result = await log_metrics(self.store, cmd, _keyed("LogMetrics", key or None))
         reply.batches += 1
         reply.points += n
         reply.replayed_batches += int(result.replayed)

@@ -6,17 +6,22 @@ So a run is loaded from its stream without MetricsLogged payloads, and a metric 
 run's inline view row, appended with the stream version that row reflects: if anything happened to the
 run since, the append conflicts and the batch is decided again on the full stream. Nothing is cached.
 
-Also unlike eventlog.handle: when the rules refuse a command that carries an idempotency key the log has
-already seen for this stream (a retry of a call that succeeded, say a batch resent after the run
-finished), the first result is returned, as the idempotency contract promises.
+Retries replay as in eventlog.handle (a batch resent after its run finished is not refused), but the key
+is looked up only when the rules refuse: a retry the rules accept reaches the store, which replays it
+itself, so the hot path spends no query on it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import operator
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
+from itertools import islice
 from typing import TypeVar
 
 from eventlog import (
@@ -63,15 +68,8 @@ async def prior_result(store: EventStore, stream_id: str, key: str | None) -> Ap
     """What an earlier append with this idempotency key to this stream recorded, if any."""
     if key is None:
         return None
-    row = await store.pool.fetchrow(
-        f"SELECT min(position), max(position), max(stream_version) FROM {store.log}.events "
-        "WHERE idempotency_key = $1 AND stream_id = $2",
-        key,
-        stream_id,
-    )
-    if row is None or row[0] is None:
-        return None
-    return AppendResult(stream_id, row[0], row[1], row[2], replayed=True)
+    prior = await store.find_idempotent(key)
+    return prior if prior is not None and prior.stream_id == stream_id else None
 
 
 def _decide_in_turn(commands: Sequence[RunCommand], state: RunState) -> list[DomainEvent]:
@@ -144,9 +142,55 @@ async def load_run(store: EventStore, run_id: str) -> tuple[RunState, int]:
     return run_decider.fold(events), version
 
 
+class StreamLocks:
+    """One asyncio lock per stream while anyone holds or awaits it.
+
+    Concurrent metric batches of one run would all read the same version and all but one would
+    conflict, again and again; queueing them in the process lets each append at the first try. Other
+    processes are still kept honest by the expected version.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, stream_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(stream_id, (asyncio.Lock(), 0))
+        self._locks[stream_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[stream_id]
+            if users == 1:
+                del self._locks[stream_id]
+            else:
+                self._locks[stream_id] = (lock, users - 1)
+
+
+def grouped_by_key(cmd: LogMetrics) -> LogMetrics:
+    """The same points with each key's together, in their original order (a stable sort by key): the
+    view then stores each key's chunk as one slice of the event's arrays instead of sorting points."""
+    keys = cmd.keys
+    changes = sum(map(operator.ne, keys, islice(keys, 1, None)))
+    if len(keys) < 2 or changes + 1 == len(set(keys)):
+        return cmd  # already grouped
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    pick = operator.itemgetter(*order)
+    return replace(
+        cmd,
+        keys=list(pick(keys)),
+        values=list(pick(cmd.values)),
+        steps=list(pick(cmd.steps)),
+        timestamps_ms=list(pick(cmd.timestamps_ms)),
+    )
+
+
 async def log_metrics(store: EventStore, command: LogMetrics, metadata: Metadata) -> AppendResult:
     """Decide a batch on the run's view row (status and deletion are all the rule reads), append with
     the version that row reflects, and fall back to the full path when the run moved meanwhile."""
+    if len(command.keys) == len(command.values) == len(command.steps) == len(command.timestamps_ms):
+        command = grouped_by_key(command)  # (misaligned columns are left for the rules to refuse)
     stream_id = run_stream_id(command.run_id)
     row = await store.pool.fetchrow(
         f"SELECT experiment_id, status, deleted, version FROM {VIEWS.runs} WHERE run_id = $1", command.run_id

@@ -84,6 +84,8 @@ def _sort_by_step(h: History) -> None:
 def bucket_picks(values: list[float], max_points: int) -> list[int]:
     """Indexes to keep: per bucket its first, last, min and max (and first NaN), at most max_points."""
     n = len(values)
+    if n <= max_points:
+        return list(range(n))
     with_nan = max_points > MIN_MAX_POINTS and any(map(math.isnan, values))
     buckets = max_points // (MIN_MAX_POINTS + 1 if with_nan else MIN_MAX_POINTS)
     picks: list[int] = []

@@ -42,6 +42,8 @@ from .events import (
 SCHEMA = "tracking"
 EXPERIMENT_PREFIX = "experiment-"
 RUN_PREFIX = "run-"
+INDEXED_PREFIX = 200
+"""Characters of a param or tag value that are indexed (a B-tree entry holds at most ~2.7 kB)."""
 VIEWS = Tables(SCHEMA)
 """The live tables, for readers."""
 
@@ -169,14 +171,15 @@ CREATE TABLE {t.run_params} (
     value  text NOT NULL,
     PRIMARY KEY (run_id, key)
 );
-CREATE INDEX ON {t.run_params} (key, value);
+-- Values may be longer than a B-tree entry can hold, so filters look up a prefix (search.py).
+CREATE INDEX ON {t.run_params} (key, left(value, {INDEXED_PREFIX}), run_id);
 CREATE TABLE {t.run_tags} (
     run_id text NOT NULL,
     key    text NOT NULL,
     value  text NOT NULL,
     PRIMARY KEY (run_id, key)
 );
-CREATE INDEX ON {t.run_tags} (key, value);
+CREATE INDEX ON {t.run_tags} (key, left(value, {INDEXED_PREFIX}), run_id);
 CREATE TABLE {t.run_latest_metrics} (
     run_id       text   NOT NULL,
     key          text   NOT NULL,
@@ -188,7 +191,7 @@ CREATE TABLE {t.run_latest_metrics} (
     count        bigint NOT NULL,
     PRIMARY KEY (run_id, key)
 );
-CREATE INDEX ON {t.run_latest_metrics} (key, value);
+CREATE INDEX ON {t.run_latest_metrics} (key, value, run_id);  -- covering: filters need no heap
 CREATE TABLE {t.run_datasets} (
     run_id          text   NOT NULL,
     seq             bigint NOT NULL,  -- log position: the order they were logged
@@ -210,6 +213,9 @@ CREATE TABLE {t.metric_chunks} (
     timestamps_ms bigint[] NOT NULL,
     PRIMARY KEY (run_id, key, seq)
 );
+-- Uncompressed: pglz costs more than the disk it saves on float arrays (measured: 2x the ingest time).
+ALTER TABLE {t.metric_chunks} ALTER COLUMN steps SET STORAGE EXTERNAL,
+    ALTER COLUMN "values" SET STORAGE EXTERNAL, ALTER COLUMN timestamps_ms SET STORAGE EXTERNAL;
 """
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent], t: Tables) -> None:
@@ -314,41 +320,61 @@ async def _upsert_tags(conn: asyncpg.Connection, t: Tables, run_id: str, tags: d
 
 
 def _metrics_sql(t: Tables) -> str:
-    # `last` is the point with the greatest (step, timestamp), ties going to the later one; only the
-    # points at each key's greatest step are sorted. min/max skip NaN (LEAST/GREATEST skip NULLs).
+    # Chunks are cut per (event, key). The service sends each batch grouped by key, so a key's points
+    # are one slice of the event's arrays; any other layout is picked out point by point, in order.
+    # `last` is the point with the greatest (step, timestamp), ties going to the one logged later;
+    # min and max skip NaN (and LEAST/GREATEST skip the NULL of an all-NaN chunk).
     return f"""
 WITH e AS (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[])
                       AS e(run_id, seq, version, payload)
-), p AS MATERIALIZED (
-    SELECT e.run_id, e.seq, u.key, u.value, u.step, u.ts, u.ord
-      FROM e,
-           json_to_record(e.payload::json)
-               AS b(keys text[], "values" float8[], steps bigint[], timestamps_ms bigint[]),
-           unnest(b.keys, b."values", b.steps, b.timestamps_ms) WITH ORDINALITY
-               AS u(key, value, step, ts, ord)
+), b AS MATERIALIZED (
+    SELECT e.run_id, e.seq, x.keys, x."values", x.steps, x.timestamps_ms
+      FROM e, json_to_record(e.payload::json)
+                  AS x(keys text[], "values" float8[], steps bigint[], timestamps_ms bigint[])
+), g AS MATERIALIZED (
+    SELECT b.seq, k.key, min(k.ord) AS lo, max(k.ord) AS hi, count(*) AS n
+      FROM b, unnest(b.keys) WITH ORDINALITY AS k(key, ord)
+     GROUP BY b.seq, k.key
+), c AS MATERIALIZED (
+    SELECT b.run_id, g.key, b.seq, b.steps[g.lo:g.hi] AS steps, b."values"[g.lo:g.hi] AS "values",
+           b.timestamps_ms[g.lo:g.hi] AS timestamps_ms
+      FROM g JOIN b ON b.seq = g.seq
+     WHERE g.n = g.hi - g.lo + 1
+    UNION ALL
+    SELECT b.run_id, g.key, b.seq, p.steps, p."values", p.timestamps_ms
+      FROM g JOIN b ON b.seq = g.seq,
+           LATERAL (SELECT array_agg(u.step ORDER BY u.ord) AS steps,
+                           array_agg(u.value ORDER BY u.ord) AS "values",
+                           array_agg(u.ts ORDER BY u.ord) AS timestamps_ms
+                      FROM unnest(b.keys, b.steps, b."values", b.timestamps_ms) WITH ORDINALITY
+                           AS u(key, step, value, ts, ord)
+                     WHERE u.key = g.key) p
+     WHERE g.n <> g.hi - g.lo + 1
 ), chunks AS (
-    INSERT INTO {t.metric_chunks} (run_id, key, seq, steps, "values", timestamps_ms)
-    SELECT run_id, key, seq, array_agg(step ORDER BY ord), array_agg(value ORDER BY ord),
-           array_agg(ts ORDER BY ord)
-      FROM p GROUP BY run_id, key, seq
+    INSERT INTO {t.metric_chunks} (run_id, key, seq, steps, "values", timestamps_ms) SELECT * FROM c
 ), versions AS (
     UPDATE {t.runs} r SET version = v.version
       FROM (SELECT run_id, max(version) AS version FROM e GROUP BY run_id) v
      WHERE r.run_id = v.run_id
-), agg AS (
-    SELECT run_id, key, max(step) AS step, min(value) FILTER (WHERE value <> 'NaN') AS min_value,
-           max(value) FILTER (WHERE value <> 'NaN') AS max_value, count(*) AS count
-      FROM p GROUP BY run_id, key
-), last AS (
-    SELECT DISTINCT ON (p.run_id, p.key) p.run_id, p.key, p.value, p.step, p.ts
-      FROM p JOIN agg ON agg.run_id = p.run_id AND agg.key = p.key AND agg.step = p.step
-     ORDER BY p.run_id, p.key, p.ts DESC, p.seq DESC, p.ord DESC
+), s AS (
+    SELECT c.run_id, c.key, c.seq, a.min_value, a.max_value, a.n, l.step, l.ts, l.value
+      FROM c,
+           LATERAL (SELECT min(v) FILTER (WHERE v <> 'NaN') AS min_value,
+                           max(v) FILTER (WHERE v <> 'NaN') AS max_value, count(*) AS n
+                      FROM unnest(c."values") AS v) a,
+           LATERAL (SELECT x.step, x.ts, x.value
+                      FROM unnest(c.steps, c.timestamps_ms, c."values") WITH ORDINALITY
+                           AS x(step, ts, value, ord)
+                     ORDER BY x.step DESC, x.ts DESC, x.ord DESC LIMIT 1) l
 )
 INSERT INTO {t.run_latest_metrics} AS m
        (run_id, key, value, step, timestamp_ms, min_value, max_value, count)
-SELECT last.run_id, last.key, last.value, last.step, last.ts, agg.min_value, agg.max_value, agg.count
-  FROM last JOIN agg ON agg.run_id = last.run_id AND agg.key = last.key
+SELECT DISTINCT ON (run_id, key) run_id, key, value, step, ts,
+       min(min_value) OVER w, max(max_value) OVER w, (sum(n) OVER w)::bigint
+  FROM s
+WINDOW w AS (PARTITION BY run_id, key)
+ ORDER BY run_id, key, step DESC, ts DESC, seq DESC
 ON CONFLICT (run_id, key) DO UPDATE SET
     value = CASE WHEN (excluded.step, excluded.timestamp_ms) >= (m.step, m.timestamp_ms)
                  THEN excluded.value ELSE m.value END,

@@ -12,6 +12,7 @@ import asyncpg
 from eventlog import InvalidArgument, NotFound
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
 
+from .domain import RunState
 from .projections import VIEWS
 from .search import RUN_COLUMNS, Params, SortKey, after, decode_token, encode_token, page_size
 
@@ -92,6 +93,40 @@ def run_info(r: asyncpg.Record) -> pb.RunInfo:
     if r[5] is not None:
         info.end_time_ms = r[5]
     return info
+
+
+def run_from_state(s: RunState) -> pb.Run:
+    """A run as its decider state knows it (no metrics: the state does not keep them)."""
+    info = pb.RunInfo(
+        run_id=s.run_id,
+        experiment_id=s.experiment_id,
+        name=s.name,
+        status=status_enum(s.status),
+        start_time_ms=s.start_time_ms,
+        parent_run_id=s.parent_run_id or "",
+        source=pb.RunSource(
+            git_commit=s.source.git_commit or "",
+            entry_point=s.source.entry_point or "",
+            host=s.source.host or "",
+            user=s.source.user or "",
+        ),
+        deleted=s.deleted,
+    )
+    if s.end_time_ms is not None:
+        info.end_time_ms = s.end_time_ms
+    datasets = [
+        pb.DatasetInput(
+            name=x.name,
+            digest=x.digest,
+            source_type=x.source_type,
+            source=x.source,
+            context=x.context or "",
+            dataset_schema=x.dataset_schema or "",
+            dataset_profile=x.dataset_profile or "",
+        )
+        for x in s.datasets
+    ]
+    return pb.Run(info=info, params=dict(s.params), tags=dict(s.tags), datasets=datasets)
 
 
 def _summary(r: asyncpg.Record) -> pb.MetricSummary:

@@ -24,7 +24,7 @@ import asyncpg
 from eventlog import InvalidArgument
 
 from .filter import And, Comparison, Expr, Not, Or, OrderBy, parse_filter, parse_order_by
-from .projections import VIEWS
+from .projections import INDEXED_PREFIX, VIEWS
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -80,7 +80,27 @@ def _keyed(c: Comparison, p: Params) -> str:
         if c.op in (">", ">="):
             cond += " AND x.value <> 'NaN'"  # PostgreSQL sorts NaN above every number; IEEE does not
         return f"EXISTS ({has_key} AND {cond})"
-    return f"EXISTS ({has_key} AND {_condition('x.value', c, p, 'text')})"
+    return f"EXISTS ({has_key} AND {_equality(c, p) or _condition('x.value', c, p, 'text')})"
+
+
+def _equality(c: Comparison, p: Params) -> str | None:
+    """= and IN on the indexed prefix, so the (key, left(value, N), run_id) index serves them.
+
+    For a value shorter than N characters, equal prefixes mean equal values (the prefix of a longer
+    value is longer than it), so the prefix alone is the whole test and the planner's estimate stays
+    right; longer values are compared in full as well.
+    """
+    if c.op not in ("=", "IN"):
+        return None
+    values = c.value if isinstance(c.value, tuple) else (str(c.value),)
+    prefix = f"left(x.value, {INDEXED_PREFIX})"
+    if c.op == "=":
+        cond = f"{prefix} = {p.add(values[0][:INDEXED_PREFIX], 'text')}"
+    else:
+        cond = f"{prefix} = ANY({p.add([v[:INDEXED_PREFIX] for v in values], 'text[]')})"
+    if all(len(v) < INDEXED_PREFIX for v in values):
+        return cond
+    return f"{cond} AND {_condition('x.value', c, p, 'text')}"
 
 
 def _comparison(c: Comparison, p: Params) -> str:
