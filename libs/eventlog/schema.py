@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS {s}.events (
 CREATE INDEX IF NOT EXISTS events_idempotency_key
     ON {s}.events (idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_recorded_at ON {s}.events (recorded_at);
+-- Out-of-line but uncompressed: pglz cost ~7 ms of a ~10 ms insert of a 10k-point metrics event,
+-- inside the log lock (measured); disk is cheaper than the lock.
+ALTER TABLE {s}.events ALTER COLUMN payload SET STORAGE EXTERNAL;
 -- Append-only: nothing but the appender's INSERT may touch this table. A superuser can still
 -- drop the trigger; the hash chain is what makes that detectable.
 CREATE OR REPLACE FUNCTION {s}.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -160,15 +160,19 @@ class MetricBatcher:
         points = self._take()
         if not points:
             return False
+        # Points go out grouped by run and then by key (arrival order kept within a key): the server
+        # stores each key's points as one columnar chunk and need not regroup them.
+        grouped: dict[str, dict[str, list[Point]]] = {}
+        for p in points:
+            grouped.setdefault(p[0], {}).setdefault(p[1], []).append(p)
         batches: dict[str, Batch] = {}
-        for run_id, key, value, step, ts in points:
-            b = batches.get(run_id)
-            if b is None:
-                b = batches[run_id] = Batch(run_id)
-            b.keys.append(key)
-            b.values.append(value)
-            b.steps.append(step)
-            b.timestamps_ms.append(ts)
+        for run_id, by_key in grouped.items():
+            b = batches[run_id] = Batch(run_id)
+            for key, pts in by_key.items():
+                b.keys.extend([key] * len(pts))
+                b.values.extend(p[2] for p in pts)
+                b.steps.extend(p[3] for p in pts)
+                b.timestamps_ms.extend(p[4] for p in pts)
         self._deliver(list(batches.values()))
         with self._idle:
             self.acknowledged += len(points)
