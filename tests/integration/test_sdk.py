@@ -147,3 +147,36 @@ def test_system_metrics_are_sampled_in_the_background(client: modelog.Client) ->
             time.sleep(0.02)
     metrics = modelog.get_run(run.id).metrics
     assert "system/cpu_percent" in metrics and "system/memory_percent" in metrics
+
+
+def test_cli_lists_shows_compares_and_plots_runs(client: modelog.Client, server: tuple[str, Path]) -> None:
+    import json
+    import subprocess
+
+    from tests.procs import MODELOG
+
+    a, b = train("cli-demo", steps=50), train("cli-demo", steps=80)
+    addr, home = server
+    env = env_for(home, addr, MODELOG_URL=addr)
+
+    def cli(*args: str) -> str:
+        return subprocess.run(
+            [*MODELOG, *args], env=env, capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+
+    listed = json.loads(cli("runs", "list", "-e", "cli-demo", "-o", "metrics.loss ASC", "--json"))
+    assert [r["id"] for r in listed] == [b, a]  # 80 steps reach a lower loss
+    shown = json.loads(cli("runs", "show", a, "--json"))
+    assert shown["params"] == {"lr": "0.01", "layers": "3"}
+    compared = cli("runs", "compare", a, b)
+    assert "params.lr" in compared and "metrics.loss" in compared
+    plot = cli("metrics", "plot", a, "loss")
+    assert "* loss" in plot and "step 0 .. 49" in plot
+    bad = subprocess.run(
+        [*MODELOG, "runs", "list", "-e", "cli-demo", "-f", "metrics.loss >"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "column" in bad.stderr
