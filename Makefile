@@ -26,7 +26,7 @@ dev: install
 	$(VENV)/bin/modelog up
 
 test: install
-	$(PY) -m pytest -p no:cacheprovider
+	$(PY) -m pytest -p no:cacheprovider --basetemp=$(CURDIR)/.pytest-tmp
 
 lint: install
 	$(VENV)/bin/ruff check libs services tests infra
