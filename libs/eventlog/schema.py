@@ -55,7 +55,19 @@ CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {s}.eve
 
 
 async def create_log(conn: asyncpg.Connection, log: str) -> None:
-    # DDL from concurrent processes would race on the catalog; serialise it.
+    """Create a log's schema once. A log that exists is left alone: its DDL takes an ACCESS EXCLUSIVE
+    lock on the events table, which a restarting process must not take while others append (seen:
+    a deadlock with a live appender when a service restarted mid-stream)."""
+    s = check_log_name(log)
+    ready_sql = (
+        "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'events_append_only' "
+        "AND tgrelid = to_regclass($1))"
+    )
+    if await conn.fetchval(ready_sql, f"{s}.events"):
+        return
+    # DDL from concurrent processes would race on the catalog; serialise it, and look again under
+    # the lock (another process may have just created it).
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('modelog.ddl'))")
-        await conn.execute(log_ddl(log))
+        if not await conn.fetchval(ready_sql, f"{s}.events"):
+            await conn.execute(log_ddl(log))
