@@ -82,6 +82,7 @@ class EventStore:
         self._queue: asyncio.Queue[_Command] | None = None
         self._listener: asyncpg.Connection | None = None
         self._wakers: set[asyncio.Event] = set()
+        self._listener_lock = asyncio.Lock()
         self._worker: asyncio.Task[None] | None = None
         self.batches_committed = 0
         self.commands_committed = 0
@@ -400,15 +401,18 @@ class EventStore:
         return wake
 
     async def _ensure_listener(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
-            return
-        if self._listener is not None:  # the server restarted: the old connection is dead
-            with contextlib.suppress(Exception):
-                await self.pool.release(self._listener)
-            self._listener = None
-        conn = await self.pool.acquire()
-        await conn.add_listener(self.channel, self._on_notify)
-        self._listener = conn
+        # Locked: many tails starting at once would each take a pool connection and keep all but
+        # one (found by the audit service's 40-subscriber test: the pool ran dry).
+        async with self._listener_lock:
+            if self._listener is not None and not self._listener.is_closed():
+                return
+            if self._listener is not None:  # the server restarted: the old connection is dead
+                with contextlib.suppress(Exception):
+                    await self.pool.release(self._listener)
+                self._listener = None
+            conn = await self.pool.acquire()
+            await conn.add_listener(self.channel, self._on_notify)
+            self._listener = conn
 
     def _on_notify(self, *_: Any) -> None:
         for wake in self._wakers:

@@ -14,6 +14,8 @@ from typing import Any
 
 from modelog._client import Connection
 from modelog._session import Client, OfflineError, connect, default
+from modelog.audit import replay, subscribe
+from modelog.registry import models, register_model
 from modelog.tracking import ActiveRun, RunData
 
 __all__ = [
@@ -26,8 +28,12 @@ __all__ = [
     "connect",
     "get_run",
     "metric_history",
+    "models",
+    "register_model",
+    "replay",
     "search_runs",
     "start_run",
+    "subscribe",
 ]
 __version__ = "0.1.0"
 

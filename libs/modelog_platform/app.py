@@ -66,6 +66,8 @@ class Platform:
     relays: list[Relay] = field(default_factory=list)
     runners: dict[str, ProjectionRunner] = field(default_factory=dict)
     reader: LogReader | None = None
+    address: str | None = None
+    """Where this process's own gRPC server listens (set by start_server), for calls to itself."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -222,6 +224,7 @@ async def start_server(platform: Platform, addr: str) -> Server:
             "(set MODELOG_ADDR to another host:port)"
         )
     await server.start()
+    platform.address = f"127.0.0.1:{port}"
     for name in ("", *names):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Server(server, health, port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import uuid
@@ -178,6 +179,8 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     span.set_status(trace.StatusCode.ERROR, str(exc))
                     await self._fail(ctx, exc, method)
                 finally:
-                    context.unbind(token)
+                    # A cancelled stream is finalised in another context; the binding dies with it.
+                    with contextlib.suppress(ValueError):
+                        context.unbind(token)
 
         return run

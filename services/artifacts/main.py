@@ -1,7 +1,28 @@
-"""Wiring of the artifacts service (its domain arrives with its own issue)."""
+"""Wiring of the artifacts service: the blob store under MODELOG_HOME, its servicer and inline views."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import grpc
+
+from modelog._gen.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
 from modelog_platform.service import ServiceSpec
 
-SPEC = ServiceSpec(name="artifacts")
+from .api import ArtifactsServicer
+from .blobstore import FileBlobStore
+from .projections import ArtifactsView, BlobsView
+from .service import ArtifactService
+
+if TYPE_CHECKING:
+    from modelog_platform.app import Platform
+
+
+def register(server: grpc.aio.Server, platform: Platform) -> list[str]:
+    blobs = FileBlobStore(platform.settings.home / "blobs")
+    service = ArtifactService(platform.stores["artifacts"], blobs)
+    artifacts_pb2_grpc.add_ArtifactsServicer_to_server(ArtifactsServicer(service), server)
+    return [artifacts_pb2.DESCRIPTOR.services_by_name["Artifacts"].full_name]
+
+
+SPEC = ServiceSpec(name="artifacts", register=register, inline_projections=[ArtifactsView(), BlobsView()])

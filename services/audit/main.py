@@ -1,8 +1,50 @@
-"""Wiring of the audit service: global views over every log."""
+"""Wiring of the audit service: global views over every log, the signed export, subscriptions."""
 
 from __future__ import annotations
 
-from modelog_platform.service import ServiceSpec
-from modelog_services.audit.projections import AuditTrail
+from typing import TYPE_CHECKING
 
-SPEC = ServiceSpec(name="audit", projections=[AuditTrail()])
+import grpc
+
+from eventlog.records import RecordedEvent
+from eventlog.sources import StoreReader
+from modelog._gen.audit.v1 import audit_pb2, audit_pb2_grpc
+from modelog_platform.service import ServiceSpec
+from modelog_platform.settings import PLATFORM_LOGS, SERVICES
+from modelog_services.audit.api import AuditServicer
+from modelog_services.audit.projections import AuditTrail
+from modelog_services.audit.signing import SigningKey
+
+if TYPE_CHECKING:
+    from modelog_platform.app import Platform
+
+
+class PlatformReader:
+    """Logs this process hosts are read directly; the others through their EventLog API."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.local = StoreReader(platform.stores)
+
+    def _remote(self, log: str) -> StoreReader:
+        if log in self.platform.stores:
+            return self.local
+        if self.platform.reader is None:
+            raise RuntimeError(f"the {log} log is not hosted here and no peer reader is configured")
+        return self.platform.reader  # type: ignore[return-value]
+
+    async def read(self, log: str, from_position: int, limit: int) -> list[RecordedEvent]:
+        return await self._remote(log).read(log, from_position, limit)
+
+    async def head(self, log: str) -> int:
+        return await self._remote(log).head(log)
+
+
+def register(server: grpc.aio.Server, platform: Platform) -> list[str]:
+    key = SigningKey.load_or_create(platform.settings.home)
+    servicer = AuditServicer(platform.stores, PlatformReader(platform), [*SERVICES, *PLATFORM_LOGS], key)
+    audit_pb2_grpc.add_AuditServicer_to_server(servicer, server)
+    return [audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name]
+
+
+SPEC = ServiceSpec(name="audit", register=register, projections=[AuditTrail()])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.bench import bench_bus, bench_eventlog
+from tests.bench import bench_audit, bench_bus, bench_eventlog, bench_registry, bench_tracking
 
 
 def main() -> None:
@@ -12,6 +12,12 @@ def main() -> None:
     asyncio.run(bench_eventlog.main())
     print("== bus ==")
     asyncio.run(bench_bus.main())
+    print("== tracking (side by side with MLflow) ==")
+    bench_tracking.main()
+    print("== registry ==")
+    bench_registry.main()
+    print("== audit ==")
+    asyncio.run(bench_audit.main())
 
 
 if __name__ == "__main__":

@@ -292,10 +292,13 @@ def admin_rebuild(projection: str, as_json: bool) -> None:
 
 
 def _register() -> None:
+    from modelog.cli.audit import audit, replay
+    from modelog.cli.models import models
     from modelog.cli.tracking import experiments, metrics, runs, sync
 
-    for group in (experiments, runs, metrics, sync):
+    for group in (experiments, runs, metrics, sync, models, audit):
         main.add_command(group)
+    events.add_command(replay)
 
 
 _register()

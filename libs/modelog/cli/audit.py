@@ -1,0 +1,208 @@
+"""`modelog audit export|verify|public-key` and `modelog events replay`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from eventlog.records import RecordedEvent
+from modelog.cli.common import emit, grpc_errors, table
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@click.group()
+def audit() -> None:
+    """Signed compliance export, offline verification, the platform's public key."""
+
+
+@audit.command("export")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--from", "from_time", help="first recorded-at time to include (ISO 8601, UTC if no zone)")
+@click.option("--to", "to_time", help="recorded-at time to stop before (ISO 8601)")
+@click.option("--model", help="disclose only this registered model's events (others stay as hashes)")
+@grpc_errors
+def export_cmd(out: Path, from_time: str | None, to_time: str | None, model: str | None) -> None:
+    """Write a signed, self-contained bundle of every log's events in range."""
+    from modelog import audit as sdk
+
+    try:
+        start, end = _parse_time(from_time), _parse_time(to_time)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    path = sdk.export(out, from_time=start, to_time=end, model=model)
+    click.echo(f"wrote {path} ({path.stat().st_size:,} bytes); check it with `modelog audit verify {path}`")
+
+
+@audit.command("public-key")
+@click.option("--json", "as_json", is_flag=True)
+@grpc_errors
+def public_key_cmd(as_json: bool) -> None:
+    """Print the platform's Ed25519 public key (PEM) that signs bundles."""
+    from modelog import audit as sdk
+
+    resp = sdk.public_key()
+    emit({"key_id": resp.key_id, "hex": resp.public_key.hex(), "pem": resp.pem}, as_json, resp.pem.rstrip())
+
+
+def render(out: Any) -> str:
+    """The human-readable summary of a verified bundle."""
+    s = out.summary
+    lines = [
+        f"bundle created {out.created_at}; scope {out.scope}",
+        f"signed by key {out.key_id}"
+        + (
+            ""
+            if out.key_pinned
+            else " (the key inside the bundle; pass --public-key to pin the platform's key)"
+        ),
+        "",
+        table(
+            [
+                {"log": n, **{k: v for k, v in m.items() if k in ("first", "last", "count", "disclosed")}}
+                for n, m in out.manifest.items()
+            ],
+            ["log", "first", "last", "count", "disclosed"],
+        ),
+        "",
+        "actors:",
+        table([{"actor": a, "events": c} for a, c in s["actors"].items()], ["actor", "events"]),
+        "",
+        "events by type:",
+        table([{"type": t, "events": c} for t, c in s["types"].items()], ["type", "events"]),
+        "",
+        "approvals and stage changes:",
+        table(s["approvals"], ["at", "type", "actor", "stream_id", "version", "to_stage", "position"]),
+        "",
+        "Production changes:",
+        table(s["production_changes"], ["at", "actor", "stream_id", "version", "from_stage", "to_stage"]),
+    ]
+    return "\n".join(lines)
+
+
+@audit.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--public-key", "key", help="the expected signer: PEM file, PEM text or 64 hex digits")
+@click.option("--json", "as_json", is_flag=True)
+def verify_cmd(file: Path, key: str | None, as_json: bool) -> None:
+    """Check a bundle OFFLINE: signature and every hash chain; print the summary or the first break."""
+    from modelog import audit as sdk
+
+    try:
+        out = sdk.verify(file, key)
+    except ValueError as exc:
+        click.echo(f"modelog: cannot read the public key: {exc}", err=True)
+        sys.exit(2)
+    if not out.ok:
+        where = out.where()
+        emit(
+            {"ok": False, "log": out.log, "position": out.position, "line": out.line, "reason": out.reason},
+            as_json,
+            f"BROKEN at {where}: {out.reason}",
+        )
+        sys.exit(1)
+    data = {
+        "ok": True,
+        "events": out.events,
+        "key_id": out.key_id,
+        "key_pinned": out.key_pinned,
+        "manifest": out.manifest,
+        "summary": out.summary,
+    }
+    emit(data, as_json, f"OK: {out.events:,} events, every chain and the signature verify\n\n{render(out)}")
+
+
+@click.command("replay")
+@click.option(
+    "--from", "from_cursor", required=True, help="a cursor (from subscribe/replay --json) or 'start'"
+)
+@click.option("--to", "to_cursor", help="last cursor to include (default: each log's head now)")
+@click.option("--type", "types", multiple=True, help="service.Type or Type (repeatable)")
+@click.option("--service", "services", multiple=True, help="a log to include (repeatable)")
+@click.option("--stream", "streams", multiple=True, help="a stream id or prefix* (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line, each with its cursor")
+@click.option("--to-topic", help="re-deliver to this Kafka topic (CloudEvents, key = stream id) instead")
+@click.option("--bootstrap", help="Kafka bootstrap servers for --to-topic (default MODELOG_KAFKA_BOOTSTRAP)")
+@grpc_errors
+def replay(
+    from_cursor: str,
+    to_cursor: str | None,
+    types: tuple[str, ...],
+    services: tuple[str, ...],
+    streams: tuple[str, ...],
+    as_json: bool,
+    to_topic: str | None,
+    bootstrap: str | None,
+) -> None:
+    """Print a range of events of every log, merged in time order, or re-deliver it to a Kafka topic."""
+    import json
+
+    from modelog import audit as sdk
+
+    try:
+        events = sdk.replay(from_cursor, to_cursor, types=types, services=services, streams=streams)
+        if to_topic:
+            _to_topic(events, to_topic, bootstrap)
+            return
+        last = None
+        for e in events:
+            last = e.cursor
+            if as_json:
+                click.echo(json.dumps(e.as_dict(), separators=(",", ":"), default=str))
+            else:
+                click.echo(
+                    f"{e.recorded_at.isoformat()[:23]} {e.service:<10} #{e.position:<8} {e.type:<24} "
+                    f"{e.stream_id}  actor={e.metadata.get('actor', '-')}"
+                )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if last and not as_json:
+        click.echo(f"next cursor: {last}", err=True)
+
+
+def _to_topic(events: Iterator[Any], topic: str, bootstrap: str | None) -> None:
+    import asyncio
+
+    from modelog_platform.settings import Settings
+    from modelog_services.audit.redeliver import publish
+
+    target = bootstrap or Settings().kafka_bootstrap
+    if not target:
+        raise click.UsageError("--to-topic needs --bootstrap or MODELOG_KAFKA_BOOTSTRAP")
+    last: list[str] = []
+
+    def records() -> Iterator[RecordedEvent]:
+        for e in events:
+            last[:] = [e.cursor]
+            r = e.raw
+            yield RecordedEvent(
+                r.service,
+                r.position,
+                r.stream_id,
+                r.stream_version,
+                r.event_id,
+                r.type,
+                r.schema_version,
+                r.payload_json,
+                r.metadata_json,
+                e.recorded_at,
+                r.prev_hash,
+                r.hash,
+            )
+
+    sent = asyncio.run(publish(records(), target, topic))
+    click.echo(f"re-delivered {sent:,} events to {topic}" + (f"; next cursor: {last[0]}" if last else ""))
+
+
+if __name__ == "__main__":  # the group alone: `python -m modelog.cli.audit verify FILE`
+    audit()

@@ -1,0 +1,235 @@
+"""gRPC Artifacts: translate requests to the service's commands and queries, and results back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from eventlog import InvalidArgument, PermissionDenied
+from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
+from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
+from modelog_platform import context
+
+from . import transfers
+from .domain import LATEST, Ref, check_alias, check_name
+from .gc import collect
+from .manifest import Entry, check_digest
+from .service import ArtifactService, VersionView, without_key
+
+MAX_HAVE = 100_000
+
+
+def _require(*roles: str) -> context.RequestContext:
+    rc = context.current()
+    if not set(rc.roles) & set(roles):
+        raise PermissionDenied(
+            f"{rc.actor!r} may not do this: one of the roles {', '.join(roles)} is required"
+        )
+    return rc
+
+
+def _writer() -> context.RequestContext:
+    return _require("admin", "member")
+
+
+def _ts(value: object) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)  # type: ignore[arg-type]
+    return ts
+
+
+def ref_of(r: pb.VersionRef, field: str = "ref") -> Ref:
+    name = check_name(r.name, f"{field}.name")
+    if r.version < 0:
+        raise InvalidArgument.field(f"{field}.version", "must be >= 1 (0: by alias, or the latest)")
+    if r.version:
+        return Ref(name, version=r.version)
+    if r.alias and r.alias != LATEST:
+        return Ref(name, alias=check_alias(r.alias, f"{field}.alias"))
+    return Ref(name)
+
+
+def version_pb(v: VersionView) -> pb.ArtifactVersion:
+    return pb.ArtifactVersion(
+        name=v.name,
+        version=v.version,
+        kind=v.kind,
+        manifest_digest=v.manifest,
+        file_count=v.file_count,
+        total_size=v.total_size,
+        message=v.message,
+        run_id=v.run_id or "",
+        parent_version=v.parent or 0,
+        aliases=v.aliases,
+        tags=v.tags,
+        created_by=v.created_by,
+        created_at=_ts(v.created_at),
+        entries=[pb.ManifestEntry(path=e.path, digest=e.digest, size=e.size, mode=e.mode) for e in v.entries],
+    )
+
+
+class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
+    def __init__(self, service: ArtifactService) -> None:
+        self.service = service
+        self.blobs = service.blobs
+
+    async def HaveBlobs(
+        self, request: pb.HaveBlobsRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.HaveBlobsResponse:
+        if len(request.digests) > MAX_HAVE:
+            raise InvalidArgument.field("digests", f"at most {MAX_HAVE} per call")
+        digests = list(dict.fromkeys(check_digest(d, f"digests[{i}]") for i, d in enumerate(request.digests)))
+        return pb.HaveBlobsResponse(missing=await asyncio.to_thread(self.blobs.missing, digests))
+
+    async def Upload(
+        self, requests: AsyncIterator[pb.UploadRequest], ctx: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.UploadResponse]:
+        meta = without_key(_writer().metadata())
+
+        async def record(digest: str, size: int) -> None:
+            await self.service.record_blob(digest, size, meta)
+
+        async for reply in transfers.upload(self.blobs, record, requests):
+            yield reply
+
+    async def Download(
+        self, request: pb.DownloadRequest, ctx: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.DownloadResponse]:
+        async for reply in transfers.download(self.blobs, request):
+            yield reply
+
+    async def CommitVersion(
+        self, request: pb.CommitVersionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.CommitVersionResponse:
+        rc = _writer()
+        view, created = await self.service.commit(
+            request.name,
+            [Entry(e.path, e.digest, e.size, e.mode) for e in request.entries],
+            rc.metadata(),
+            kind=request.kind,
+            message=request.message,
+            run_id=request.run_id,
+            parent=request.parent_version,
+            tags=dict(request.tags),
+            aliases=list(request.aliases),
+        )
+        return pb.CommitVersionResponse(version=version_pb(view), created=created)
+
+    async def GetVersion(
+        self, request: pb.GetVersionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.GetVersionResponse:
+        view = await self.service.get(ref_of(request.ref), entries=request.include_entries)
+        return pb.GetVersionResponse(version=version_pb(view))
+
+    async def ListVersions(
+        self, request: pb.ListVersionsRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.ListVersionsResponse:
+        if request.page_size < 0:
+            raise InvalidArgument.field("page_size", "must be >= 0")
+        before = None
+        if request.page_token:
+            if not request.page_token.isdigit():
+                raise InvalidArgument.field("page_token", "is not a token this server issued")
+            before = int(request.page_token)
+        views = await self.service.list_versions(request.name, request.page_size, before)
+        size = min(1000, request.page_size or 100)
+        token = str(views[-1].version) if len(views) == size and views[-1].version > 1 else ""
+        return pb.ListVersionsResponse(versions=[version_pb(v) for v in views], next_page_token=token)
+
+    async def ListArtifacts(
+        self, request: pb.ListArtifactsRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.ListArtifactsResponse:
+        rows = await self.service.list_artifacts(request.kind)
+        return pb.ListArtifactsResponse(
+            artifacts=[
+                pb.Artifact(
+                    name=r["name"],
+                    kind=r["kind"],
+                    latest_version=r["latest_version"],
+                    created_at=_ts(r["created_at"]),
+                    updated_at=_ts(r["updated_at"]),
+                )
+                for r in rows
+            ]
+        )
+
+    async def DiffVersions(
+        self, request: pb.DiffVersionsRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.DiffVersionsResponse:
+        a, b, changes = await self.service.diff(ref_of(request.a, "a"), ref_of(request.b, "b"))
+
+        def rows(items: list[tuple[str, Entry | None, Entry | None]]) -> list[pb.FileChange]:
+            out = []
+            for path, old, new in items:
+                change = pb.FileChange(path=path)
+                if old is not None:
+                    change.old_size, change.old_digest, change.old_mode = old.size, old.digest, old.mode
+                if new is not None:
+                    change.new_size, change.new_digest, change.new_mode = new.size, new.digest, new.mode
+                out.append(change)
+            return out
+
+        return pb.DiffVersionsResponse(
+            a=version_pb(a),
+            b=version_pb(b),
+            added=rows([(c.path, c.old, c.new) for c in changes.added]),
+            removed=rows([(c.path, c.old, c.new) for c in changes.removed]),
+            modified=rows([(c.path, c.old, c.new) for c in changes.modified]),
+            unchanged=changes.unchanged,
+        )
+
+    async def SetAlias(
+        self, request: pb.SetAliasRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.SetAliasResponse:
+        rc = _writer()
+        if request.version < 1:
+            raise InvalidArgument.field("version", "must be >= 1")
+        view, previous = await self.service.set_alias(
+            request.name, request.alias, request.version, rc.metadata()
+        )
+        return pb.SetAliasResponse(version=version_pb(view), previous_version=previous)
+
+    async def RemoveAlias(
+        self, request: pb.RemoveAliasRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.RemoveAliasResponse:
+        rc = _writer()
+        await self.service.remove_alias(request.name, request.alias, rc.metadata())
+        return pb.RemoveAliasResponse()
+
+    async def TagVersion(
+        self, request: pb.TagVersionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.TagVersionResponse:
+        rc = _writer()
+        if not request.tags:
+            raise InvalidArgument.field("tags", "at least one tag is required")
+        view = await self.service.tag(ref_of(request.ref), dict(request.tags), rc.metadata())
+        return pb.TagVersionResponse(version=version_pb(view))
+
+    async def GarbageCollect(
+        self, request: pb.GarbageCollectRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.GarbageCollectResponse:
+        rc = _require("admin")
+        if request.grace_seconds < 0:
+            raise InvalidArgument.field("grace_seconds", "must be >= 0")
+        report = await collect(
+            self.service.store,
+            self.blobs,
+            self.service.lock,
+            self.service.manifest,
+            request.grace_seconds,
+            without_key(rc.metadata()),
+            dry_run=request.dry_run,
+        )
+        return pb.GarbageCollectResponse(
+            collected_blobs=report.collected_blobs,
+            collected_bytes=report.collected_bytes,
+            kept_blobs=report.kept_blobs,
+            kept_bytes=report.kept_bytes,
+            spared_blobs=report.spared_blobs,
+            removed_sessions=report.removed_sessions,
+            run_id=report.run_id,
+            dry_run=report.dry_run,
+        )

@@ -1,0 +1,466 @@
+"""Where blob bytes live: a small interface, and the local file system implementation.
+
+Layout under the root (MODELOG_HOME/blobs): `sha256/ab/cdef...` holds each blob under its digest,
+read-only; `uploads/<key>.part` and `<key>.json` hold an upload session's bytes and its last durable
+offset. A blob reaches its real name only by a hard link from a complete, verified and fsynced session
+file, so a crash never leaves a partial blob under a digest, and the link refuses to clobber.
+
+Resuming: hashlib cannot serialise a hash's state, so a session reopened by another process re-hashes
+the bytes it already holds (one sequential read of the part file); within one process the hash object
+of a paused session is kept in memory and reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+
+from eventlog.errors import InvalidArgument, ModelogError
+
+CHECKPOINT_BYTES = 512 << 20
+"""A session fsyncs and records its offset at least this often (what a crash can lose)."""
+READ_CHUNK = 1 << 20
+SMALL_MAX = 1 << 20
+"""Blobs up to this size are uploaded into memory and stored with put(), without a session."""
+_PAUSED_MAX = 256
+
+
+class SessionBusy(ModelogError):
+    """Another stream is uploading the same blob right now."""
+
+    code = grpc.StatusCode.ABORTED
+    reason = "UPLOAD_IN_PROGRESS"
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    digest: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    key: str
+    digest: str | None
+    size: int
+    offset: int
+    mtime: float
+    active: bool
+
+
+class RangeReader(Protocol):
+    size: int
+    """Size of the whole blob."""
+
+    def read(self, n: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class UploadSession(Protocol):
+    key: str
+    size: int
+    offset: int
+    durable: int
+
+    def write(self, offset: int, data: bytes, crc32: int) -> bool:
+        """Append the bytes of `data` past the current offset; True when a checkpoint just made
+        progress durable (time to acknowledge it)."""
+        ...
+
+    def complete(self) -> tuple[str, bool]:
+        """Verify and store; (digest, created). False: the blob was already stored."""
+        ...
+
+    def pause(self) -> None:
+        """Keep what was received for a resume, and release the session (idempotent)."""
+        ...
+
+    def discard(self) -> None:
+        """Drop the session and its bytes (idempotent)."""
+        ...
+
+
+class BlobStore(Protocol):
+    def size(self, digest: str) -> int | None:
+        """The blob's size, or None when the store does not have it."""
+        ...
+
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        """Those not stored; the stored ones are marked used now (garbage collection's grace)."""
+        ...
+
+    def open_range(self, digest: str, offset: int = 0, length: int | None = None) -> RangeReader: ...
+
+    def open_session(self, size: int, digest: str | None, session_id: str | None = None) -> UploadSession:
+        """Open, or resume, the upload of one blob. Raises SessionBusy if it is being uploaded."""
+        ...
+
+    def put(self, data: bytes, digest: str | None = None) -> tuple[str, bool]:
+        """Store bytes held in memory (small blobs, manifests) in one step, checking `digest` if
+        given; (digest, created)."""
+        ...
+
+    def put_many(self, items: Sequence[tuple[bytes, str | None]]) -> list[tuple[str, bool]]:
+        """put() for several blobs at once (what an UploadBatch carries)."""
+        ...
+
+    def delete(self, digest: str) -> bool: ...
+
+    def blobs(self) -> Iterator[BlobInfo]: ...
+
+    def sessions(self) -> Iterator[SessionInfo]: ...
+
+    def remove_session(self, key: str) -> bool:
+        """Remove an abandoned session; False if a stream holds it."""
+        ...
+
+
+def session_key(digest: str | None, session_id: str | None) -> str:
+    if digest:
+        return f"d-{digest}"
+    if not session_id:
+        raise InvalidArgument.field("open.session_id", "is required when the digest is not given")
+    return f"s-{session_id}"
+
+
+class FileBlobStore:
+    """The default store: a directory on the local file system."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "sha256"
+        self.uploads = root / "uploads"
+        self.tmp = root / "tmp"
+        for d in (self.uploads, self.objects, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+        self._sweep_tmp()
+        self._shards: set[str] = set()
+        self._paused: OrderedDict[str, tuple[int, hashlib._Hash]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def path(self, digest: str) -> Path:
+        return self.objects / digest[:2] / digest[2:]
+
+    def size(self, digest: str) -> int | None:
+        try:
+            return os.stat(self.path(digest)).st_size
+        except FileNotFoundError:
+            return None
+
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        out = []
+        for d in digests:
+            try:
+                os.utime(self.path(d))
+            except FileNotFoundError:
+                out.append(d)
+        return out
+
+    def open_range(self, digest: str, offset: int = 0, length: int | None = None) -> RangeReader:
+        return _FileRange(self.path(digest), offset, length)
+
+    def open_session(self, size: int, digest: str | None, session_id: str | None = None) -> UploadSession:
+        return _FileSession(self, session_key(digest, session_id), size, digest)
+
+    def put(self, data: bytes, digest: str | None = None) -> tuple[str, bool]:
+        return self.put_many([(data, digest)])[0]
+
+    def put_many(self, items: Sequence[tuple[bytes, str | None]]) -> list[tuple[str, bool]]:
+        # Half the metadata work of a session (no state file, no lock, a rename instead of a link and
+        # an unlink), and each shard directory fsynced once per call: what makes ten thousand small
+        # files cheap. A concurrent writer of the same digest wrote the same verified bytes, so
+        # whichever rename lands last is as good as the first.
+        out: list[tuple[str, bool]] = []
+        shards: set[Path] = set()
+        for data, expected in items:
+            digest = hashlib.sha256(data).hexdigest()
+            if expected and digest != expected:
+                raise InvalidArgument.field(
+                    "digest", f"the bytes received hash to {digest}, not {expected}; the upload was dropped"
+                )
+            try:
+                os.utime(self.path(digest))  # already stored: now counts as freshly used
+                out.append((digest, False))
+                continue
+            except FileNotFoundError:
+                pass
+            shard = self._shard(digest)
+            tmp = self.tmp / f"{digest}.{os.getpid()}.{threading.get_ident()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, shard / digest[2:])
+            shards.add(shard)
+            out.append((digest, True))
+        for shard in shards:
+            _fsync_dir(shard)
+        return out
+
+    def delete(self, digest: str) -> bool:
+        try:
+            os.unlink(self.path(digest))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def blobs(self) -> Iterator[BlobInfo]:
+        for shard in os.scandir(self.objects):
+            if not shard.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(shard.path):
+                st = entry.stat(follow_symlinks=False)
+                yield BlobInfo(shard.name + entry.name, st.st_size, st.st_mtime)
+
+    def sessions(self) -> Iterator[SessionInfo]:
+        for entry in os.scandir(self.uploads):
+            if not entry.name.endswith(".part"):
+                continue
+            key = entry.name[: -len(".part")]
+            state = self._read_state(key)
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue
+            yield SessionInfo(
+                key,
+                key[2:] if key.startswith("d-") else None,
+                int(state.get("size", -1)),
+                int(state.get("offset", 0)),
+                st.st_mtime,
+                not self._try_remove(key, remove=False),
+            )
+
+    def remove_session(self, key: str) -> bool:
+        return self._try_remove(key, remove=True)
+
+    # ------------------------------------------------------------ internals
+
+    def _sweep_tmp(self, older_than_s: float = 3600) -> None:
+        """What a crash left of put(): a put lasts milliseconds, so an hour-old one is dead."""
+        limit = time.time() - older_than_s
+        for entry in os.scandir(self.tmp):
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat(follow_symlinks=False).st_mtime < limit:
+                    os.unlink(entry.path)
+
+    def _try_remove(self, key: str, *, remove: bool) -> bool:
+        try:
+            fd = os.open(self.uploads / f"{key}.part", os.O_RDONLY)
+        except FileNotFoundError:
+            return True
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            if remove:
+                for suffix in (".part", ".json"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.uploads / f"{key}{suffix}")
+                with self._lock:
+                    self._paused.pop(key, None)
+            return True
+        finally:
+            os.close(fd)
+
+    def _read_state(self, key: str) -> dict[str, Any]:
+        try:
+            value: dict[str, Any] = json.loads((self.uploads / f"{key}.json").read_bytes())
+            return value
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _write_state(self, key: str, state: dict[str, object]) -> None:
+        tmp = self.uploads / f"{key}.json.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.uploads / f"{key}.json")
+
+    def _take_paused(self, key: str, offset: int) -> hashlib._Hash | None:
+        with self._lock:
+            hit = self._paused.pop(key, None)
+        return hit[1] if hit and hit[0] == offset else None
+
+    def _keep_paused(self, key: str, offset: int, hasher: hashlib._Hash) -> None:
+        with self._lock:
+            self._paused[key] = (offset, hasher)
+            while len(self._paused) > _PAUSED_MAX:
+                self._paused.popitem(last=False)
+
+    def _shard(self, digest: str) -> Path:
+        shard = self.objects / digest[:2]
+        if digest[:2] not in self._shards:
+            if not shard.exists():
+                shard.mkdir(exist_ok=True)
+                _fsync_dir(self.objects)
+            self._shards.add(digest[:2])
+        return shard
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _FileSession:
+    def __init__(self, store: FileBlobStore, key: str, size: int, digest: str | None) -> None:
+        self.store, self.key, self.size, self.digest = store, key, size, digest
+        self.part = store.uploads / f"{key}.part"
+        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise SessionBusy(
+                f"blob {digest or key} is being uploaded by another stream; retry shortly"
+            ) from None
+        state = store._read_state(key)
+        fresh = state.get("size") != size or state.get("digest") != digest
+        self.offset = 0 if fresh else min(int(state.get("offset", 0)), os.fstat(self.fd).st_size)
+        os.ftruncate(self.fd, self.offset)
+        os.lseek(self.fd, self.offset, os.SEEK_SET)
+        self.durable = self.offset
+        self.hasher = store._take_paused(key, self.offset) or self._rehash()
+        self.closed = False
+
+    def _rehash(self) -> hashlib._Hash:
+        hasher = hashlib.sha256()
+        done = 0
+        while done < self.offset:
+            data = os.pread(self.fd, min(READ_CHUNK, self.offset - done), done)
+            if not data:
+                raise OSError(errno.EIO, f"{self.part} is shorter than its recorded offset")
+            hasher.update(data)
+            done += len(data)
+        return hasher
+
+    def write(self, offset: int, data: bytes, crc32: int) -> bool:
+        if zlib.crc32(data) != crc32:
+            raise InvalidArgument.field(
+                "chunk.crc32",
+                f"the chunk at offset {offset} of blob {self.digest or self.key} is corrupt (its crc32 does "
+                f"not match); nothing of it was kept: resend from offset {self.offset}",
+            )
+        if offset > self.offset:
+            raise InvalidArgument.field(
+                "chunk.offset", f"chunk at {offset} leaves a gap: the server holds {self.offset} bytes"
+            )
+        view = memoryview(data)[self.offset - offset :]
+        if self.offset + len(view) > self.size:
+            raise InvalidArgument.field(
+                "chunk.data", f"chunk ends at {self.offset + len(view)}, past the declared size {self.size}"
+            )
+        while view:
+            written = os.write(self.fd, view)
+            self.hasher.update(view[:written])
+            self.offset += written
+            view = view[written:]
+        if self.offset - self.durable >= CHECKPOINT_BYTES:
+            self._checkpoint()
+            return True
+        return False
+
+    def _checkpoint(self) -> None:
+        os.fsync(self.fd)
+        self.store._write_state(self.key, {"size": self.size, "digest": self.digest, "offset": self.offset})
+        self.durable = self.offset
+
+    def complete(self) -> tuple[str, bool]:
+        if self.offset != self.size:
+            raise InvalidArgument.field("chunk", f"blob has {self.offset} of {self.size} bytes")
+        digest = self.hasher.hexdigest()
+        if self.digest and digest != self.digest:
+            self.discard()
+            raise InvalidArgument.field(
+                "open.digest",
+                f"the bytes received hash to {digest}, not {self.digest}; the upload was dropped",
+            )
+        try:
+            os.fsync(self.fd)
+            os.fchmod(self.fd, 0o444)
+            shard = self.store._shard(digest)
+            try:
+                os.link(self.part, shard / digest[2:])
+            except FileExistsError:
+                created = False
+            else:
+                created = True
+                _fsync_dir(shard)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.fchmod(self.fd, 0o600)
+            self.pause()  # e.g. a full disk: keep the bytes for a retry
+            raise
+        self._remove_files()
+        self._release()
+        return digest, created
+
+    def pause(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self.offset > self.durable:
+                self._checkpoint()
+            self.store._keep_paused(self.key, self.offset, self.hasher)
+        finally:
+            self._release()
+
+    def discard(self) -> None:
+        if self.closed:
+            return
+        self._remove_files()
+        self._release()
+
+    def _remove_files(self) -> None:
+        for path in (self.part, self.store.uploads / f"{self.key}.json"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def _release(self) -> None:
+        self.closed = True
+        os.close(self.fd)  # closing drops the flock
+
+
+class _FileRange:
+    def __init__(self, path: Path, offset: int, length: int | None) -> None:
+        self.fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.size = os.fstat(self.fh.fileno()).st_size
+        if offset < 0 or offset > self.size:
+            self.fh.close()
+            raise InvalidArgument.field("offset", f"{offset} is outside the blob's {self.size} bytes")
+        self.fh.seek(offset)
+        self.remaining = self.size - offset if not length else min(length, self.size - offset)
+
+    def read(self, n: int) -> bytes:
+        data = self.fh.read(min(n, self.remaining))
+        self.remaining -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.fh.close()

@@ -1,0 +1,86 @@
+"""gRPC Audit servicer: translates requests to the export and subscription machinery; no rules here."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC
+
+import grpc
+
+from eventlog import EventStore, InvalidArgument, RecordedEvent
+from eventlog.hashchain import micros
+from eventlog.sources import LogReader
+from modelog._gen.audit.v1 import audit_pb2, audit_pb2_grpc
+from modelog._gen.common.v1 import event_pb2
+from modelog_platform.eventlog_api import to_proto
+from modelog_services.audit.export import Scope, export_bundle
+from modelog_services.audit.signing import SigningKey, public_pem
+from modelog_services.audit.subscribe import Filter, decode_cursor, subscribe
+
+_PROTO_CACHE = 20_000
+
+
+class AuditServicer(audit_pb2_grpc.AuditServicer):
+    def __init__(
+        self, stores: Mapping[str, EventStore], reader: LogReader, logs: list[str], key: SigningKey
+    ) -> None:
+        self.stores, self.reader, self.logs, self.key = stores, reader, logs, key
+        self._protos: OrderedDict[tuple[str, int], event_pb2.Event] = OrderedDict()
+
+    def _proto(self, ev: RecordedEvent) -> event_pb2.Event:
+        """Subscribers replaying the same history share one conversion per event (a small LRU)."""
+        key = (ev.log, ev.position)
+        cached = self._protos.get(key)
+        if cached is None:
+            cached = self._protos[key] = to_proto(ev)
+            if len(self._protos) > _PROTO_CACHE:
+                self._protos.popitem(last=False)
+        return cached
+
+    async def Export(
+        self, request: audit_pb2.ExportRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[audit_pb2.ExportChunk]:
+        scope = Scope(
+            micros(request.from_time.ToDatetime(tzinfo=UTC)) if request.HasField("from_time") else None,
+            micros(request.to_time.ToDatetime(tzinfo=UTC)) if request.HasField("to_time") else None,
+            request.model,
+        )
+        if scope.from_us is not None and scope.to_us is not None and scope.to_us <= scope.from_us:
+            raise InvalidArgument.field("to_time", "must be after from_time")
+        async for data in export_bundle(self.reader, self.logs, self.key, scope):
+            yield audit_pb2.ExportChunk(data=data)
+
+    async def PublicKey(
+        self, request: audit_pb2.PublicKeyRequest, context: grpc.aio.ServicerContext
+    ) -> audit_pb2.PublicKeyResponse:
+        return audit_pb2.PublicKeyResponse(
+            public_key=self.key.raw_public, pem=public_pem(self.key.public), key_id=self.key.key_id
+        )
+
+    async def Subscribe(
+        self, request: audit_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[audit_pb2.SubscribeResponse]:
+        unknown = sorted(set(request.services) - set(self.logs))
+        if unknown:
+            raise InvalidArgument.field(
+                "services", f"unknown: {', '.join(unknown)}; logs: {', '.join(self.logs)}"
+            )
+        if request.heartbeat_s < 0 or request.heartbeat_s > 3600:
+            raise InvalidArgument.field("heartbeat_s", "must be between 0 (default 5) and 3600 seconds")
+        if request.from_cursor == "now":
+            start = {log: await self.reader.head(log) for log in self.logs}
+        elif request.from_cursor not in ("", "start"):
+            start = decode_cursor(request.from_cursor)
+        else:
+            start = {}
+        flt = Filter(frozenset(request.services), frozenset(request.types), tuple(request.streams))
+        beat = request.heartbeat_s or 5.0
+        async for events, cursors, cursor in subscribe(self.stores, self.reader, self.logs, start, flt, beat):
+            if events:
+                batch = audit_pb2.EventBatch(events=[self._proto(ev) for ev in events], cursors=cursors)
+                msg = audit_pb2.SubscribeResponse(events=batch, cursor=cursor)
+            else:
+                msg = audit_pb2.SubscribeResponse(cursor=cursor)
+                msg.heartbeat.at.GetCurrentTime()
+            yield msg  # grpc.aio awaits the write before asking for the next: back-pressure

@@ -1,0 +1,574 @@
+"""gRPC Registry: requests become commands for the model decider, replies come from the inline views.
+
+No rule lives here. What this layer adds is what the rules cannot know: ids, who calls (the actor and
+roles of the request's token), the name claims around creates and renames, the run and artifact
+version fetched from the tracking and artifacts services, and turning names, aliases and "latest"
+into a model id and a version number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import grpc
+from pydantic import ValidationError
+
+from eventlog import (
+    AlreadyExists,
+    DomainEvent,
+    EventStore,
+    FailedPrecondition,
+    InvalidArgument,
+    Metadata,
+    NotFound,
+    PermissionDenied,
+)
+from modelog._gen.registry.v1 import registry_pb2 as pb
+from modelog._gen.registry.v1 import registry_pb2_grpc
+from modelog_platform import context
+from modelog_platform.grpc_errors import from_validation_error
+
+from . import domain as d
+from . import reads
+from .commands import CommandPath, Executed, derive_key, new_id
+from .events import (
+    AliasRemoved,
+    AliasSet,
+    ModelRenamed,
+    ModelVersionCreated,
+    StagePolicy,
+    TransitionApproved,
+    TransitionCancelled,
+    TransitionRejected,
+    TransitionRequested,
+    VersionStageChanged,
+    registry,
+)
+from .history import summary, version_of
+from .peers import Peers
+
+MAX_HISTORY = 10_000
+E = TypeVar("E", bound=DomainEvent)
+
+
+def _writer() -> d.Actor:
+    """The caller, who must be allowed to write (viewers read only)."""
+    rc = context.current()
+    actor = d.Actor(rc.actor, tuple(rc.roles))
+    if not actor.holds("member"):
+        raise PermissionDenied(
+            f"{rc.actor!r} may not change the registry: the member or admin role is required"
+        )
+    return actor
+
+
+def _metadata(scope: str) -> Metadata:
+    """Event metadata of this request, its idempotency key scoped to one kind of append."""
+    rc = context.current()
+    return rc.metadata().model_copy(update={"idempotency_key": derive_key(scope, rc.idempotency_key)})
+
+
+def _unkeyed() -> Metadata:
+    """For appends whose decider is idempotent by itself (name claims): a retry decides again."""
+    return context.current().metadata().model_copy(update={"idempotency_key": None})
+
+
+class _Renamed(NotFound):
+    """The model a cached name pointed at has another name now."""
+
+
+def _named(name: str) -> Callable[[d.ModelState], None]:
+    def check(state: d.ModelState) -> None:
+        if state.name != name:
+            raise _Renamed(f"no model named {name!r}")
+
+    return check
+
+
+def _of(events: Sequence[DomainEvent], cls: type[E]) -> list[E]:
+    return [e for e in events if isinstance(e, cls)]
+
+
+def _stage(value: int, field: str = "stage") -> str:
+    name = reads.STAGE_NAME.get(value)  # type: ignore[call-overload]
+    if name is None or name == "None":
+        raise InvalidArgument.field(field, "give the stage to move to: STAGING, PRODUCTION or ARCHIVED")
+    return str(name)
+
+
+def _stage_policy(p: pb.StagePolicy, field: str) -> StagePolicy:
+    stages = []
+    for i, s in enumerate(p.from_stages):
+        if s not in reads.STAGE_NAME:
+            raise InvalidArgument.field(f"{field}.from_stages[{i}]", f"{s} is not a stage")
+        stages.append(reads.STAGE_NAME[s])
+    try:
+        return StagePolicy(
+            approvals_required=p.approvals_required,
+            approver_role=p.approver_role or "member",  # type: ignore[arg-type]
+            from_stages=tuple(stages),  # type: ignore[arg-type]
+            allow_self_approval=p.allow_self_approval,
+        )
+    except ValidationError as exc:
+        raise from_validation_error(exc, prefix=f"{field}.") from None
+
+
+class RegistryServicer(registry_pb2_grpc.RegistryServicer):
+    def __init__(self, store: EventStore, peers: Peers) -> None:
+        self.store = store
+        self.pool = store.pool
+        self.commands = CommandPath(store)
+        self.peers = peers
+        self._ids: dict[str, str] = {}
+
+    # ------------------------------------------------------------ plumbing
+
+    async def _model_id(self, name: str, field: str = "model", *, fresh: bool = False) -> str:
+        """The id of the model named `name`, from a cache that commands confirm (see _on_name)."""
+        cached = None if fresh else self._ids.get(name)
+        if cached is not None:
+            return cached
+        async with self.pool.acquire() as conn:
+            model_id = await reads.require_model_id(conn, d.check_model_name(name, field))
+        if len(self._ids) >= 10_000:
+            self._ids.clear()
+        self._ids[name] = model_id
+        return model_id
+
+    async def _on_model(
+        self, model_id: str, scope: str, cmd: d.ModelCommand, name: str | None = None
+    ) -> Executed[d.ModelState]:
+        """`cmd` on a model's stream; with `name`, refused unless the model still has that name."""
+        check = None if name is None else _named(name)
+        return await self.commands.execute(
+            d.model_decider, d.model_stream_id(model_id), cmd, _metadata(scope), check=check
+        )
+
+    async def _on_name(
+        self, name: str, scope: str, cmd: d.ModelCommand, field: str = "model"
+    ) -> tuple[str, Executed[d.ModelState]]:
+        """`cmd` on the model named `name`. The cached id is confirmed by the model's own state when the
+        command is decided; after a rename the name is looked up again."""
+        model_id = await self._model_id(name, field)
+        try:
+            return model_id, await self._on_model(model_id, scope, cmd, name)
+        except _Renamed:
+            model_id = await self._model_id(name, field, fresh=True)
+            return model_id, await self._on_model(model_id, scope, cmd, name)
+
+    async def _on_ref(
+        self, ref: pb.VersionRef, scope: str, make: Callable[[int], d.ModelCommand]
+    ) -> tuple[str, int, Executed[d.ModelState]]:
+        """`make(version)` on the version a reference names (by number, alias or "latest")."""
+        if ref.version > 0:
+            model_id, done = await self._on_name(ref.model, scope, make(ref.version), "ref.model")
+            return model_id, ref.version, done
+        async with self.pool.acquire() as conn:
+            row = await reads.version_row(conn, ref.model, ref.version, ref.alias)
+        model_id, n = str(row["model_id"]), int(row["version"])
+        return model_id, n, await self._on_model(model_id, scope, make(n), ref.model)
+
+    async def _model(self, model_id: str) -> pb.Model:
+        async with self.pool.acquire() as conn:
+            return await reads.get_model_by_id(conn, model_id)
+
+    async def _version(self, model_id: str, version: int) -> pb.ModelVersion:
+        async with self.pool.acquire() as conn:
+            return await reads.get_version_by_id(conn, model_id, version)
+
+    async def _claim(self, name: str, model_id: str) -> None:
+        claim = d.ClaimModelName(name, model_id)
+        await self.commands.execute(d.name_claim_decider, d.model_name_stream_id(name), claim, _unkeyed())
+
+    async def _release(self, name: str, model_id: str) -> None:
+        release = d.ReleaseModelName(name, model_id)
+        await self.commands.execute(d.name_claim_decider, d.model_name_stream_id(name), release, _unkeyed())
+
+    async def _create_model(self, scope: str, cmd: d.RegisterModel) -> None:
+        d.model_decider.decide(cmd, d.ModelState())  # bad input fails before the name is claimed
+        await self._claim(cmd.name, cmd.model_id)
+        try:
+            await self._on_model(cmd.model_id, scope, cmd)
+        except Exception:
+            await self._release(cmd.name, cmd.model_id)
+            raise
+
+    # ------------------------------------------------------------ models
+
+    async def CreateModel(
+        self, request: pb.CreateModelRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.CreateModelResponse:
+        _writer()
+        model_id = new_id("CreateModel", context.current().idempotency_key)
+        cmd = d.RegisterModel(model_id, request.name, request.description, dict(request.tags))
+        await self._create_model("CreateModel", cmd)
+        return pb.CreateModelResponse(model=await self._model(model_id))
+
+    async def GetModel(
+        self, request: pb.GetModelRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.GetModelResponse:
+        async with self.pool.acquire() as conn:
+            return pb.GetModelResponse(model=await reads.get_model(conn, request.name))
+
+    async def SearchModels(
+        self, request: pb.SearchModelsRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.SearchModelsResponse:
+        async with self.pool.acquire() as conn:
+            models, token = await reads.search_models(
+                conn,
+                request.name_contains,
+                dict(request.tags),
+                request.include_deleted,
+                request.page_size,
+                request.page_token,
+            )
+        return pb.SearchModelsResponse(models=models, next_page_token=token)
+
+    async def RenameModel(
+        self, request: pb.RenameModelRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.RenameModelResponse:
+        _writer()
+        model_id = await self._model_id(request.name)
+        cmd = d.RenameModel(request.new_name)
+        state, _ = await self.commands.load(d.model_decider, d.model_stream_id(model_id))
+        try:
+            changes = d.model_decider.decide(cmd, state)  # bad input or an unchanged name: nothing to claim
+        except InvalidArgument as exc:
+            exc.violations = [type(v)("new_name", v.description) for v in exc.violations]
+            raise
+        if changes:
+            await self._claim(request.new_name, model_id)
+            try:
+                done = await self._on_model(model_id, "RenameModel", cmd)
+            except Exception:
+                await self._release(request.new_name, model_id)
+                raise
+            self._ids.pop(request.name, None)
+            for event in _of(done.events, ModelRenamed):  # the name it had when the rename landed
+                with contextlib.suppress(FailedPrecondition):  # a retry: another model may hold it now
+                    await self._release(event.previous_name, model_id)
+        return pb.RenameModelResponse(model=await self._model(model_id))
+
+    async def SetModelDescription(
+        self, request: pb.SetModelDescriptionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.SetModelDescriptionResponse:
+        _writer()
+        model_id, _ = await self._on_name(
+            request.name, "SetModelDescription", d.DescribeModel(request.description), "name"
+        )
+        return pb.SetModelDescriptionResponse(model=await self._model(model_id))
+
+    async def SetModelTags(
+        self, request: pb.SetModelTagsRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.SetModelTagsResponse:
+        _writer()
+        cmd = d.SetModelTags(dict(request.tags), list(request.delete_keys))
+        model_id, _ = await self._on_name(request.name, "SetModelTags", cmd, "name")
+        return pb.SetModelTagsResponse(model=await self._model(model_id))
+
+    async def DeleteModel(
+        self, request: pb.DeleteModelRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.DeleteModelResponse:
+        actor = _writer()
+        model_id, _ = await self._on_name(request.name, "DeleteModel", d.DeleteModel(actor), "name")
+        return pb.DeleteModelResponse(model=await self._model(model_id))
+
+    async def RestoreModel(
+        self, request: pb.RestoreModelRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.RestoreModelResponse:
+        _writer()
+        model_id, _ = await self._on_name(request.name, "RestoreModel", d.RestoreModel(), "name")
+        return pb.RestoreModelResponse(model=await self._model(model_id))
+
+    async def SetPolicy(
+        self, request: pb.SetPolicyRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.SetPolicyResponse:
+        actor = _writer()
+        p = request.policy
+        cmd = d.SetPolicy(
+            actor,
+            staging=_stage_policy(p.staging, "policy.staging") if p.HasField("staging") else None,
+            production=_stage_policy(p.production, "policy.production") if p.HasField("production") else None,
+            archived=_stage_policy(p.archived, "policy.archived") if p.HasField("archived") else None,
+            max_production_versions=p.max_production_versions or None,
+        )
+        model_id, _ = await self._on_name(request.name, "SetPolicy", cmd, "name")
+        return pb.SetPolicyResponse(model=await self._model(model_id))
+
+    # ------------------------------------------------------------ versions
+
+    async def _lineage_inputs(self, request: pb.CreateModelVersionRequest) -> d.CreateVersion:
+        a = request.artifact
+        if not a.name:
+            raise InvalidArgument.field("artifact.name", "name the artifact version the model is made of")
+        if a.version < 0:
+            raise InvalidArgument.field("artifact.version", "must be >= 1 (0: by alias, or the latest)")
+        run_id = request.run_id and d.check_id("run_id", request.run_id)
+        if run_id:
+            artifact, (run, deleted) = await asyncio.gather(
+                self.peers.artifact(a.name, a.version, a.alias), self.peers.run(run_id)
+            )
+        else:
+            artifact = await self.peers.artifact(a.name, a.version, a.alias)
+            if not artifact.run_id:
+                raise InvalidArgument.field(
+                    "run_id",
+                    f"artifact {artifact.name}:v{artifact.version} names no run; "
+                    "give the run that produced the model",
+                )
+            run, deleted = await self.peers.run(artifact.run_id)
+        return d.CreateVersion(
+            run=run,
+            artifact=artifact,
+            run_deleted=deleted,
+            description=request.description,
+            tags=dict(request.tags),
+            framework=request.framework,
+            signature=request.signature,
+        )
+
+    async def CreateModelVersion(
+        self, request: pb.CreateModelVersionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.CreateModelVersionResponse:
+        _writer()
+        name = d.check_model_name(request.model, "model")
+        cmd = await self._lineage_inputs(request)
+        d.model_decider.decide(cmd, d.ModelState(model_id="-", name=name))  # refusals before creating a model
+        try:
+            await self._model_id(name)
+        except NotFound:
+            if not request.create_model:
+                raise NotFound(
+                    f"no model named {name!r} (set create_model to register it with this version)"
+                ) from None
+            model_id = new_id("CreateModelVersion.model", context.current().idempotency_key)
+            with contextlib.suppress(AlreadyExists):  # registered concurrently by another call: use that one
+                await self._create_model("CreateModelVersion.model", d.RegisterModel(model_id, name))
+        model_id, done = await self._on_name(name, "CreateModelVersion", cmd)
+        number = _of(done.events, ModelVersionCreated)[0].version
+        return pb.CreateModelVersionResponse(version=await self._version(model_id, number))
+
+    async def GetModelVersion(
+        self, request: pb.GetModelVersionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.GetModelVersionResponse:
+        r = request.ref
+        async with self.pool.acquire() as conn:
+            return pb.GetModelVersionResponse(
+                version=await reads.get_version(conn, r.model, r.version, r.alias)
+            )
+
+    async def GetByAlias(
+        self, request: pb.GetByAliasRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.GetByAliasResponse:
+        if not request.alias:
+            raise InvalidArgument.field("alias", "is required")
+        async with self.pool.acquire() as conn:
+            return pb.GetByAliasResponse(
+                version=await reads.get_version(conn, request.model, alias=request.alias)
+            )
+
+    async def SearchModelVersions(
+        self, request: pb.SearchModelVersionsRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.SearchModelVersionsResponse:
+        statuses = []
+        for i, s in enumerate(request.statuses):
+            if s not in reads.STATUS_NAME:
+                raise InvalidArgument.field(f"statuses[{i}]", f"{s} is not a version status")
+            statuses.append(reads.STATUS_NAME[s])
+        stage = ""
+        if request.stage:
+            if request.stage not in reads.STAGE_NAME:
+                raise InvalidArgument.field("stage", f"{request.stage} is not a stage")
+            stage = reads.STAGE_NAME[request.stage]
+        query = reads.VersionQuery(
+            model=request.model,
+            tags=dict(request.tags),
+            stage=stage,
+            alias=request.alias,
+            run_id=request.run_id,
+            statuses=statuses,
+        )
+        async with self.pool.acquire() as conn:
+            versions, token = await reads.search_versions(conn, query, request.page_size, request.page_token)
+        return pb.SearchModelVersionsResponse(versions=versions, next_page_token=token)
+
+    async def AnnotateVersion(
+        self, request: pb.AnnotateVersionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.AnnotateVersionResponse:
+        _writer()
+        description = request.description if request.HasField("description") else None
+        tags, gone = dict(request.tags), list(request.delete_tag_keys)
+        model_id, n, _ = await self._on_ref(
+            request.ref, "AnnotateVersion", lambda n: d.AnnotateVersion(n, description, tags, gone)
+        )
+        return pb.AnnotateVersionResponse(version=await self._version(model_id, n))
+
+    async def DeprecateVersion(
+        self, request: pb.DeprecateVersionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.DeprecateVersionResponse:
+        actor = _writer()
+        model_id, n, _ = await self._on_ref(
+            request.ref, "DeprecateVersion", lambda n: d.DeprecateVersion(n, actor, request.reason)
+        )
+        return pb.DeprecateVersionResponse(version=await self._version(model_id, n))
+
+    async def DeleteModelVersion(
+        self, request: pb.DeleteModelVersionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.DeleteModelVersionResponse:
+        actor = _writer()
+        model_id, n, _ = await self._on_ref(
+            request.ref, "DeleteModelVersion", lambda n: d.DeleteVersion(n, actor)
+        )
+        return pb.DeleteModelVersionResponse(version=await self._version(model_id, n))
+
+    # ------------------------------------------------------------ aliases
+
+    async def SetAlias(
+        self, request: pb.SetAliasRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.SetAliasResponse:
+        _writer()
+        if request.version <= 0:
+            raise InvalidArgument.field("version", "give the version number the alias should point at")
+        cmd = d.SetAlias(request.alias, request.version)
+        model_id, done = await self._on_name(request.model, "SetAlias", cmd)
+        moved = _of(done.events, AliasSet)
+        previous = (moved[0].previous or 0) if moved else request.version
+        return pb.SetAliasResponse(
+            version=await self._version(model_id, request.version), previous_version=previous
+        )
+
+    async def RemoveAlias(
+        self, request: pb.RemoveAliasRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.RemoveAliasResponse:
+        _writer()
+        _, done = await self._on_name(request.model, "RemoveAlias", d.RemoveAlias(request.alias))
+        return pb.RemoveAliasResponse(version=_of(done.events, AliasRemoved)[0].version)
+
+    # ------------------------------------------------------------ transitions
+
+    async def _request_reply(
+        self, model_id: str, version: int, request_id: str
+    ) -> tuple[pb.ModelVersion, pb.TransitionRequest]:
+        """The version and the request the command was about, in one query."""
+        async with self.pool.acquire() as conn:
+            return await reads.version_and_request(conn, model_id, version, request_id)
+
+    async def RequestTransition(
+        self, request: pb.RequestTransitionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.RequestTransitionResponse:
+        actor = _writer()
+        stage = _stage(request.stage)
+        request_id = new_id("RequestTransition", context.current().idempotency_key)[:16]
+        model_id, n, done = await self._on_ref(
+            request.ref,
+            "RequestTransition",
+            lambda n: d.RequestTransition(request_id, n, stage, actor, request.comment),
+        )
+        version, req = await self._request_reply(
+            model_id, n, _of(done.events, TransitionRequested)[0].request_id
+        )
+        return pb.RequestTransitionResponse(request=req, version=version)
+
+    async def ApproveTransition(
+        self, request: pb.ApproveTransitionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.ApproveTransitionResponse:
+        actor = _writer()
+        model_id, n, done = await self._on_ref(
+            request.ref,
+            "ApproveTransition",
+            lambda n: d.ApproveTransition(n, actor, request.request_id or None, request.comment),
+        )
+        version, req = await self._request_reply(
+            model_id, n, _of(done.events, TransitionApproved)[0].request_id
+        )
+        archived = [e.version for e in _of(done.events, VersionStageChanged) if e.version != n]
+        return pb.ApproveTransitionResponse(request=req, version=version, archived_versions=archived)
+
+    async def RejectTransition(
+        self, request: pb.RejectTransitionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.RejectTransitionResponse:
+        actor = _writer()
+        model_id, n, done = await self._on_ref(
+            request.ref,
+            "RejectTransition",
+            lambda n: d.RejectTransition(n, actor, request.request_id or None, request.comment),
+        )
+        _, req = await self._request_reply(model_id, n, _of(done.events, TransitionRejected)[0].request_id)
+        return pb.RejectTransitionResponse(request=req)
+
+    async def CancelTransition(
+        self, request: pb.CancelTransitionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.CancelTransitionResponse:
+        actor = _writer()
+        model_id, n, done = await self._on_ref(
+            request.ref,
+            "CancelTransition",
+            lambda n: d.CancelTransition(n, actor, request.request_id or None, request.comment),
+        )
+        _, req = await self._request_reply(model_id, n, _of(done.events, TransitionCancelled)[0].request_id)
+        return pb.CancelTransitionResponse(request=req)
+
+    async def ListTransitionRequests(
+        self, request: pb.ListTransitionRequestsRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.ListTransitionRequestsResponse:
+        async with self.pool.acquire() as conn:
+            found = await reads.list_requests(conn, request.model, request.version, request.open_only)
+        return pb.ListTransitionRequestsResponse(requests=found)
+
+    async def CommentOnVersion(
+        self, request: pb.CommentOnVersionRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.CommentOnVersionResponse:
+        _writer()
+        await self._on_ref(
+            request.ref,
+            "CommentOnVersion",
+            lambda n: d.CommentOnVersion(n, request.comment, request.request_id or None),
+        )
+        return pb.CommentOnVersionResponse()
+
+    # ------------------------------------------------------------ lineage and history
+
+    async def GetLineage(
+        self, request: pb.GetLineageRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.GetLineageResponse:
+        r = request.ref
+        async with self.pool.acquire() as conn:
+            return pb.GetLineageResponse(lineage=await reads.lineage(conn, r.model, r.version, r.alias))
+
+    async def History(self, request: pb.HistoryRequest, ctx: grpc.aio.ServicerContext) -> pb.HistoryResponse:
+        if request.limit < 0 or request.limit > MAX_HISTORY:
+            raise InvalidArgument.field("limit", f"must be 0 (default 1000) to {MAX_HISTORY}")
+        if request.from_stream_version < 0:
+            raise InvalidArgument.field("from_stream_version", "must be >= 0")
+        limit = request.limit or 1000
+        model_id = await self._model_id(request.model)
+        recorded = await self.store.read_stream(
+            d.model_stream_id(model_id), max(1, request.from_stream_version)
+        )
+        entries: list[pb.HistoryEntry] = []
+        next_version = 0
+        for ev in recorded:
+            if len(entries) == limit:
+                next_version = ev.stream_version
+                break
+            e = ev.decode(registry)
+            if request.version and version_of(e) != request.version:
+                continue
+            meta = ev.metadata()
+            entries.append(
+                pb.HistoryEntry(
+                    position=ev.position,
+                    stream_version=ev.stream_version,
+                    recorded_at=reads.ts(ev.recorded_at),
+                    actor=meta.actor,
+                    type=ev.type,
+                    version=version_of(e),
+                    summary=summary(e, meta.actor),
+                    payload_json=ev.payload_json,
+                    request_id=meta.request_id or "",
+                )
+            )
+        return pb.HistoryResponse(model_id=model_id, entries=entries, next_stream_version=next_version)

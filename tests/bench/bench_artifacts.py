@@ -1,0 +1,290 @@
+"""Artifacts: hashing+upload throughput against this CPU's single-core SHA-256, and the DVC workflow
+side by side with DVC on the same data and disk.
+
+Data: a tree of 10,000 random files (1 GiB) and one random 1 GiB file (BENCH_SCALE scales both).
+Modelog: add+push (`log_artifacts`), re-add unchanged, re-add after changing 1% of the files, pull into
+an empty directory. The server runs in its own process, PostgreSQL on the same box (one 2-core machine
+carries client, server and database). DVC: `dvc add` + `dvc push` to a local remote, re-add, 1% change,
+`dvc pull` after deleting the workspace copy and the cache; DVC lives in its own virtualenv, which this
+bench creates (BENCH_DVC_VENV, default /tmp/modelog-bench-dvc) and never in Modelog's.
+
+    python -m tests.bench.bench_artifacts        # writes tests/bench/results/artifacts.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+import modelog.artifacts as art
+from modelog._client import Connection
+from tests.bench.common import postgres, write_result
+
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+TREE_FILES = max(100, int(10_000 * SCALE))
+TREE_BYTES = int((1 << 30) * SCALE)
+BIG_BYTES = int((1 << 30) * SCALE)
+DVC_VENV = Path(os.environ.get("BENCH_DVC_VENV", "/tmp/modelog-bench-dvc"))
+
+
+class Quiet:
+    def start(self, label: str, total: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return round(time.perf_counter() - t0, 3)
+
+
+def sha256_ceiling(path: Path) -> float:
+    """Bytes/s of hashlib SHA-256 on one core, reading the (cached) file in 1 MiB blocks; best of 3."""
+    best = 0.0
+    for _ in range(3):
+        h = hashlib.sha256()
+        t0 = time.perf_counter()
+        with open(path, "rb", buffering=0) as fh:
+            while data := fh.read(1 << 20):
+                h.update(data)
+        best = max(best, path.stat().st_size / (time.perf_counter() - t0))
+    return best
+
+
+def make_tree(root: Path, files: int, total: int) -> None:
+    size = total // files
+    for i in range(files):
+        path = root / f"shard-{i % 100:02d}" / f"part-{i:05d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(size))
+
+
+def make_file(path: Path, total: int) -> None:
+    with open(path, "wb") as fh:
+        for _ in range(total >> 20):
+            fh.write(os.urandom(1 << 20))
+
+
+def age(root: Path) -> None:
+    """Data usually exists a while before it is added (and the hash cache distrusts files modified
+    within a second of hashing)."""
+    then = time.time() - 60
+    for p in [root, *root.rglob("*")] if root.is_dir() else [root]:
+        os.utime(p, (then, then), follow_symlinks=False)
+
+
+def change_one_percent(root: Path) -> int:
+    files = sorted(root.rglob("*.bin"))
+    changed = files[:: max(1, len(files) // max(1, len(files) // 100))][: max(1, len(files) // 100)]
+    for p in changed:
+        p.write_bytes(os.urandom(p.stat().st_size))
+    then = time.time() - 30
+    for p in changed:
+        os.utime(p, (then, then))
+    return len(changed)
+
+
+# ---------------------------------------------------------------- the server, in its own process
+
+
+async def _serve(dsn: str, home: str, port_file: str) -> None:
+    from modelog_platform.app import Platform, start_server
+    from modelog_platform.settings import Settings
+
+    platform = await Platform.open(Settings(home=Path(home)), dsn, services=["artifacts"])
+    token = (await platform.ensure_admin_token()).read_text().strip()
+    server = await start_server(platform, "127.0.0.1:0")
+    await asyncio.to_thread(Path(port_file).write_text, f"{server.port} {token}")
+    await asyncio.Event().wait()
+
+
+def start_server(dsn: str, work: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    port_file = work / "server.port"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.bench.bench_artifacts",
+            "serve",
+            dsn,
+            str(work / "home"),
+            str(port_file),
+        ]
+    )
+    deadline = time.time() + 60
+    while not (port_file.exists() and port_file.read_text()):
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError("the bench server did not start")
+        time.sleep(0.1)
+    port, token = port_file.read_text().split()
+    return proc, f"127.0.0.1:{port}", token
+
+
+# ---------------------------------------------------------------- Modelog
+
+
+def bench_modelog(
+    conn: Connection, work: Path, tree: Path, big: Path, server: psutil.Process
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cache = art.HashCache(work / "client-cache.sqlite")
+
+    def add(path: Path, name: str) -> art.ArtifactVersion:
+        return art.log_artifacts(path, name=name, conn=conn, progress=Quiet(), cache=cache)
+
+    out["tree_add_push_s"] = timed(lambda: add(tree, "tree"))
+    out["tree_readd_unchanged_s"] = timed(lambda: add(tree, "tree"))
+    out["tree_changed_files"] = change_one_percent(tree)
+    out["tree_readd_1pct_s"] = timed(lambda: add(tree, "tree"))
+    target = work / "pulled-tree"
+    out["tree_pull_s"] = timed(lambda: art.get("tree", conn=conn).download(target, progress=Quiet()))
+
+    rss0 = server.memory_info().rss
+    client0 = psutil.Process().memory_info().rss
+    out["big_add_push_s"] = timed(lambda: add(big, "big"))  # uncached: hashed while it uploads
+    out["big_pull_s"] = timed(
+        lambda: art.get("big", conn=conn).download(work / "pulled-big", progress=Quiet())
+    )
+    out["server_rss_growth_mib"] = round((server.memory_info().rss - rss0) / 2**20, 1)
+    out["client_rss_growth_mib"] = round((psutil.Process().memory_info().rss - client0) / 2**20, 1)
+    big.unlink()  # the same bytes again, so the two-pass path (hash, HaveBlobs, upload) is measured too
+    make_file(big, BIG_BYTES)
+    age(big)
+    t0 = time.perf_counter()
+    files = art.scan(big)
+    art.hash_tree(files, cache, Quiet(), stream_min=1 << 62)
+    hashed = time.perf_counter() - t0
+    art.upload(art.stub(conn), files, Quiet())
+    out["big_two_pass_hash_s"] = round(hashed, 3)
+    out["big_two_pass_total_s"] = round(time.perf_counter() - t0, 3)
+    cache.close()
+    return out
+
+
+# ---------------------------------------------------------------- DVC
+
+
+def dvc_install() -> tuple[Path | None, str]:
+    dvc = DVC_VENV / "bin" / "dvc"
+    if not dvc.exists():
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(DVC_VENV)], check=True, capture_output=True)
+            subprocess.run(
+                [str(DVC_VENV / "bin" / "pip"), "install", "--quiet", "dvc"],
+                check=True,
+                capture_output=True,
+                timeout=1800,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            detail = getattr(exc, "stderr", b"") or b""
+            return None, f"pip install dvc failed: {exc} {detail.decode(errors='replace')[-500:]}"
+    version = subprocess.run([str(dvc), "--version"], capture_output=True, text=True).stdout.strip()
+    return dvc, version
+
+
+def bench_dvc(dvc: Path, work: Path, tree_src: Path, big_src: Path) -> dict[str, Any]:
+    ws = work / "dvc-ws"
+    ws.mkdir()
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+
+    def run(*args: str) -> None:
+        subprocess.run([str(dvc), *args], cwd=ws, check=True, capture_output=True, env=env, timeout=3600)
+
+    run("init", "--no-scm")
+    run("remote", "add", "-d", "local", str(work / "dvc-remote"))
+    shutil.copytree(tree_src, ws / "tree")
+    shutil.copyfile(big_src, ws / "big.bin")
+    age(ws / "tree")
+    age(ws / "big.bin")
+    out: dict[str, Any] = {}
+    out["tree_add_s"] = timed(lambda: run("add", "tree"))
+    out["tree_push_s"] = timed(lambda: run("push"))
+    out["tree_readd_unchanged_s"] = timed(lambda: run("add", "tree"))
+    change_one_percent(ws / "tree")
+    out["tree_readd_1pct_s"] = timed(lambda: (run("add", "tree"), run("push")))
+    shutil.rmtree(ws / "tree")
+    shutil.rmtree(ws / ".dvc" / "cache")
+    out["tree_pull_s"] = timed(lambda: run("pull", "tree.dvc"))
+    out["big_add_s"] = timed(lambda: run("add", "big.bin"))
+    out["big_push_s"] = timed(lambda: run("push", "big.bin.dvc"))
+    (ws / "big.bin").unlink()
+    shutil.rmtree(ws / ".dvc" / "cache")
+    out["big_pull_s"] = timed(lambda: run("pull", "big.bin.dvc"))
+    out["tree_add_push_s"] = round(out["tree_add_s"] + out["tree_push_s"], 3)
+    out["big_add_push_s"] = round(out["big_add_s"] + out["big_push_s"], 3)
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    with postgres() as dsn, tempfile.TemporaryDirectory(prefix="modelog-bench-art-", dir="/tmp") as tmp:
+        work = Path(tmp)
+        tree, big = work / "tree", work / "big.bin"
+        make_tree(tree, TREE_FILES, TREE_BYTES)
+        make_file(big, BIG_BYTES)
+        age(tree)
+        age(big)
+        tree_pristine = work / "tree-pristine"
+        shutil.copytree(tree, tree_pristine)  # DVC gets the same data
+        big_pristine = work / "big-pristine.bin"
+        shutil.copyfile(big, big_pristine)
+        ceiling = sha256_ceiling(big)
+        proc, url, token = start_server(dsn, work)
+        try:
+            with Connection(url, token) as conn:
+                modelog = bench_modelog(conn, work, tree, big, psutil.Process(proc.pid))
+        finally:
+            proc.kill()
+            proc.wait()
+        dvc, dvc_version = dvc_install()
+        dvc_result = bench_dvc(dvc, work, tree_pristine, big_pristine) if dvc else {"skipped": dvc_version}
+    upload_bps = BIG_BYTES / modelog["big_add_push_s"]
+    result: dict[str, Any] = {
+        "data": {"tree_files": TREE_FILES, "tree_bytes": TREE_BYTES, "big_bytes": BIG_BYTES},
+        "sha256_single_core_mib_s": round(ceiling / 2**20),
+        "modelog": modelog,
+        "modelog_big_hash_upload_mib_s": round(upload_bps / 2**20),
+        "modelog_big_hash_upload_vs_sha256": round(upload_bps / ceiling, 2),
+        "modelog_two_pass_mib_s": round(BIG_BYTES / modelog["big_two_pass_total_s"] / 2**20),
+        "dvc_version": dvc_version,
+        "dvc": dvc_result,
+    }
+    if dvc:
+        result["speedup_vs_dvc"] = {
+            key: round(dvc_result[key] / max(modelog[key], 1e-6), 2)
+            for key in (
+                "tree_add_push_s",
+                "tree_readd_unchanged_s",
+                "tree_readd_1pct_s",
+                "tree_pull_s",
+                "big_add_push_s",
+                "big_pull_s",
+            )
+        }
+    path = write_result("artifacts", result)
+    print(f"wrote {path}")
+    for key, value in result.items():
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        asyncio.run(_serve(*sys.argv[2:5]))
+    else:
+        main()

@@ -1,0 +1,114 @@
+"""The file system blob store on its own: no half blob ever under a digest, resume after a crash by
+re-hashing, one writer per blob, corrupt chunks and wrong digests refused."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from pathlib import Path
+
+import pytest
+
+from eventlog import InvalidArgument
+from modelog_services.artifacts import blobstore
+from modelog_services.artifacts.blobstore import FileBlobStore, SessionBusy
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def send(session: blobstore.UploadSession, data: bytes, start: int, end: int, step: int = 1 << 16) -> None:
+    for i in range(start, end, step):
+        part = data[i : min(i + step, end)]
+        session.write(i, part, zlib.crc32(part))
+
+
+def crash(session: blobstore.UploadSession) -> None:
+    """What kill -9 leaves: the descriptor closed (and its lock dropped), nothing else done."""
+    os.close(session.fd)  # type: ignore[attr-defined]
+
+
+def test_a_blob_reaches_its_digest_only_complete_verified_and_read_only(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    data = os.urandom(300_000)
+    s = store.open_session(len(data), sha(data))
+    send(s, data, 0, 200_000)
+    assert store.size(sha(data)) is None and list(store.blobs()) == []
+    send(s, data, 200_000, len(data))
+    assert s.complete() == (sha(data), True)
+    assert store.path(sha(data)).read_bytes() == data
+    assert store.path(sha(data)).stat().st_mode & 0o777 == 0o444
+    assert store.path(sha(data)).parent.name == sha(data)[:2] and store.path(sha(data)).name == sha(data)[2:]
+    assert list(store.sessions()) == []
+    assert store.put(data) == (sha(data), False)  # a second copy never replaces the first
+
+
+def test_a_crashed_upload_resumes_from_its_last_checkpoint_by_rehashing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(blobstore, "CHECKPOINT_BYTES", 100_000)
+    data = os.urandom(500_000)
+    s = FileBlobStore(tmp_path).open_session(len(data), sha(data))
+    send(s, data, 0, 350_000, step=50_000)
+    assert s.durable == 300_000
+    crash(s)
+    again = FileBlobStore(tmp_path).open_session(len(data), sha(data))  # a new process: nothing in memory
+    assert again.offset == 300_000  # the last durable offset, bytes after it dropped
+    send(again, data, 300_000, len(data))
+    assert again.complete() == (sha(data), True)
+    assert FileBlobStore(tmp_path).path(sha(data)).read_bytes() == data
+
+
+def test_a_paused_upload_resumes_exactly_where_it_stopped(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    data = os.urandom(200_000)
+    s = store.open_session(len(data), sha(data))
+    send(s, data, 0, 123_456)
+    s.pause()
+    [info] = store.sessions()
+    assert (info.digest, info.offset, info.active) == (sha(data), 123_456, False)
+    again = store.open_session(len(data), sha(data))
+    assert again.offset == 123_456
+    send(again, data, 100_000, len(data))  # overlapping bytes are skipped, not written twice
+    assert again.complete() == (sha(data), True) and store.path(sha(data)).read_bytes() == data
+
+
+def test_one_writer_per_blob(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    first = store.open_session(10, sha(b"0123456789"))
+    with pytest.raises(SessionBusy):
+        store.open_session(10, sha(b"0123456789"))
+    assert [s.active for s in store.sessions()] == [True]
+    assert not store.remove_session(first.key)
+    first.pause()
+    assert store.remove_session(first.key) and list(store.sessions()) == []
+
+
+def test_corrupt_chunks_wrong_digests_gaps_and_overruns_are_refused(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    data = b"x" * 1000
+    s = store.open_session(len(data), sha(data))
+    with pytest.raises(InvalidArgument, match="corrupt"):
+        s.write(0, data[:500], zlib.crc32(data[:500]) ^ 1)
+    assert s.offset == 0
+    with pytest.raises(InvalidArgument, match="gap"):
+        s.write(10, data[10:20], zlib.crc32(data[10:20]))
+    with pytest.raises(InvalidArgument, match="past the declared size"):
+        s.write(0, data + b"!", zlib.crc32(data + b"!"))
+    s.discard()
+    wrong = store.open_session(len(data), sha(b"other"))
+    wrong.write(0, data, zlib.crc32(data))
+    with pytest.raises(InvalidArgument, match="hash to"):
+        wrong.complete()
+    assert store.size(sha(b"other")) is None and list(store.sessions()) == []
+
+
+def test_missing_reports_absent_blobs_and_refreshes_present_ones(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    digest, _ = store.put(b"present")
+    os.utime(store.path(digest), (1, 1))
+    assert store.missing([digest, sha(b"absent")]) == [sha(b"absent")]
+    assert store.path(digest).stat().st_mtime > 1_000_000
+    assert store.delete(digest) and not store.delete(digest)
