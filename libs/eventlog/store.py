@@ -157,13 +157,16 @@ class EventStore:
             results = await self._transaction(batch)
         except (asyncpg.PostgresError, ValueError) as exc:
             if len(batch) == 1:
-                batch[0].future.set_exception(exc)
+                if not batch[0].future.done():  # a caller may have cancelled meanwhile
+                    batch[0].future.set_exception(exc)
                 return
             # One bad command (say, an inline projection rejecting it) must fail alone.
             for cmd in batch:
                 await self._commit_batch([cmd])
             return
         for cmd, outcome in zip(batch, results, strict=True):
+            if cmd.future.done():  # its caller gave up (cancelled); the others still get answers
+                continue
             if isinstance(outcome, Exception):
                 cmd.future.set_exception(outcome)
             else:

@@ -182,6 +182,12 @@ class ActiveRun:
         )
         self._t.call("LogDatasetInput", tracking_pb2.LogDatasetInputRequest(run_id=self.id, dataset=ds))
 
+    def log_artifacts(self, path: str | Path, *, name: str, kind: str = "", message: str = "") -> Any:
+        """Version a file or directory as an artifact produced by this run (its lineage)."""
+        from modelog import artifacts
+
+        return artifacts.log_artifacts(path, name=name, kind=kind, run_id=self.id, message=message)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every metric point logged so far is acknowledged by the server."""
         return self._batcher.flush(timeout)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.bench import bench_audit, bench_bus, bench_eventlog, bench_registry, bench_tracking
+from tests.bench import (
+    bench_artifacts,
+    bench_audit,
+    bench_bus,
+    bench_eventlog,
+    bench_registry,
+    bench_tracking,
+)
 
 
 def main() -> None:
@@ -14,6 +21,8 @@ def main() -> None:
     asyncio.run(bench_bus.main())
     print("== tracking (side by side with MLflow) ==")
     bench_tracking.main()
+    print("== artifacts (side by side with DVC) ==")
+    bench_artifacts.main()
     print("== registry ==")
     bench_registry.main()
     print("== audit ==")
