@@ -18,12 +18,11 @@ seen (a retry of a call that succeeded) returns the first result instead of the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import random
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -37,6 +36,7 @@ from eventlog import (
     ModelogError,
     NewEvent,
 )
+from eventlog.locks import StreamLocks
 
 from .events import registry
 
@@ -77,27 +77,6 @@ class Executed(Generic[S]):
     state: S
     result: AppendResult | None
     replayed: bool = False
-
-
-class StreamLocks:
-    """One asyncio lock per stream while anyone holds or awaits it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, stream_id: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(stream_id, (asyncio.Lock(), 0))
-        self._locks[stream_id] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[stream_id]
-            if users == 1:
-                del self._locks[stream_id]
-            else:
-                self._locks[stream_id] = (lock, users - 1)
 
 
 class CommandPath:

@@ -13,13 +13,11 @@ itself, so the hot path spends no query on it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
 import operator
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from itertools import islice
 from typing import TypeVar
@@ -140,32 +138,6 @@ async def load_run(store: EventStore, run_id: str) -> tuple[RunState, int]:
     version = max((r[0] for r in rows if r[0] is not None), default=0)
     events = [registry.decode(r[1], r[2], json.loads(r[3])) for r in rows if r[1] is not None]
     return run_decider.fold(events), version
-
-
-class StreamLocks:
-    """One asyncio lock per stream while anyone holds or awaits it.
-
-    Concurrent metric batches of one run would all read the same version and all but one would
-    conflict, again and again; queueing them in the process lets each append at the first try. Other
-    processes are still kept honest by the expected version.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, stream_id: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(stream_id, (asyncio.Lock(), 0))
-        self._locks[stream_id] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[stream_id]
-            if users == 1:
-                del self._locks[stream_id]
-            else:
-                self._locks[stream_id] = (lock, users - 1)
 
 
 def grouped_by_key(cmd: LogMetrics) -> LogMetrics:
