@@ -78,8 +78,11 @@ class SigningKey:
 def load_public_key(text: str | bytes) -> Ed25519PublicKey:
     """A public key given as PEM, 64 hex digits, or a path to a file holding either."""
     data = text.encode() if isinstance(text, str) else text
-    if b"BEGIN" not in data and len(data.strip()) != 64 and Path(data.decode().strip()).exists():
-        data = Path(data.decode().strip()).read_bytes()
+    stripped = data.strip()
+    # A 64-character path is still a path: only 64 hex digits are taken as the key itself.
+    is_hex = len(stripped) == 64 and all(c in b"0123456789abcdefABCDEF" for c in stripped)
+    if b"BEGIN" not in data and not is_hex and Path(stripped.decode()).exists():
+        data = Path(stripped.decode()).read_bytes()
     if b"BEGIN" in data:
         key = serialization.load_pem_public_key(data)
         if not isinstance(key, Ed25519PublicKey):

@@ -6,6 +6,7 @@ import itertools
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -204,3 +205,15 @@ def test_a_batch_encodes_to_exactly_one_line_per_row(rows: list[list[object]]) -
     from modelog_services.audit.bundle import encode, rows_to_lines
 
     assert rows_to_lines(rows) == "".join(encode(r) + "\n" for r in rows)
+
+
+def test_a_public_key_file_whose_path_is_64_characters_long_is_read_as_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelog_services.audit.signing import load_public_key, public_pem, raw_public
+
+    monkeypatch.chdir(tmp_path)
+    name = "k" * 60 + ".pub"
+    Path(name).write_text(public_pem(KEY.public))
+    assert raw_public(load_public_key(name)) == KEY.raw_public
+    assert raw_public(load_public_key(KEY.raw_public.hex())) == KEY.raw_public
