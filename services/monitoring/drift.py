@@ -30,7 +30,7 @@ class ColumnSpec:
     stattest: str = ""
     """Empty: chosen as Evidently chooses by default (by reference size and number of unique values)."""
     threshold: float | None = None
-    """None: the test's default (p-value 0.05 for ks/chisquare/z, distance 0.1 for wasserstein/jensenshannon/psi)."""
+    """None: the test's default (p-value 0.05 for ks/chisquare/z; distance 0.1 otherwise)."""
 
 
 @dataclass(frozen=True)
