@@ -1,7 +1,34 @@
-"""Wiring of the monitoring service (its domain arrives with its own issue)."""
+"""Wiring of the monitoring service: its gRPC servicer (with its clients of the registry and artifacts),
+its inline view, and the timer that closes time windows and resumes unfinished profiling."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import TYPE_CHECKING
+
+import grpc
+
+from modelog._gen.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
 from modelog_platform.service import ServiceSpec
 
-SPEC = ServiceSpec(name="monitoring")
+from .api import MonitoringServicer
+from .peers import MonitoringPeers
+from .projections import MonitoringView
+from .service import MonitorService
+
+if TYPE_CHECKING:
+    from modelog_platform.app import Platform
+
+
+def register(server: grpc.aio.Server, platform: Platform) -> list[str]:
+    service = MonitorService(platform.stores["monitoring"], MonitoringPeers(platform))
+    platform.monitoring = service  # type: ignore[attr-defined]
+    monitoring_pb2_grpc.add_MonitoringServicer_to_server(MonitoringServicer(service), server)
+    # Cancelled with the platform's other background tasks on close.
+    platform._tasks.append(
+        asyncio.get_running_loop().create_task(service.run_timers(), name="monitoring-timers")
+    )
+    return [monitoring_pb2.DESCRIPTOR.services_by_name["Monitoring"].full_name]
+
+
+SPEC = ServiceSpec(name="monitoring", register=register, inline_projections=[MonitoringView()])

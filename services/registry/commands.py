@@ -31,6 +31,7 @@ from eventlog import (
     ConcurrencyConflict,
     Decider,
     DomainEvent,
+    EventRegistry,
     EventStore,
     Metadata,
     ModelogError,
@@ -80,8 +81,17 @@ class Executed(Generic[S]):
 
 
 class CommandPath:
-    def __init__(self, store: EventStore, *, memo_size: int = 10_000, conflict_retries: int = 30) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        memo_size: int = 10_000,
+        conflict_retries: int = 30,
+        events: EventRegistry = registry,
+    ) -> None:
+        """`events` decodes the log's events (the monitoring service shares this path)."""
         self.store = store
+        self.events = events
         self.memo_size = memo_size
         self.conflict_retries = conflict_retries
         self.locks = StreamLocks()
@@ -99,7 +109,7 @@ class CommandPath:
         state, version = self._memo.get((id(decider), stream_id), (decider.initial, 0))
         tail = await self.store.read_stream(stream_id, version + 1)
         if tail:
-            state = decider.fold([r.decode(registry) for r in tail], state)
+            state = decider.fold([r.decode(self.events) for r in tail], state)
             version = tail[-1].stream_version
             self._remember(decider, stream_id, state, version)
         return state, version
@@ -190,5 +200,5 @@ class CommandPath:
         recorded = await self.store.read_log(
             prior.first_position, prior.last_position - prior.first_position + 1
         )
-        events = [r.decode(registry) for r in recorded if r.stream_id == prior.stream_id]
+        events = [r.decode(self.events) for r in recorded if r.stream_id == prior.stream_id]
         return Executed(events, state, prior, replayed=True)
