@@ -5,96 +5,109 @@ keeps a `PreparedReference` in memory per monitor, so a window's drift never re-
 Every result type is JSON-able through `to_dict` so it can travel in `WindowProfiled` / `DriftDetected`
 events (statistics, never rows).
 
-CONTRACT (issue 9): the service is written against these names; the engine fills them in.
+Which test runs on a column, its threshold and its verdict follow Evidently 0.7.23's defaults (see
+`stattests`), so a team moving from Evidently sees the same verdicts. The shapes live in `drift_types`,
+the per-column work in `columns`, the metrics in `performance`; everything is imported from here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
+import numpy as np
 import pyarrow as pa
 
-ColumnKind = Literal["numerical", "categorical", "text"]
-"""`text` columns are tested on their lengths (as numerical)."""
-Task = Literal["classification", "regression"]
+from . import profiles as pf
+from . import stattests as st
+from .columns import Categories, Numbers, column_drift
+from .drift_types import (
+    STATTESTS,
+    ColumnDrift,
+    ColumnKind,
+    ColumnProfile,
+    ColumnSpec,
+    DriftOptions,
+    DriftResult,
+    Schema,
+    SchemaError,
+    Task,
+)
+from .performance import performance
+from .validation import check_options, validate
 
-STATTESTS: tuple[str, ...] = ("ks", "wasserstein", "chisquare", "jensenshannon", "psi", "z")
-"""Names accepted in `ColumnSpec.stattest` / `DriftOptions.stattest`; empty means Evidently's default."""
-
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    name: str
-    kind: ColumnKind
-    stattest: str = ""
-    """Empty: chosen as Evidently chooses by default (by reference size and number of unique values)."""
-    threshold: float | None = None
-    """None: the test's default (p-value 0.05 for ks/chisquare/z; distance 0.1 otherwise)."""
-
-
-@dataclass(frozen=True)
-class Schema:
-    columns: tuple[ColumnSpec, ...]
-    prediction: str = ""
-    target: str = ""
-    task: Task | None = None
-    id_column: str = ""
-    timestamp_column: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Schema:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class DriftOptions:
-    drift_share: float = 0.5
-    """Dataset drift when the share of drifted columns reaches this."""
-    stattest: str = ""
-    """Overrides the default test for every column without its own."""
-    threshold: float | None = None
+__all__ = [
+    "STATTESTS",
+    "ColumnDrift",
+    "ColumnKind",
+    "ColumnProfile",
+    "ColumnSpec",
+    "DriftOptions",
+    "DriftResult",
+    "PreparedReference",
+    "Schema",
+    "SchemaError",
+    "Task",
+    "detect_drift",
+    "performance",
+    "profile",
+    "validate",
+]
 
 
-class SchemaError(ValueError):
-    """A table does not fit the schema (missing column, wrong type, empty). The message names the column."""
+def _numeric_profile(
+    spec: ColumnSpec, sorted_values: pf.Floats, missing: int, edges: tuple[float, ...] | None
+) -> ColumnProfile:
+    rows = sorted_values.size + missing
+    if sorted_values.size == 0:
+        return ColumnProfile(spec.name, spec.kind, 0, 1.0 if rows else 0.0, missing=missing)
+    bin_edges = (
+        np.asarray(edges, dtype=np.float64) if edges else pf.equal_edges(sorted_values[0], sorted_values[-1])
+    )
+    return ColumnProfile(
+        name=spec.name,
+        kind=spec.kind,
+        count=int(sorted_values.size),
+        missing_share=missing / rows,
+        min=float(sorted_values[0]),
+        max=float(sorted_values[-1]),
+        mean=float(sorted_values.mean()),
+        std=float(sorted_values.std()),
+        quantiles=pf.quantiles_sorted(sorted_values),
+        bin_edges=tuple(float(e) for e in bin_edges),
+        bin_counts=tuple(int(c) for c in st.histogram_sorted(sorted_values, bin_edges)),
+        missing=missing,
+        distinct=pf.count_distinct_sorted(sorted_values),
+    )
 
 
-def validate(table: pa.Table, schema: Schema, *, need_target: bool = False) -> None:
-    """Raise SchemaError naming the first problem: missing or mistyped column, no rows."""
-    raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class ColumnProfile:
-    name: str
-    kind: ColumnKind
-    count: int
-    missing_share: float
-    # numerical / text length
-    min: float | None = None
-    max: float | None = None
-    mean: float | None = None
-    std: float | None = None
-    quantiles: tuple[float, ...] = ()
-    """At 0, 0.05, 0.25, 0.5, 0.75, 0.95, 1."""
-    bin_edges: tuple[float, ...] = ()
-    bin_counts: tuple[int, ...] = ()
-    # categorical
-    frequencies: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+def _category_profile(spec: ColumnSpec, keys: list[str], counts: pf.Counts, missing: int) -> ColumnProfile:
+    rows = int(counts.sum()) + missing
+    top = np.argsort(-counts, kind="stable")[: pf.PROFILE_TOP_CATEGORIES]
+    return ColumnProfile(
+        name=spec.name,
+        kind=spec.kind,
+        count=int(counts.sum()),
+        missing_share=missing / rows if rows else 0.0,
+        frequencies={keys[i]: int(counts[i]) for i in top},
+        missing=missing,
+        distinct=len(keys),
+    )
 
 
 def profile(
     table: pa.Table, schema: Schema, bin_edges: dict[str, tuple[float, ...]] | None = None
 ) -> list[ColumnProfile]:
     """Compact per-column profile. Windows pass the reference's bin edges so histograms line up."""
-    raise NotImplementedError
+    validate(table, schema)
+    out = []
+    for spec in schema.tested():
+        if spec.name not in table.column_names:
+            continue
+        column = table.column(spec.name)
+        if spec.kind == "categorical":
+            out.append(_category_profile(spec, *pf.category_counts(column)))
+        else:
+            values, missing, _ = pf.numeric_values(column, text=spec.kind == "text")
+            out.append(_numeric_profile(spec, np.sort(values), missing, (bin_edges or {}).get(spec.name)))
+    return out
 
 
 class PreparedReference:
@@ -102,64 +115,83 @@ class PreparedReference:
     plus its profile. Built once per monitor baseline."""
 
     def __init__(self, table: pa.Table, schema: Schema) -> None:
-        raise NotImplementedError
+        validate(table, schema)
+        self.schema = schema
+        self._rows = int(table.num_rows)
+        self._columns: dict[str, Numbers | Categories] = {}
+        self._specs: dict[str, ColumnSpec] = {}
+        profiles: list[ColumnProfile] = []
+        for spec in schema.tested():
+            if spec.name not in table.column_names:
+                continue  # a prediction the reference does not carry is not tested
+            column = table.column(spec.name)
+            if spec.kind == "categorical":
+                keys, counts, missing = pf.category_counts(column)
+                if not keys:
+                    raise SchemaError(
+                        f"column {spec.name!r} has no values in the reference (all {missing} missing)"
+                    )
+                order = sorted(range(len(keys)), key=keys.__getitem__)
+                keys = [keys[i] for i in order]
+                counts = counts[order]
+                self._columns[spec.name] = Categories(
+                    keys, counts, {k: i for i, k in enumerate(keys)}, missing
+                )
+                profiles.append(_category_profile(spec, keys, counts, missing))
+            else:
+                values, missing, integer = pf.numeric_values(column, text=spec.kind == "text")
+                if values.size == 0:
+                    raise SchemaError(
+                        f"column {spec.name!r} has no values in the reference "
+                        f"(all {missing} are missing or not finite)"
+                    )
+                ordered = np.sort(values)
+                distinct, distinct_counts = pf.distinct_sorted(ordered)
+                self._columns[spec.name] = Numbers(
+                    ordered, missing, integer, float(np.std(ordered)), distinct, distinct_counts
+                )
+                profiles.append(_numeric_profile(spec, ordered, missing, None))
+            self._specs[spec.name] = spec
+        self._profiles = profiles
 
     @property
     def rows(self) -> int:
-        raise NotImplementedError
+        return self._rows
 
     @property
     def profiles(self) -> list[ColumnProfile]:
-        raise NotImplementedError
+        return list(self._profiles)
+
+    @property
+    def bin_edges(self) -> dict[str, tuple[float, ...]]:
+        """The reference's histogram edges per numerical column, for `profile` of a window."""
+        return {p.name: p.bin_edges for p in self._profiles if p.bin_edges}
 
 
-@dataclass(frozen=True)
-class ColumnDrift:
-    column: str
-    kind: ColumnKind
-    stattest: str
-    statistic: float
-    p_value: float | None
-    threshold: float
-    drifted: bool
-    missing_share: float
-    new_categories: tuple[str, ...] = ()
-    out_of_range_share: float = 0.0
-    reference_hist: tuple[tuple[str, float], ...] = ()
-    """(bin label or category, share) for the report; same bins for current."""
-    current_hist: tuple[tuple[str, float], ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class DriftResult:
-    columns: tuple[ColumnDrift, ...]
-    drift_share: float
-    """Share of drifted columns."""
-    dataset_drift: bool
-    reference_rows: int
-    current_rows: int
-
-    def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DriftResult:
-        raise NotImplementedError
+_DEFAULTS = DriftOptions()
 
 
 def detect_drift(
-    reference: PreparedReference, current: pa.Table, options: DriftOptions = DriftOptions()
+    reference: PreparedReference, current: pa.Table, options: DriftOptions = _DEFAULTS
 ) -> DriftResult:
     """Per-column tests on the schema's feature columns (and prediction), then the dataset verdict."""
-    raise NotImplementedError
-
-
-def performance(
-    y_true: pa.Array, y_pred: pa.Array, task: Task, y_score: pa.Array | None = None
-) -> dict[str, float]:
-    """classification: accuracy, precision, recall, f1 (binary or macro), roc_auc when scores are given;
-    regression: mae, rmse. Rows where y_true is null are left out."""
-    raise NotImplementedError
+    check_options(options, reference.schema)
+    validate(current, reference.schema)
+    results = []
+    for name, prepared in reference._columns.items():
+        spec = reference._specs[name]
+        if name not in current.column_names:
+            if name == reference.schema.prediction:
+                continue  # a window without predictions is tested on its features
+            raise SchemaError(f"column {name!r} is missing from the window")
+        results.append(column_drift(spec, prepared, current.column(name), options))
+    drifted = sum(r.drifted for r in results)
+    share = drifted / len(results) if results else 0.0
+    return DriftResult(
+        columns=tuple(results),
+        drift_share=share,
+        dataset_drift=bool(results) and share >= options.drift_share,
+        reference_rows=reference.rows,
+        current_rows=current.num_rows,
+        drift_share_threshold=options.drift_share,
+    )
