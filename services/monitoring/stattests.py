@@ -11,6 +11,7 @@ allows.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,19 +100,26 @@ def ks(ref_sorted: Floats, cur_sorted: Floats, merged: Merged | None = None) -> 
     from the merge and the p-value from the same asymptotic distribution scipy uses."""
     n_ref, n_cur = len(ref_sorted), len(cur_sorted)
     if max(n_ref, n_cur) <= KS_EXACT_MAX_N:
-        result = stats.ks_2samp(ref_sorted, cur_sorted)
+        with (
+            warnings.catch_warnings()
+        ):  # "exact calculation unsuccessful, switching to asymp": scipy's choice
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = stats.ks_2samp(ref_sorted, cur_sorted)
         return float(result.statistic), float(result.pvalue)
-    m = merged or merge(ref_sorted, cur_sorted)
-    # scipy evaluates both CDFs at every data point with side='right'; within a run of ties only the
-    # run's last position has those values, so the others are left out.
-    last = np.ones(len(m.values), dtype=bool)
-    last[:-1] = m.values[1:] != m.values[:-1]
-    diff = m.ref_cdf[last] - m.cur_cdf[last]
-    d = max(float(np.clip(-diff.min(), 0, 1)), float(diff.max()))
+    d = ks_statistic(merged or merge(ref_sorted, cur_sorted))
     big, small = sorted([float(n_ref), float(n_cur)], reverse=True)
     en = big * small / (big + small)
     p = float(np.clip(stats.kstwo.sf(d, np.round(en)), 0, 1))
     return d, p
+
+
+def ks_statistic(m: Merged) -> float:
+    """The largest gap between the two CDFs. scipy evaluates both at every data point with
+    side='right'; within a run of ties only the run's last position has those values."""
+    last = np.ones(len(m.values), dtype=bool)
+    last[:-1] = m.values[1:] != m.values[:-1]
+    diff = m.ref_cdf[last] - m.cur_cdf[last]
+    return max(float(np.clip(-diff.min(), 0, 1)), float(diff.max()))
 
 
 def wasserstein(ref_sorted: Floats, cur_sorted: Floats, merged: Merged | None = None) -> float:
