@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 GEN_STAMP := libs/modelog/_gen/.generated
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: install dev test test-fast lint proto bench clean
+.PHONY: install dev test test-fast lint proto bench clean browser
 
 install: $(STAMP) $(GEN_STAMP)
 
@@ -25,8 +25,24 @@ $(GEN_STAMP): $(STAMP) $(PROTOS) infra/scripts/gen_proto.py
 dev: install
 	$(VENV)/bin/modelog up
 
-test: install
+test: install browser
 	$(PY) -m pytest -p no:cacheprovider --basetemp=$(CURDIR)/.pytest-tmp
+
+# The drift report's browser test drives Debian's chromium. Installed when missing and we can (root
+# with apt-get); a failed install never fails the build: the test then skips and says why.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "chromium: not installed and no apt-get here; the report browser test will skip"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+	  echo "chromium: not installed and not root; the report browser test will skip (apt-get install chromium)"; \
+	else \
+	  echo "chromium: installing Debian's chromium for the report browser test"; \
+	  if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	       >/tmp/modelog-chromium-install.log 2>&1; then echo "chromium: installed"; \
+	  else echo "chromium: apt-get install failed (last lines below); the report browser test will skip"; \
+	       tail -n 5 /tmp/modelog-chromium-install.log || true; fi; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check libs services tests infra

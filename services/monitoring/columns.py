@@ -149,12 +149,19 @@ def _numerical(
         cur_hist = tuple(zip(labels, (cur_counts / cur.size).tolist(), strict=True))
         edges_out: tuple[float, ...] = ()
     else:
-        edges = pf.equal_edges(min(ref.sorted[0], cur[0]), max(ref.sorted[-1], cur[-1]), REPORT_BINS)
-        labels = [f"{pf.fmt(lo)} to {pf.fmt(hi)}" for lo, hi in itertools.pairwise(edges.tolist())]
+        lo, hi = _display_range(ref.sorted, cur)
+        if ref.integer and integer and hi - lo < 2 * REPORT_BINS:
+            # counts: one bar per whole number, no empty bins between them
+            edges = np.arange(math.floor(lo), math.floor(hi) + 2, dtype=np.float64)
+            labels = [pf.fmt(v) for v in edges[:-1].tolist()]
+        else:
+            edges = pf.equal_edges(lo, hi, REPORT_BINS)
+            labels = [f"{pf.fmt(a)} to {pf.fmt(b)}" for a, b in itertools.pairwise(edges.tolist())]
+        labels[0], labels[-1] = f"{labels[0]} and below", f"{labels[-1]} and above"
         ref_hist = tuple(
-            zip(labels, (st.histogram_sorted(ref.sorted, edges) / ref.sorted.size).tolist(), strict=True)
+            zip(labels, (_clipped_histogram(ref.sorted, edges) / ref.sorted.size).tolist(), strict=True)
         )
-        cur_hist = tuple(zip(labels, (st.histogram_sorted(cur, edges) / cur.size).tolist(), strict=True))
+        cur_hist = tuple(zip(labels, (_clipped_histogram(cur, edges) / cur.size).tolist(), strict=True))
         edges_out = tuple(edges.tolist())
     return ColumnDrift(
         column=spec.name,
@@ -170,6 +177,26 @@ def _numerical(
         current_hist=cur_hist,
         hist_edges=edges_out,
     )
+
+
+def _display_range(ref: pf.Floats, cur: pf.Floats) -> tuple[float, float]:
+    """The 0.5th to 99.5th percentile of either sample: a long tail (incomes, latencies) would
+    otherwise squeeze every bar into the first bin; the tails land in the end bins."""
+
+    def at(a: pf.Floats, q: float) -> float:
+        return float(a[int(q * (a.size - 1))])
+
+    lo, hi = min(at(ref, 0.005), at(cur, 0.005)), max(at(ref, 0.995), at(cur, 0.995))
+    if lo >= hi:
+        return min(float(ref[0]), float(cur[0])), max(float(ref[-1]), float(cur[-1]))
+    return lo, hi
+
+
+def _clipped_histogram(sorted_values: pf.Floats, edges: pf.Floats) -> pf.Counts:
+    counts = st.histogram_sorted(sorted_values, edges)
+    counts[0] += int(np.searchsorted(sorted_values, edges[0], side="left"))
+    counts[-1] += sorted_values.size - int(np.searchsorted(sorted_values, edges[-1], side="right"))
+    return counts
 
 
 # ---------------------------------------------------------------- categorical
