@@ -15,6 +15,7 @@ from typing import Any
 from modelog._client import Connection
 from modelog._session import Client, OfflineError, connect, default
 from modelog.audit import replay, subscribe
+from modelog.monitoring import monitors
 from modelog.registry import models, register_model
 from modelog.tracking import ActiveRun, RunData
 
@@ -29,6 +30,7 @@ __all__ = [
     "get_run",
     "metric_history",
     "models",
+    "monitors",
     "register_model",
     "replay",
     "search_runs",

@@ -6,11 +6,10 @@ No rule lives here: this layer checks who calls, turns protobuf into configurati
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import grpc
@@ -27,6 +26,7 @@ from . import drift
 from .domain import ResolveAlert, check_monitor_name
 from .events import ColumnConfig, MetricRule, MonitorConfig
 from .projections import VIEWS
+from .report import render_report
 from .service import MonitorService
 
 MAX_WINDOWS = 1000
@@ -50,13 +50,26 @@ def _ts(value: datetime | None) -> Timestamp | None:
     return ts
 
 
+def _column(c: pb.Column, i: int) -> ColumnConfig:
+    try:
+        return ColumnConfig(name=c.name, kind=c.kind, stattest=c.stattest, threshold=c.threshold or None)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise from_validation_error(exc, prefix=f"spec.columns[{i}].") from None
+
+
+def _rule(r: pb.MetricRule, i: int) -> MetricRule:
+    try:
+        return MetricRule(metric=r.metric, op=r.op, threshold=r.threshold, retrain=r.retrain)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise from_validation_error(exc, prefix=f"spec.metric_rules[{i}].") from None
+
+
 def config_of(spec: pb.MonitorSpec) -> MonitorConfig:
+    columns = tuple(_column(c, i) for i, c in enumerate(spec.columns))
+    rules = tuple(_rule(r, i) for i, r in enumerate(spec.metric_rules))
     try:
         return MonitorConfig(
-            columns=tuple(
-                ColumnConfig(name=c.name, kind=c.kind, stattest=c.stattest, threshold=c.threshold or None)  # type: ignore[arg-type]
-                for c in spec.columns
-            ),
+            columns=columns,
             prediction=spec.prediction_column,
             target=spec.target_column,
             id_column=spec.id_column,
@@ -68,10 +81,7 @@ def config_of(spec: pb.MonitorSpec) -> MonitorConfig:
             stattest=spec.stattest,
             threshold=spec.threshold or None,
             drift_windows=spec.drift_windows or 2,
-            metric_rules=tuple(
-                MetricRule(metric=r.metric, op=r.op, threshold=r.threshold, retrain=r.retrain)  # type: ignore[arg-type]
-                for r in spec.metric_rules
-            ),
+            metric_rules=rules,
         )
     except ValidationError as exc:
         raise from_validation_error(exc, prefix="spec.") from None
@@ -176,15 +186,6 @@ def alert_pb(row: asyncpg.Record) -> pb.Alert:
         resolution=row["resolution"],
         resolved_at=_ts(row["resolved_at"]),
     )
-
-
-Render = Callable[..., str]
-
-
-def _renderer() -> Render:
-    """The report module's `render_report(title, result, *, window=None, performance=None)`."""
-    module = importlib.import_module(f"{__package__}.report")
-    return cast(Render, module.render_report)
 
 
 class MonitoringServicer(monitoring_pb2_grpc.MonitoringServicer):
@@ -351,7 +352,15 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServicer):
         performance: dict[str, Any] = json.loads(row["performance"]) or None  # type: ignore[assignment]
         monitor = await self._monitor(request.monitor)
         title = f"{monitor.name}: {monitor.model_ref} (v{monitor.model_version}), window {row['window_no']}"
-        html = _renderer()(title, result, window=int(row["window_no"]), performance=performance)
+        chips = {
+            "model": f"{monitor.model}/{monitor.model_version}",
+            "deployment": monitor.deployment or "-",
+            "window": int(row["window_no"]),
+            "rows": int(row["rows"]),
+            "closed": row["closed_at"].strftime("%Y-%m-%d %H:%M:%S UTC") if row["closed_at"] else "-",
+            "labelled rows": int(row["labelled_rows"]),
+        }
+        html = render_report(title, result, window=chips, performance=performance)
         return pb.GetReportResponse(html=html, window=row["window_no"])
 
 

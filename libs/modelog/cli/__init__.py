@@ -295,9 +295,10 @@ def _register() -> None:
     from modelog.cli.audit import audit, replay
     from modelog.cli.data import data, gc_command
     from modelog.cli.models import models
+    from modelog.cli.monitor import monitor
     from modelog.cli.tracking import experiments, metrics, runs, sync
 
-    for group in (experiments, runs, metrics, sync, data, models, audit):
+    for group in (experiments, runs, metrics, sync, data, models, monitor, audit):
         main.add_command(group)
     events.add_command(replay)
     admin.add_command(gc_command)
