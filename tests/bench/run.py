@@ -9,6 +9,7 @@ from tests.bench import (
     bench_audit,
     bench_bus,
     bench_eventlog,
+    bench_monitoring_drift,
     bench_registry,
     bench_tracking,
 )
@@ -27,6 +28,8 @@ def main() -> None:
     bench_registry.main()
     print("== audit ==")
     asyncio.run(bench_audit.main())
+    print("== monitoring drift (side by side with Evidently) ==")
+    bench_monitoring_drift.main()
 
 
 if __name__ == "__main__":
