@@ -6,6 +6,7 @@ version, metadata, hashes), so a consumer rebuilds exactly the RecordedEvent tha
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from eventlog.records import RecordedEvent
@@ -24,7 +25,24 @@ def ce_type(log: str, event_type: str) -> str:
 
 
 def to_headers(ev: RecordedEvent, traceparent: str | None) -> list[tuple[str, bytes]]:
-    headers = [
+    headers = _attributes(ev)
+    if traceparent:
+        headers.append(("traceparent", traceparent))
+    return [(k, v.encode()) for k, v in headers]
+
+
+def to_structured(ev: RecordedEvent) -> bytes:
+    """The same event in structured mode (`application/cloudevents+json`), as webhooks send it: the
+    binary mode's attributes, named without `ce_`, and `data`, the payload JSON exactly as stored."""
+    attrs = {
+        ("datacontenttype" if k == "content-type" else k.removeprefix("ce_")): v for k, v in _attributes(ev)
+    }
+    head = json.dumps(attrs, separators=(",", ":"), ensure_ascii=False)
+    return (head[:-1] + ',"data":' + ev.payload_json + "}").encode()
+
+
+def _attributes(ev: RecordedEvent) -> list[tuple[str, str]]:
+    return [
         ("ce_specversion", SPEC_VERSION),
         ("ce_id", ev.event_id),
         ("ce_source", f"/modelog/{ev.log}"),
@@ -39,9 +57,6 @@ def to_headers(ev: RecordedEvent, traceparent: str | None) -> list[tuple[str, by
         ("ce_prevhash", ev.prev_hash.hex()),
         ("ce_hash", ev.hash.hex()),
     ]
-    if traceparent:
-        headers.append(("traceparent", traceparent))
-    return [(k, v.encode()) for k, v in headers]
 
 
 class NotAModelogEvent(ValueError):

@@ -157,6 +157,8 @@ class Platform:
                 )
                 self.runners[projection.name] = runner
                 self._tasks.append(asyncio.create_task(runner.run(), name=f"projection-{projection.name}"))
+            for job in spec.tasks:
+                self._tasks.append(asyncio.create_task(job(self), name=f"{spec.name}-{job.__name__}"))
 
     async def stop_bus(self) -> None:
         for task in self._tasks:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 Register = Callable[[grpc.aio.Server, "Platform"], list[str]]
 """Adds servicers to the server; returns their full service names (for health and reflection)."""
+Task = Callable[["Platform"], Coroutine[Any, Any, None]]
+"""A background job of the service (the audit service's webhook dispatcher), run until the bus stops."""
 
 
 @dataclass
@@ -25,3 +27,5 @@ class ServiceSpec:
     """Async views fed by Kafka (other services' events, or the service's own when lag is fine)."""
     inline_projections: list[Projection] = field(default_factory=list)
     """Views updated in the append transaction of the service's own log (read-your-writes)."""
+    tasks: list[Task] = field(default_factory=list)
+    """Started with the bus (after the server, so they can read other services' logs)."""

@@ -37,6 +37,18 @@ class Settings(BaseSettings):
     Logs not named here are read from MODELOG_URL (or this process's own address)."""
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    webhook_allow: str = ""
+    """Hosts and CIDRs webhooks may reach although they are loopback/private/link-local/reserved
+    (comma separated: `127.0.0.1,10.0.0.0/8,hooks.internal`). Empty: public addresses only."""
+    webhook_attempts: int = Field(default=6, ge=1, le=50)
+    """Tries per event before its delivery counts as failed."""
+    webhook_backoff_base_s: float = Field(default=1.0, ge=0.0)
+    """Retry n waits a random time in [0, min(max, base * 2**(n-1))] (exponential, full jitter)."""
+    webhook_backoff_max_s: float = Field(default=300.0, ge=0.0)
+    webhook_disable_after: int = Field(default=5, ge=1)
+    """Consecutive failed deliveries (each after every attempt) that disable a webhook."""
+    webhook_connect_timeout_s: float = Field(default=5.0, gt=0.0)
+    webhook_read_timeout_s: float = Field(default=15.0, gt=0.0)
 
     @cached_property
     def admin_token_path(self) -> Path:

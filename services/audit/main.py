@@ -8,12 +8,15 @@ import grpc
 
 from eventlog.records import RecordedEvent
 from eventlog.sources import StoreReader
-from modelog._gen.audit.v1 import audit_pb2, audit_pb2_grpc
+from modelog._gen.audit.v1 import audit_pb2, audit_pb2_grpc, webhooks_pb2, webhooks_pb2_grpc
 from modelog_platform.service import ServiceSpec
 from modelog_platform.settings import PLATFORM_LOGS, SERVICES
 from modelog_services.audit.api import AuditServicer
+from modelog_services.audit.dispatcher import Dispatcher, Policy
 from modelog_services.audit.projections import AuditTrail
 from modelog_services.audit.signing import SigningKey
+from modelog_services.audit.webhook_store import WebhooksView
+from modelog_services.audit.webhooks_api import WebhooksServicer
 
 if TYPE_CHECKING:
     from modelog_platform.app import Platform
@@ -40,11 +43,32 @@ class PlatformReader:
         return await self._remote(log).head(log)
 
 
+LOGS = [*SERVICES, *PLATFORM_LOGS]
+
+
 def register(server: grpc.aio.Server, platform: Platform) -> list[str]:
     key = SigningKey.load_or_create(platform.settings.home)
     servicer = AuditServicer(platform.stores, PlatformReader(platform), [*SERVICES, *PLATFORM_LOGS], key)
     audit_pb2_grpc.add_AuditServicer_to_server(servicer, server)
-    return [audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name]
+    hooks = WebhooksServicer(
+        platform.pool, platform.stores, PlatformReader(platform), LOGS, Policy.of(platform.settings)
+    )
+    webhooks_pb2_grpc.add_WebhooksServicer_to_server(hooks, server)
+    return [
+        audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
+        webhooks_pb2.DESCRIPTOR.services_by_name["Webhooks"].full_name,
+    ]
 
 
-SPEC = ServiceSpec(name="audit", register=register, projections=[AuditTrail()])
+async def dispatch_webhooks(platform: Platform) -> None:
+    policy = Policy.of(platform.settings)
+    await Dispatcher(platform.pool, platform.stores, PlatformReader(platform), LOGS, policy).run()
+
+
+SPEC = ServiceSpec(
+    name="audit",
+    register=register,
+    projections=[AuditTrail()],
+    inline_projections=[WebhooksView()],
+    tasks=[dispatch_webhooks],
+)

@@ -302,6 +302,9 @@ def _register() -> None:
         main.add_command(group)
     events.add_command(replay)
     admin.add_command(gc_command)
+    from modelog.cli.webhooks import webhooks
+
+    main.add_command(webhooks)
 
 
 _register()

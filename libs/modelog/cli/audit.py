@@ -133,6 +133,8 @@ def verify_cmd(file: Path, key: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line, each with its cursor")
 @click.option("--to-topic", help="re-deliver to this Kafka topic (CloudEvents, key = stream id) instead")
 @click.option("--bootstrap", help="Kafka bootstrap servers for --to-topic (default MODELOG_KAFKA_BOOTSTRAP)")
+@click.option("--to-webhook", help="re-deliver to this URL instead (signed CloudEvents JSON)")
+@click.option("--secret", help="whsec_<base64> to sign --to-webhook deliveries with")
 @grpc_errors
 def replay(
     from_cursor: str,
@@ -143,16 +145,24 @@ def replay(
     as_json: bool,
     to_topic: str | None,
     bootstrap: str | None,
+    to_webhook: str | None,
+    secret: str | None,
 ) -> None:
-    """Print a range of events of every log, merged in time order, or re-deliver it to a Kafka topic."""
+    """Print a range of events of every log, merged in time order, or re-deliver it to a Kafka topic
+    or a webhook."""
     import json
 
     from modelog import audit as sdk
 
+    if to_webhook and not secret:
+        raise click.UsageError("--to-webhook needs --secret (the receiver's whsec_... secret)")
     try:
         events = sdk.replay(from_cursor, to_cursor, types=types, services=services, streams=streams)
         if to_topic:
             _to_topic(events, to_topic, bootstrap)
+            return
+        if to_webhook and secret:
+            _to_webhook(events, to_webhook, secret)
             return
         last = None
         for e in events:
@@ -180,28 +190,49 @@ def _to_topic(events: Iterator[Any], topic: str, bootstrap: str | None) -> None:
     if not target:
         raise click.UsageError("--to-topic needs --bootstrap or MODELOG_KAFKA_BOOTSTRAP")
     last: list[str] = []
+    sent = asyncio.run(publish(_records(events, last), target, topic))
+    click.echo(f"re-delivered {sent:,} events to {topic}" + (f"; next cursor: {last[-1]}" if last else ""))
 
-    def records() -> Iterator[RecordedEvent]:
-        for e in events:
-            last[:] = [e.cursor]
-            r = e.raw
-            yield RecordedEvent(
-                r.service,
-                r.position,
-                r.stream_id,
-                r.stream_version,
-                r.event_id,
-                r.type,
-                r.schema_version,
-                r.payload_json,
-                r.metadata_json,
-                e.recorded_at,
-                r.prev_hash,
-                r.hash,
-            )
 
-    sent = asyncio.run(publish(records(), target, topic))
-    click.echo(f"re-delivered {sent:,} events to {topic}" + (f"; next cursor: {last[0]}" if last else ""))
+def _records(events: Iterator[Any], last: list[str]) -> Iterator[RecordedEvent]:
+    """The events as stored; `last` holds the cursors after the latest two handed out."""
+    for e in events:
+        last[:] = [*last[-1:], e.cursor]
+        r = e.raw
+        yield RecordedEvent(
+            r.service,
+            r.position,
+            r.stream_id,
+            r.stream_version,
+            r.event_id,
+            r.type,
+            r.schema_version,
+            r.payload_json,
+            r.metadata_json,
+            e.recorded_at,
+            r.prev_hash,
+            r.hash,
+        )
+
+
+def _to_webhook(events: Iterator[Any], url: str, secret: str) -> None:
+    """POSTs from this machine (no address guard: it is the user's own network), in order, stopping
+    at the first event the receiver refuses so that the printed cursor resumes exactly there."""
+    import asyncio
+
+    from eventlog import ModelogError
+    from modelog_services.audit.redeliver import post_signed
+
+    last: list[str] = []
+    try:
+        sent, failure = asyncio.run(post_signed(_records(events, last), url, secret))
+    except ModelogError as exc:
+        raise click.BadParameter(exc.message) from None
+    if failure:
+        resume = f"; resume with --from {last[-2]}" if len(last) > 1 else ""
+        click.echo(f"re-delivered {sent:,} events to {url}, then {failure}{resume}", err=True)
+        sys.exit(1)
+    click.echo(f"re-delivered {sent:,} events to {url}" + (f"; next cursor: {last[-1]}" if last else ""))
 
 
 if __name__ == "__main__":  # the group alone: `python -m modelog.cli.audit verify FILE`

@@ -1,0 +1,297 @@
+"""The webhook dispatcher: per enabled webhook, one worker that follows every log from the webhook's
+cursor (through subscribe.py, the one log follower) and POSTs each matching event, in order.
+
+- One event at a time per webhook: the next waits until the current one is delivered or has failed
+  every attempt (order preserved). Retries wait with exponential backoff and full jitter.
+- Each attempt lands in the delivery log; when an event is finished with, its row and the cursor are
+  written in one transaction, so a restart resumes right after it and a retry interrupted by a restart
+  is picked up with its attempt count (the same `webhook-id`: receivers may see it twice, never lose it).
+- After `webhook_disable_after` consecutive failed deliveries the webhook is disabled (a
+  WebhookDisabled event) and its cursor stays before the last failed event: EnableWebhook resumes there.
+- One dispatcher per installation: a PostgreSQL advisory lock elects it among audit processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from eventlog import EventStore, Metadata, RecordedEvent, handle
+from eventlog.cloudevents import to_structured
+from eventlog.sources import LogReader
+from modelog_platform.settings import Settings
+from modelog_services.audit import webhook_store as db
+from modelog_services.audit.domain import DisableWebhook, stream_id, webhook
+from modelog_services.audit.events import WebhookFilterValue, registry
+from modelog_services.audit.ssrf import AllowList
+from modelog_services.audit.subscribe import Filter, decode_cursor, subscribe
+from modelog_services.audit.webhook_http import Response, Sender, secret_key, signed_headers
+
+log = logging.getLogger("modelog.audit.webhooks")
+_LEADER_KEY = int.from_bytes(hashlib.sha256(b"modelog.audit.webhooks").digest()[:8], "big", signed=True)
+_CHECKPOINT_EVERY_S = 1.0
+
+
+def backoff(attempt: int, base_s: float, max_s: float) -> float:
+    """Full jitter: uniform in [0, min(max, base * 2**(attempt-1))] (AWS architecture blog's advice:
+    spreads retries of many webhooks instead of synchronising them)."""
+    return random.uniform(0.0, min(max_s, base_s * 2 ** max(0, attempt - 1)))
+
+
+@dataclass(frozen=True)
+class Policy:
+    attempts: int
+    base_s: float
+    max_s: float
+    disable_after: int
+    connect_timeout_s: float
+    read_timeout_s: float
+    allow: AllowList
+
+    @classmethod
+    def of(cls, s: Settings) -> Policy:
+        return cls(
+            s.webhook_attempts,
+            s.webhook_backoff_base_s,
+            s.webhook_backoff_max_s,
+            s.webhook_disable_after,
+            s.webhook_connect_timeout_s,
+            s.webhook_read_timeout_s,
+            AllowList.parse(s.webhook_allow),
+        )
+
+    def sender(self, url: str) -> Sender:
+        return Sender(url, self.allow, self.connect_timeout_s, self.read_timeout_s)
+
+
+class ModelMatch:
+    """Registry streams of the models a filter names, learnt from ModelRegistered/ModelRenamed as the
+    registry log goes by (seeded from the log's history up to the worker's start)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = frozenset(names)
+        self.streams: set[str] = {f"model-name-{n}" for n in names}
+
+    def see(self, ev: RecordedEvent) -> None:
+        if ev.log == "registry" and ev.type in ("ModelRegistered", "ModelRenamed"):
+            name = json.loads(ev.payload_json).get("name")
+            if name in self.names:
+                self.streams.add(ev.stream_id)
+            else:
+                self.streams.discard(ev.stream_id)
+
+    def match(self, ev: RecordedEvent) -> bool:
+        return ev.log == "registry" and ev.stream_id in self.streams
+
+    async def seed(self, reader: LogReader, upto: int) -> None:
+        position = 1
+        while position <= upto:
+            batch = await reader.read("registry", position, min(5000, upto - position + 1))
+            if not batch:
+                return
+            for ev in batch:
+                self.see(ev)
+            position = batch[-1].position + 1
+
+
+def event_filter(f: WebhookFilterValue) -> Filter:
+    services = set(f.services) | ({"registry"} if f.models and not f.services else set())
+    return Filter(frozenset(services), frozenset(f.types), tuple(f.streams))
+
+
+class Worker:
+    def __init__(self, d: Dispatcher, row: db.WebhookRow, secret: str) -> None:
+        self.d, self.row = d, row
+        self.key = secret_key(secret)
+        self.sender = d.policy.sender(row.url)
+        self.config = (row.url, row.filter, row.secret_fingerprint)
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    await self._run()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("webhook %s: worker failed; resuming from its cursor", self.row.webhook_id)
+                    await asyncio.sleep(1.0)
+        finally:
+            await self.sender.close()
+
+    async def _run(self) -> None:
+        wid, flt = self.row.webhook_id, self.row.filter
+        saved, failures = await db.cursor(self.d.pool, wid)
+        positions = dict(saved if saved is not None else self.row.start)
+        models = ModelMatch(flt.models) if flt.models else None
+        if models is not None and "registry" in self.d.logs:
+            await models.seed(self.d.reader, positions.get("registry", 0))
+        # The filter's services narrow what is read; types, streams and models are matched here, so
+        # that model names are learnt from events the filter does not deliver.
+        coarse = Filter(event_filter(flt).services)
+        fine = event_filter(flt)
+        loop = asyncio.get_running_loop()
+        saved_at = loop.time()
+        dirty = False
+        async for events, cursors, cursor in subscribe(
+            self.d.stores, self.d.reader, self.d.logs, positions, coarse, 1.0
+        ):
+            for ev, c in zip(events, cursors, strict=True):
+                after = decode_cursor(c)
+                if models is not None:
+                    models.see(ev)
+                if not fine.match(ev) or (models is not None and not models.match(ev)):
+                    positions, dirty = after, True
+                    continue
+                outcome = await self.deliver(ev, after, failures)
+                if outcome is None:
+                    return  # disabled: the cursor stays before this event
+                failures, positions, dirty = outcome, after, False
+                saved_at = loop.time()
+            if not events:
+                now = decode_cursor(cursor)
+                dirty = dirty or now != positions
+                positions = now
+            if dirty and loop.time() - saved_at >= _CHECKPOINT_EVERY_S:
+                await db.save_cursor(self.d.pool, wid, positions, failures)
+                saved_at, dirty = loop.time(), False
+
+    async def deliver(self, ev: RecordedEvent, after: dict[str, int], failures: int) -> int | None:
+        """Deliver with retries; returns the new run of consecutive failures, or None if the run
+        reached the limit and the webhook was disabled."""
+        p, pool, wid = self.d.policy, self.d.pool, self.row.webhook_id
+        body = to_structured(ev)
+        started = await db.start_delivery(pool, wid, ev, "dispatch")
+        attempt, series = started.attempts, started.series_attempts
+        while True:
+            attempt += 1
+            series += 1
+            resp = await self.sender.post(body, signed_headers(self.key, ev.event_id, body))
+            if resp.ok:
+                await db.record_attempt(
+                    pool, started.delivery_id, attempt, "delivered", *_r(resp), (wid, after, 0)
+                )
+                return 0
+            if series < p.attempts:
+                await db.record_attempt(pool, started.delivery_id, attempt, "retrying", *_r(resp))
+                await asyncio.sleep(backoff(series, p.base_s, p.max_s))
+                continue
+            failures += 1
+            if failures < p.disable_after:
+                await db.record_attempt(
+                    pool, started.delivery_id, attempt, "failed", *_r(resp), (wid, after, failures)
+                )
+                return failures
+            await db.record_attempt(pool, started.delivery_id, attempt, "failed", *_r(resp))
+            reason = f"{failures} consecutive deliveries failed; last: {resp.error or resp.status}"
+            await handle(
+                self.d.audit,
+                registry,
+                webhook,
+                stream_id(wid),
+                DisableWebhook(reason[:500], failures),
+                Metadata(actor="system"),
+            )
+            log.warning("webhook %s disabled: %s", wid, reason)
+            return None
+
+
+def _r(resp: Response) -> tuple[int, float, str]:
+    return resp.status, resp.latency_ms, resp.error
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        stores: Mapping[str, EventStore],
+        reader: LogReader,
+        logs: Sequence[str],
+        policy: Policy,
+    ) -> None:
+        self.pool, self.stores, self.reader, self.logs, self.policy = pool, stores, reader, logs, policy
+        self.audit = stores["audit"]
+        self.workers: dict[str, Worker] = {}
+        self.leader = asyncio.Event()
+
+    async def run(self) -> None:
+        """Wait to be the one dispatcher of this installation, then dispatch until cancelled."""
+        while True:
+            async with self.pool.acquire() as lock_conn:
+                if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_KEY):
+                    try:
+                        await self._lead(lock_conn)
+                    finally:
+                        await self._stop_all()
+                        self.leader.clear()
+                        with contextlib.suppress(Exception):
+                            await lock_conn.execute("SELECT pg_advisory_unlock($1)", _LEADER_KEY)
+            await asyncio.sleep(5.0)
+
+    async def _lead(self, lock_conn: asyncpg.Connection) -> None:
+        supervise = asyncio.create_task(self._supervise(), name="webhooks-supervise")
+        self.leader.set()
+        try:
+            while not supervise.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(supervise), 5.0)
+                if not supervise.done():
+                    await lock_conn.fetchval("SELECT 1")  # still holding the lock's session?
+            supervise.result()
+        finally:
+            supervise.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await supervise
+
+    async def _supervise(self) -> None:
+        head = (await self.audit.head())[0]
+        for row in await db.list_all(self.pool):
+            await self.reconcile(row.webhook_id)
+        async for batch in self.audit.tail_batches(head + 1, idle_poll_s=1.0):
+            changed = {
+                json.loads(ev.payload_json).get("webhook_id") for ev in batch if ev.type.startswith("Webhook")
+            }
+            for wid in sorted(w for w in changed if w):
+                await self.reconcile(wid)
+
+    async def reconcile(self, webhook_id: str) -> None:
+        """Start, restart or stop the webhook's worker to match its registration."""
+        row = await db.get(self.pool, webhook_id)
+        current = self.workers.get(webhook_id)
+        wanted = row is not None and row.status == "enabled"
+        if current is not None and wanted and row is not None:
+            running = current.task is not None and not current.task.done()
+            if running and current.config == (row.url, row.filter, row.secret_fingerprint):
+                return
+        if current is not None:
+            await self._stop(webhook_id)
+        if not wanted or row is None:
+            return
+        secret = await db.secret(self.pool, webhook_id, row.secret_fingerprint)
+        if secret is None:
+            log.error("webhook %s: its secret is missing; not delivering", webhook_id)
+            return
+        w = Worker(self, row, secret)
+        w.task = asyncio.create_task(w.run(), name=f"webhook-{webhook_id}")
+        self.workers[webhook_id] = w
+
+    async def _stop(self, webhook_id: str) -> None:
+        w = self.workers.pop(webhook_id, None)
+        if w is not None and w.task is not None:
+            w.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await w.task
+
+    async def _stop_all(self) -> None:
+        for wid in list(self.workers):
+            await self._stop(wid)
