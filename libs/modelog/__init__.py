@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from modelog import webhooks
 from modelog._client import Connection
 from modelog._session import Client, OfflineError, connect, default
 from modelog.audit import replay, subscribe
@@ -36,6 +37,7 @@ __all__ = [
     "search_runs",
     "start_run",
     "subscribe",
+    "webhooks",
 ]
 __version__ = "0.1.0"
 
