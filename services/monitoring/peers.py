@@ -139,7 +139,7 @@ class MonitoringPeers(Peers):
                     chunk = artifacts_pb2.UploadChunk(offset=offset, data=piece, crc32=zlib.crc32(piece))
                     await call.write(artifacts_pb2.UploadRequest(chunk=chunk))
         await call.done_writing()
-        async for reply in call:
+        while (reply := await call.read()) is not grpc.aio.EOF:
             stored = stored or (reply.stored and reply.digest == digest)
         if not stored:
             raise FailedPrecondition(f"the artifacts service did not confirm blob {digest} as stored")

@@ -10,6 +10,7 @@ from tests.bench import (
     bench_bus,
     bench_eventlog,
     bench_monitoring_drift,
+    bench_monitoring_service,
     bench_registry,
     bench_tracking,
 )
@@ -26,6 +27,8 @@ def main() -> None:
     bench_artifacts.main()
     print("== registry ==")
     bench_registry.main()
+    print("== monitoring service (ingest through the SDK, close -> report) ==")
+    bench_monitoring_service.main()
     print("== audit ==")
     asyncio.run(bench_audit.main())
     print("== monitoring drift (side by side with Evidently) ==")

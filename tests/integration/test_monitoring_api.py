@@ -248,3 +248,19 @@ async def test_rebuilding_the_monitoring_view_from_position_zero_equals_the_live
         b = await mstack.platform.pool.fetch(f"SELECT * FROM {getattr(shadow, table)} ORDER BY {key}")
         assert [dict(r) for r in a] == [dict(r) for r in b], table
         assert a, table
+
+
+async def test_a_baseline_from_uploaded_rows_replaces_the_reference(mstack: MonitoringStack) -> None:
+    await mstack.create("churn-rebased", window_rows=1000)
+    shifted = frame(30_000, seed=9, shift=1.5)  # a ~2 MB Parquet blob: uploaded in chunks, not whole
+    resp = await mstack.api.SetBaseline(
+        pb.SetBaselineRequest(monitor="churn-rebased", arrow=ipc(shifted)), metadata=mstack.md()
+    )
+    assert (resp.monitor.baseline.rows, resp.monitor.baseline.reference) == (30_000, "")
+    # Against the new reference the shifted window is the norm and drifts no more.
+    await mstack.log("churn-rebased", frame(1000, seed=10, shift=1.5))
+    assert not (await mstack.profiled("churn-rebased", 1)).dataset_drift
+    bad = pb.SetBaselineRequest(monitor="churn-rebased", arrow=ipc(shifted.drop_columns(["c1"])))
+    await refused(
+        mstack, grpc.StatusCode.INVALID_ARGUMENT, mstack.api.SetBaseline(bad, metadata=mstack.md()), "'c1'"
+    )
