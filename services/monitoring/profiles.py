@@ -78,7 +78,7 @@ def category_counts(column: Column) -> tuple[list[str], Counts, int]:
         values = values.dictionary_decode()
     missing_mask = values.is_null()
     if pa.types.is_floating(values.type):
-        missing_mask = pc.or_(missing_mask, pc.is_nan(values))
+        missing_mask = pc.or_kleene(missing_mask, pc.is_nan(values))  # null or NaN; plain or_ gives null
     missing = np.asarray(missing_mask.to_numpy(zero_copy_only=False), dtype=bool)
     if not is_string_type(values.type):
         values = values.cast(pa.string())

@@ -275,6 +275,14 @@ def test_missing_values_are_counted_and_left_out_of_the_test() -> None:
     assert close(got["x"].statistic, expected)
 
 
+def test_null_and_nan_categories_both_count_as_missing() -> None:
+    schema = Schema((ColumnSpec("code", "categorical"),))
+    prepared = PreparedReference(pa.table({"code": [1.0, 2.0, 3.0] * 400}), schema)
+    got = detect_drift(prepared, pa.table({"code": [1.0, None, math.nan, 2.0, 3.0]})).columns[0]
+    assert got.missing_share == 2 / 5 and got.new_categories == ()
+    assert {label for label, _ in got.current_hist} == {"1", "2", "3"}
+
+
 def test_new_categories_and_values_out_of_the_reference_range_are_reported() -> None:
     schema = Schema((ColumnSpec("x", "numerical"), ColumnSpec("c", "categorical")))
     ref = pa.table({"x": np.linspace(0, 10, 1500), "c": ["a", "b", "c"] * 500})
