@@ -212,7 +212,7 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServicer):
                 name,
             )
         if row is None:
-            which = f"window {window}" if window else "a profiled window yet"
+            which = f"window {window}" if window else "profiled window yet"
             raise NotFound(f"monitor {name!r} has no {which}")
         return row
 

@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import grpc
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from eventlog import Metadata
 from eventlog.projection import SHADOW, Tables
 from eventlog.rebuild import rebuild
 from eventlog.sources import StoreReader
 from modelog import audit
 from modelog._client import Connection
 from modelog._gen.monitoring.v1 import monitoring_pb2 as pb
+from modelog_services.monitoring.domain import SealWindow
 from modelog_services.monitoring.projections import MonitoringView
+from modelog_services.monitoring.service import MonitorService
 from tests.integration.monitoring_stack import MonitoringStack, frame, ipc, mstack, spec
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -228,7 +232,7 @@ async def test_bad_input_is_refused_with_a_clear_error_and_writes_nothing(mstack
     unmatched = api.LogLabels(pb.LogLabelsRequest(monitor="strict", arrow=ipc(labels)), metadata=md)
     await refused(mstack, grpc.StatusCode.FAILED_PRECONDITION, unmatched, "matches")
     report = api.GetReport(pb.GetReportRequest(monitor="strict"), metadata=md)
-    await refused(mstack, grpc.StatusCode.NOT_FOUND, report, "no a profiled window yet")
+    await refused(mstack, grpc.StatusCode.NOT_FOUND, report, "has no profiled window yet")
 
 
 async def test_rebuilding_the_monitoring_view_from_position_zero_equals_the_live_one(
@@ -264,3 +268,29 @@ async def test_a_baseline_from_uploaded_rows_replaces_the_reference(mstack: Moni
     await refused(
         mstack, grpc.StatusCode.INVALID_ARGUMENT, mstack.api.SetBaseline(bad, metadata=mstack.md()), "'c1'"
     )
+
+
+async def test_a_window_left_closed_by_a_stopped_process_is_profiled_from_its_blobs(
+    mstack: MonitoringStack,
+) -> None:
+    await mstack.create("churn-restart", window_rows=10_000)
+    await mstack.log("churn-restart", frame(700, seed=12, shift=2.0), frame(300, seed=13, shift=2.0))
+    # Sealed without profiling, as if the process died right after the close was recorded.
+    state = await mstack.service.state("churn-restart")
+    await mstack.service.execute(
+        "churn-restart", SealWindow(state.open_window, "manual", datetime.now(UTC)), Metadata(actor="admin")
+    )
+    w = (
+        await mstack.api.GetWindow(
+            pb.GetWindowRequest(monitor="churn-restart", window=1), metadata=mstack.md()
+        )
+    ).window
+    assert w.status == "closed"
+    # A new process: nothing in memory, so the window's rows come back from its Parquet blobs.
+    fresh = MonitorService(mstack.platform.stores["monitoring"], mstack.service.peers)
+    timers = asyncio.create_task(fresh.run_timers())
+    try:
+        profiled = await mstack.profiled("churn-restart", 1)
+    finally:
+        timers.cancel()
+    assert profiled.rows == 1000 and profiled.dataset_drift
