@@ -8,11 +8,20 @@ import grpc
 
 from eventlog.records import RecordedEvent
 from eventlog.sources import StoreReader
-from modelog._gen.audit.v1 import audit_pb2, audit_pb2_grpc, webhooks_pb2, webhooks_pb2_grpc
+from modelog._gen.audit.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    lineage_pb2,
+    lineage_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
+)
 from modelog_platform.service import ServiceSpec
 from modelog_platform.settings import PLATFORM_LOGS, SERVICES
 from modelog_services.audit.api import AuditServicer
 from modelog_services.audit.dispatcher import Dispatcher, Policy
+from modelog_services.audit.lineage import LineageGraph
+from modelog_services.audit.lineage_api import LineageServicer
 from modelog_services.audit.projections import AuditTrail
 from modelog_services.audit.signing import SigningKey
 from modelog_services.audit.webhook_store import WebhooksView
@@ -54,8 +63,10 @@ def register(server: grpc.aio.Server, platform: Platform) -> list[str]:
         platform.pool, platform.stores, PlatformReader(platform), LOGS, Policy.of(platform.settings)
     )
     webhooks_pb2_grpc.add_WebhooksServicer_to_server(hooks, server)
+    lineage_pb2_grpc.add_LineageServicer_to_server(LineageServicer(platform.pool), server)
     return [
         audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
+        lineage_pb2.DESCRIPTOR.services_by_name["Lineage"].full_name,
         webhooks_pb2.DESCRIPTOR.services_by_name["Webhooks"].full_name,
     ]
 
@@ -68,7 +79,7 @@ async def dispatch_webhooks(platform: Platform) -> None:
 SPEC = ServiceSpec(
     name="audit",
     register=register,
-    projections=[AuditTrail()],
+    projections=[AuditTrail(), LineageGraph()],
     inline_projections=[WebhooksView()],
     tasks=[dispatch_webhooks],
 )
