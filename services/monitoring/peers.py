@@ -36,6 +36,7 @@ class ModelRef:
 class ArtifactFile:
     artifact: str
     """The version it resolved to, as "name:v3"."""
+    path: str
     digest: str
     size: int
 
@@ -93,7 +94,7 @@ class MonitoringPeers(Peers):
         if entry is None:
             shown = ", ".join(sorted(entries)[:10]) or "no files"
             raise NotFound(f"artifact {v.name}:v{v.version} has no file {path!r} (it has: {shown})")
-        return ArtifactFile(f"{v.name}:v{v.version}", entry.digest, entry.size)
+        return ArtifactFile(f"{v.name}:v{v.version}", path, entry.digest, entry.size)
 
     async def fetch(self, digest: str) -> bytes:
         """A whole blob (a prediction batch or a reference: tens of MB at most)."""

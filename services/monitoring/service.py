@@ -155,9 +155,9 @@ class MonitorService:
         artifact = ""
         if reference:
             found = await self.peers.artifact_file(reference, path)
-            artifact, path = found.artifact, path or ""
+            artifact, path = found.artifact, found.path
             raw = await self.peers.fetch(found.digest)
-            table = await self._run(tables.read_file, raw, path or _guess_path(raw))
+            table = await self._run(tables.read_file, raw, path)
             what = f"reference {found.artifact}/{path}"
         else:
             table = tables.read_ipc(arrow, "reference_arrow")
@@ -454,10 +454,6 @@ class MonitorService:
         result = await self._run(join_and_score, predictions, [*earlier, new], config, task)
         labelled, metrics = result
         return WindowLabels(window=window, labelled_rows=labelled, performance=metrics)
-
-
-def _guess_path(raw: bytes) -> str:
-    return "reference.parquet" if raw[:4] == b"PAR1" else "reference.csv"
 
 
 def _statistics(

@@ -200,6 +200,7 @@ async def test_bad_input_is_refused_with_a_clear_error_and_writes_nothing(mstack
         mstack, grpc.StatusCode.INVALID_ARGUMENT, create(reference_path="notes.txt"), "neither Parquet"
     )
     await refused(mstack, grpc.StatusCode.INVALID_ARGUMENT, create(spec=spec(window_rows=0)), "window policy")
+    await refused(mstack, grpc.StatusCode.INVALID_ARGUMENT, create(reference_path=""), "name the one to use")
     await refused(
         mstack,
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -294,3 +295,23 @@ async def test_a_window_left_closed_by_a_stopped_process_is_profiled_from_its_bl
     finally:
         timers.cancel()
     assert profiled.rows == 1000 and profiled.dataset_drift
+
+
+async def test_a_retried_create_returns_the_monitor_instead_of_already_exists(
+    mstack: MonitoringStack,
+) -> None:
+    request = pb.CreateMonitorRequest(
+        name="churn-retry",
+        model="churn/1",
+        spec=spec(),
+        reference=mstack.reference,
+        reference_path="ref.parquet",
+    )
+    md = [*mstack.md(), ("idempotency-key", "create-churn-retry-1")]
+    first = await mstack.api.CreateMonitor(request, metadata=md)
+    head = await mstack.head()
+    again = await mstack.api.CreateMonitor(request, metadata=md)
+    assert again.monitor == first.monitor and await mstack.head() == head
+    assert first.monitor.model_version == 1 and first.monitor.baseline.path == "ref.parquet"
+    other = mstack.api.CreateMonitor(request, metadata=mstack.md())
+    await refused(mstack, grpc.StatusCode.ALREADY_EXISTS, other, "churn-retry")
