@@ -11,7 +11,7 @@ import numpy as np
 
 from . import profiles as pf
 from . import stattests as st
-from .drift_types import ColumnDrift, ColumnSpec, DriftOptions
+from .drift_types import ColumnDrift, ColumnProfile, ColumnSpec, DriftOptions
 
 REPORT_BINS = 24
 REPORT_TOP_CATEGORIES = 12
@@ -41,13 +41,62 @@ class Categories:
 
 
 def column_drift(
-    spec: ColumnSpec, prepared: Numbers | Categories, column: pf.Column, options: DriftOptions
-) -> ColumnDrift:
+    spec: ColumnSpec,
+    prepared: Numbers | Categories,
+    column: pf.Column,
+    options: DriftOptions,
+    profile_edges: tuple[float, ...] | None = None,
+    want_profile: bool = False,
+) -> tuple[ColumnDrift, ColumnProfile | None]:
+    """The column's drift and, when asked, the window's profile of it from the same sorted values or
+    counts (on `profile_edges`, the reference's bins)."""
     chosen = spec.stattest or options.stattest
     threshold = spec.threshold if spec.threshold is not None else options.threshold
     if isinstance(prepared, Categories):
-        return _categorical(spec, prepared, column, chosen, threshold)
-    return _numerical(spec, prepared, column, chosen, threshold)
+        drift, keys, counts, missing = _categorical(spec, prepared, column, chosen, threshold)
+        return drift, category_profile(spec, keys, counts, missing) if want_profile else None
+    drift, cur, missing = _numerical(spec, prepared, column, chosen, threshold)
+    return drift, numeric_profile(spec, cur, missing, profile_edges) if want_profile else None
+
+
+def numeric_profile(
+    spec: ColumnSpec, sorted_values: pf.Floats, missing: int, edges: tuple[float, ...] | None
+) -> ColumnProfile:
+    rows = sorted_values.size + missing
+    if sorted_values.size == 0:
+        return ColumnProfile(spec.name, spec.kind, 0, 1.0 if rows else 0.0, missing=missing)
+    bin_edges = (
+        np.asarray(edges, dtype=np.float64) if edges else pf.equal_edges(sorted_values[0], sorted_values[-1])
+    )
+    return ColumnProfile(
+        name=spec.name,
+        kind=spec.kind,
+        count=int(sorted_values.size),
+        missing_share=missing / rows,
+        min=float(sorted_values[0]),
+        max=float(sorted_values[-1]),
+        mean=float(sorted_values.mean()),
+        std=float(sorted_values.std()),
+        quantiles=pf.quantiles_sorted(sorted_values),
+        bin_edges=tuple(float(e) for e in bin_edges),
+        bin_counts=tuple(int(c) for c in st.histogram_sorted(sorted_values, bin_edges)),
+        missing=missing,
+        distinct=pf.count_distinct_sorted(sorted_values),
+    )
+
+
+def category_profile(spec: ColumnSpec, keys: list[str], counts: pf.Counts, missing: int) -> ColumnProfile:
+    rows = int(counts.sum()) + missing
+    top = np.argsort(-counts, kind="stable")[: pf.PROFILE_TOP_CATEGORIES]
+    return ColumnProfile(
+        name=spec.name,
+        kind=spec.kind,
+        count=int(counts.sum()),
+        missing_share=missing / rows if rows else 0.0,
+        frequencies={keys[i]: int(counts[i]) for i in top},
+        missing=missing,
+        distinct=len(keys),
+    )
 
 
 def _nothing_to_test(spec: ColumnSpec, test: str, threshold: float | None) -> ColumnDrift:
@@ -90,12 +139,11 @@ def _aligned(
 
 def _numerical(
     spec: ColumnSpec, ref: Numbers, column: pf.Column, chosen: str, threshold: float | None
-) -> ColumnDrift:
+) -> tuple[ColumnDrift, pf.Floats, int]:
     values, missing, integer = pf.numeric_values(column, text=spec.kind == "text")
     if values.size == 0:
-        return _nothing_to_test(
-            spec, chosen or st.default_stattest(spec.kind, ref.sorted.size, ref.distinct.size), threshold
-        )
+        test = chosen or st.default_stattest(spec.kind, ref.sorted.size, ref.distinct.size)
+        return _nothing_to_test(spec, test, threshold), values, missing
     cur = np.sort(values)
     few = ref.distinct.size <= REPORT_TOP_CATEGORIES
     cur_distinct, cur_distinct_counts = pf.distinct_sorted(cur) if few else (cur[:0], np.empty(0, np.int64))
@@ -163,7 +211,7 @@ def _numerical(
         )
         cur_hist = tuple(zip(labels, (_clipped_histogram(cur, edges) / cur.size).tolist(), strict=True))
         edges_out = tuple(edges.tolist())
-    return ColumnDrift(
+    drift = ColumnDrift(
         column=spec.name,
         kind=spec.kind,
         stattest=test,
@@ -177,6 +225,7 @@ def _numerical(
         current_hist=cur_hist,
         hist_edges=edges_out,
     )
+    return drift, cur, missing
 
 
 def _display_range(ref: pf.Floats, cur: pf.Floats) -> tuple[float, float]:
@@ -204,14 +253,11 @@ def _clipped_histogram(sorted_values: pf.Floats, edges: pf.Floats) -> pf.Counts:
 
 def _categorical(
     spec: ColumnSpec, ref: Categories, column: pf.Column, chosen: str, threshold: float | None
-) -> ColumnDrift:
+) -> tuple[ColumnDrift, list[str], pf.Counts, int]:
     keys, counts, missing = pf.category_counts(column)
     if not keys:
-        return _nothing_to_test(
-            spec,
-            chosen or st.default_stattest("categorical", int(ref.counts.sum()), len(ref.keys)),
-            threshold,
-        )
+        test = chosen or st.default_stattest("categorical", int(ref.counts.sum()), len(ref.keys))
+        return _nothing_to_test(spec, test, threshold), keys, counts, missing
     new = [i for i, k in enumerate(keys) if k not in ref.index]
     union = ref.keys if not new else sorted([*ref.keys, *(keys[i] for i in new)])
     at = {k: i for i, k in enumerate(union)} if new else ref.index
@@ -243,7 +289,7 @@ def _categorical(
         ref_hist.append((label, float(ref_share[rest].sum())))
         cur_hist.append((label, float(cur_share[rest].sum())))
     new_sorted = sorted(new, key=lambda i: (-counts[i], keys[i]))
-    return ColumnDrift(
+    drift = ColumnDrift(
         column=spec.name,
         kind=spec.kind,
         stattest=test,
@@ -257,3 +303,4 @@ def _categorical(
         reference_hist=tuple(ref_hist),
         current_hist=tuple(cur_hist),
     )
+    return drift, keys, counts, missing

@@ -16,8 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import profiles as pf
-from . import stattests as st
-from .columns import Categories, Numbers, column_drift
+from .columns import Categories, Numbers, category_profile, column_drift, numeric_profile
 from .drift_types import (
     STATTESTS,
     ColumnDrift,
@@ -46,50 +45,11 @@ __all__ = [
     "SchemaError",
     "Task",
     "detect_drift",
+    "detect_drift_and_profile",
     "performance",
     "profile",
     "validate",
 ]
-
-
-def _numeric_profile(
-    spec: ColumnSpec, sorted_values: pf.Floats, missing: int, edges: tuple[float, ...] | None
-) -> ColumnProfile:
-    rows = sorted_values.size + missing
-    if sorted_values.size == 0:
-        return ColumnProfile(spec.name, spec.kind, 0, 1.0 if rows else 0.0, missing=missing)
-    bin_edges = (
-        np.asarray(edges, dtype=np.float64) if edges else pf.equal_edges(sorted_values[0], sorted_values[-1])
-    )
-    return ColumnProfile(
-        name=spec.name,
-        kind=spec.kind,
-        count=int(sorted_values.size),
-        missing_share=missing / rows,
-        min=float(sorted_values[0]),
-        max=float(sorted_values[-1]),
-        mean=float(sorted_values.mean()),
-        std=float(sorted_values.std()),
-        quantiles=pf.quantiles_sorted(sorted_values),
-        bin_edges=tuple(float(e) for e in bin_edges),
-        bin_counts=tuple(int(c) for c in st.histogram_sorted(sorted_values, bin_edges)),
-        missing=missing,
-        distinct=pf.count_distinct_sorted(sorted_values),
-    )
-
-
-def _category_profile(spec: ColumnSpec, keys: list[str], counts: pf.Counts, missing: int) -> ColumnProfile:
-    rows = int(counts.sum()) + missing
-    top = np.argsort(-counts, kind="stable")[: pf.PROFILE_TOP_CATEGORIES]
-    return ColumnProfile(
-        name=spec.name,
-        kind=spec.kind,
-        count=int(counts.sum()),
-        missing_share=missing / rows if rows else 0.0,
-        frequencies={keys[i]: int(counts[i]) for i in top},
-        missing=missing,
-        distinct=len(keys),
-    )
 
 
 def profile(
@@ -103,10 +63,10 @@ def profile(
             continue
         column = table.column(spec.name)
         if spec.kind == "categorical":
-            out.append(_category_profile(spec, *pf.category_counts(column)))
+            out.append(category_profile(spec, *pf.category_counts(column)))
         else:
             values, missing, _ = pf.numeric_values(column, text=spec.kind == "text")
-            out.append(_numeric_profile(spec, np.sort(values), missing, (bin_edges or {}).get(spec.name)))
+            out.append(numeric_profile(spec, np.sort(values), missing, (bin_edges or {}).get(spec.name)))
     return out
 
 
@@ -137,7 +97,7 @@ class PreparedReference:
                 self._columns[spec.name] = Categories(
                     keys, counts, {k: i for i, k in enumerate(keys)}, missing
                 )
-                profiles.append(_category_profile(spec, keys, counts, missing))
+                profiles.append(category_profile(spec, keys, counts, missing))
             else:
                 values, missing, integer = pf.numeric_values(column, text=spec.kind == "text")
                 if values.size == 0:
@@ -150,7 +110,7 @@ class PreparedReference:
                 self._columns[spec.name] = Numbers(
                     ordered, missing, integer, float(np.std(ordered)), distinct, distinct_counts
                 )
-                profiles.append(_numeric_profile(spec, ordered, missing, None))
+                profiles.append(numeric_profile(spec, ordered, missing, None))
             self._specs[spec.name] = spec
         self._profiles = profiles
 
@@ -175,19 +135,39 @@ def detect_drift(
     reference: PreparedReference, current: pa.Table, options: DriftOptions = _DEFAULTS
 ) -> DriftResult:
     """Per-column tests on the schema's feature columns (and prediction), then the dataset verdict."""
+    return _detect(reference, current, options, want_profiles=False)[0]
+
+
+def detect_drift_and_profile(
+    reference: PreparedReference, current: pa.Table, options: DriftOptions = _DEFAULTS
+) -> tuple[DriftResult, list[ColumnProfile]]:
+    """`detect_drift` and the window's `profile` on the reference's bins in one pass: the profile
+    reuses the sorted values and counts the tests made (a separate `profile` sorts everything again)."""
+    result, profiles = _detect(reference, current, options, want_profiles=True)
+    return result, [p for p in profiles if p is not None]
+
+
+def _detect(
+    reference: PreparedReference, current: pa.Table, options: DriftOptions, want_profiles: bool
+) -> tuple[DriftResult, list[ColumnProfile | None]]:
     check_options(options, reference.schema)
     validate(current, reference.schema)
-    results = []
+    edges = reference.bin_edges
+    results, profiles = [], []
     for name, prepared in reference._columns.items():
         spec = reference._specs[name]
         if name not in current.column_names:
             if name == reference.schema.prediction:
                 continue  # a window without predictions is tested on its features
             raise SchemaError(f"column {name!r} is missing from the window")
-        results.append(column_drift(spec, prepared, current.column(name), options))
+        drift, window_profile = column_drift(
+            spec, prepared, current.column(name), options, edges.get(name), want_profiles
+        )
+        results.append(drift)
+        profiles.append(window_profile)
     drifted = sum(r.drifted for r in results)
     share = drifted / len(results) if results else 0.0
-    return DriftResult(
+    result = DriftResult(
         columns=tuple(results),
         drift_share=share,
         dataset_drift=bool(results) and share >= options.drift_share,
@@ -195,3 +175,4 @@ def detect_drift(
         current_rows=current.num_rows,
         drift_share_threshold=options.drift_share,
     )
+    return result, profiles

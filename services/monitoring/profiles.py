@@ -109,8 +109,18 @@ def count_distinct_sorted(sorted_values: Floats) -> int:
 
 
 def quantiles_sorted(sorted_values: Floats) -> tuple[float, ...]:
-    """np.quantile's default (linear) on an already sorted sample."""
-    return tuple(float(q) for q in np.quantile(sorted_values, QUANTILES, method="linear"))
+    """np.quantile's default (linear, with numpy's lerp) read straight off a sorted sample: np.quantile
+    itself would partition the whole array again."""
+    n = sorted_values.size
+    out = []
+    for q in QUANTILES:
+        position = q * (n - 1)
+        below = min(int(np.floor(position)), n - 1)
+        above = min(below + 1, n - 1)
+        t = position - below
+        a, b = float(sorted_values[below]), float(sorted_values[above])
+        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+    return tuple(out)
 
 
 def equal_edges(lo: float, hi: float, bins: int = PROFILE_BINS) -> Floats:

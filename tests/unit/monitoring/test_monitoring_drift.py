@@ -24,6 +24,7 @@ from modelog_services.monitoring.drift import (
     Schema,
     SchemaError,
     detect_drift,
+    detect_drift_and_profile,
     profile,
 )
 
@@ -410,3 +411,11 @@ def test_profiles_summarise_a_window_on_the_reference_bins(large: PreparedRefere
     assert (income.count, income.missing_share) == (3000, 0.0)
     assert profiles["plan"].frequencies == dict(Counter(window.column("plan").to_pylist()))
     json.dumps([p.to_dict() for p in profiles.values()], allow_nan=False)
+
+
+def test_drift_and_profile_in_one_pass_equal_the_two_calls(large: PreparedReference) -> None:
+    window = generate(3000, seed=32, shift_income=True, shift_plan=True)
+    window = window.set_column(0, "income", pa.array([None, *window.column("income").to_pylist()[1:]]))
+    result, profiles = detect_drift_and_profile(large, window)
+    assert result == detect_drift(large, window)
+    assert profiles == profile(window, SCHEMA, large.bin_edges)
