@@ -16,6 +16,7 @@ from modelog import webhooks
 from modelog._client import Connection
 from modelog._session import Client, OfflineError, connect, default
 from modelog.audit import replay, subscribe
+from modelog.graph import lineage, timeline
 from modelog.monitoring import monitors
 from modelog.registry import models, register_model
 from modelog.tracking import ActiveRun, RunData
@@ -29,6 +30,7 @@ __all__ = [
     "compare_runs",
     "connect",
     "get_run",
+    "lineage",
     "metric_history",
     "models",
     "monitors",
@@ -37,6 +39,7 @@ __all__ = [
     "search_runs",
     "start_run",
     "subscribe",
+    "timeline",
     "webhooks",
 ]
 __version__ = "0.1.0"

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 import grpc
 from google.protobuf.message import Message
@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 from modelog._client import Connection
 from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog._gen.registry.v1 import registry_pb2_grpc
+from modelog.asof import ModelAsOf, VersionAsOf, get_as_of
 from modelog.errors import FailedPrecondition, InvalidArgument, from_rpc
 
 STAGES = {
@@ -561,8 +562,19 @@ class Models:
 
         return Registry(default()._online().conn)
 
-    def get(self, ref: str) -> ModelVersion:
-        """A version: "churn/3", "churn@champion", or "churn" (the newest one)."""
+    @overload
+    def get(self, ref: str) -> ModelVersion: ...
+
+    @overload
+    def get(self, ref: str, *, as_of: datetime) -> ModelAsOf | VersionAsOf: ...
+
+    def get(self, ref: str, *, as_of: datetime | None = None) -> ModelVersion | ModelAsOf | VersionAsOf:
+        """A version: "churn/3", "churn@champion", or "churn" (the newest one).
+
+        With `as_of`, time travel: "churn" is the whole model as it stood then (ModelAsOf: aliases,
+        stages, who requested and approved), "churn/3" or "churn@champion" that version then."""
+        if as_of is not None:
+            return get_as_of(self.registry(), ref, as_of)
         return self.registry().get(ref)
 
     def model(self, name: str) -> RegisteredModel:

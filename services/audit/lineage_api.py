@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 import asyncpg
 import grpc
@@ -13,31 +12,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from eventlog import InvalidArgument
 from modelog._gen.audit.v1 import lineage_pb2 as pb
 from modelog._gen.audit.v1 import lineage_pb2_grpc
+from modelog_platform.instants import as_of
 from modelog_services.audit import lineage_query as q
 
 MAX_DEPTH = 50
 MAX_TIMELINE = 1000
-CLOCK_SKEW = timedelta(seconds=5)
 _DIRECTIONS = {
     pb.DIRECTION_UNSPECIFIED: "both",
     pb.DIRECTION_BOTH: "both",
     pb.DIRECTION_UPSTREAM: "up",
     pb.DIRECTION_DOWNSTREAM: "down",
 }
-
-
-def as_of(request: Any, field: str = "as_of") -> datetime | None:
-    """The instant asked about; None for now. A future instant has no answer yet (unlike the past)."""
-    if not request.HasField(field):
-        return None
-    at: datetime = getattr(request, field).ToDatetime(tzinfo=UTC)
-    now = datetime.now(UTC)
-    if at > now + CLOCK_SKEW:
-        server = now.isoformat(timespec="seconds")
-        raise InvalidArgument.field(
-            field, f"{at.isoformat()} is in the future (the server's time is {server})"
-        )
-    return at
 
 
 def _ts(value: datetime | None) -> Timestamp | None:

@@ -30,9 +30,11 @@ from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog._gen.registry.v1 import registry_pb2_grpc
 from modelog_platform import context
 from modelog_platform.grpc_errors import from_validation_error
+from modelog_platform.instants import as_of
 
 from . import domain as d
 from . import reads
+from .asof import model_as_of
 from .commands import CommandPath, Executed, derive_key, new_id
 from .events import (
     AliasRemoved,
@@ -572,3 +574,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
                 )
             )
         return pb.HistoryResponse(model_id=model_id, entries=entries, next_stream_version=next_version)
+
+    async def GetModelAsOf(
+        self, request: pb.GetModelAsOfRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.GetModelAsOfResponse:
+        at = as_of(request)
+        if at is None:
+            raise InvalidArgument.field("as_of", "give the instant to travel to (GetModel answers for now)")
+        return await model_as_of(self.store, d.check_model_name(request.name, "name"), at)

@@ -294,12 +294,14 @@ def admin_rebuild(projection: str, as_json: bool) -> None:
 def _register() -> None:
     from modelog.cli.audit import audit, replay
     from modelog.cli.data import data, gc_command
+    from modelog.cli.lineage import lineage_command, timeline_command
     from modelog.cli.models import models
     from modelog.cli.monitor import monitor
     from modelog.cli.tracking import experiments, metrics, runs, sync
 
-    for group in (experiments, runs, metrics, sync, data, models, monitor, audit):
+    for group in (experiments, runs, metrics, sync, data, models, monitor, audit, lineage_command):
         main.add_command(group)
+    main.add_command(timeline_command)
     events.add_command(replay)
     admin.add_command(gc_command)
     from modelog.cli.webhooks import webhooks

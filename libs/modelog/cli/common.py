@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -58,3 +59,16 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     head = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
     body = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join([head, *body])
+
+
+def instant(value: str | None, option: str = "--as-of") -> datetime | None:
+    """An ISO 8601 instant from the command line (`2026-03-01T00:00:00Z`); UTC when it has no zone."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time (2026-03-01T00:00:00Z)", param_hint=option
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from modelog._client import Connection
-from modelog.cli.common import emit, grpc_errors, table
+from modelog.asof import ModelAsOf, VersionAsOf, get_as_of
+from modelog.cli.common import emit, grpc_errors, instant, table
 from modelog.registry import HistoryEntry, ModelVersion, Registry, TransitionRequest
 
 
@@ -75,6 +76,40 @@ def _request_text(r: TransitionRequest) -> str:
     )
 
 
+def _version_as_of_text(v: VersionAsOf) -> str:
+    lines = [
+        f"{v.ref}: {v.stage}, {v.status}" + (f", aliases {', '.join(v.aliases)}" if v.aliases else ""),
+        f"  created by {v.created_by} at {_when(v.created_at)} from run {v.run_id} and {v.artifact}",
+    ]
+    if v.stage_changed_by:
+        approved = ", ".join(v.stage_approved_by) or "no approval needed"
+        lines.append(
+            f"  entered {v.stage} at {_when(v.stage_changed_at)} on {v.stage_changed_by}'s decision; "
+            f"requested by {v.stage_requested_by or '-'}, approved by {approved}"
+        )
+    lines += [f"  dataset {d['name']} {d['digest']} {d['context']}".rstrip() for d in v.datasets]
+    if v.open_request_id:
+        lines.append(f"  open request {v.open_request_id}")
+    return "\n".join(lines)
+
+
+def _as_of_text(m: ModelAsOf) -> str:
+    head = f"{m.name} ({m.model_id}) as of {_when(m.as_of)}{'  DELETED' if m.deleted else ''}"
+    aliases = ", ".join(
+        f"{a.alias} -> {a.version} (set by {a.set_by} at {_when(a.set_at)})" for a in m.aliases.values()
+    )
+    production = ", ".join(map(str, m.production_versions)) or "-"
+    return "\n".join(
+        [
+            head,
+            f"last event: #{m.position} at {_when(m.last_event_at)}",
+            f"aliases: {aliases or '-'}",
+            f"production: {production}",
+            *(_version_as_of_text(v) for v in m.versions),
+        ]
+    )
+
+
 @click.group()
 def models() -> None:
     """Registered models: versions, aliases, stage transitions with approvals, lineage, history."""
@@ -107,10 +142,19 @@ def models_list(name_contains: str, tags: tuple[str, ...], include_deleted: bool
 
 @models.command("show")
 @click.argument("ref")
+@click.option("--as-of", "as_of", default=None, help="the model as it stood at this instant (ISO 8601)")
 @click.option("--json", "as_json", is_flag=True)
 @grpc_errors
-def models_show(ref: str, as_json: bool) -> None:
-    """A model and its versions (`churn`), or one version (`churn/3`, `churn@champion`)."""
+def models_show(ref: str, as_of: str | None, as_json: bool) -> None:
+    """A model and its versions (`churn`), or one version (`churn/3`, `churn@champion`); with --as-of,
+    as they stood then: which version held each alias and stage, who requested and approved it."""
+    at = instant(as_of)
+    if at is not None:
+        with _registry() as reg:
+            found = get_as_of(reg, ref, at)
+        shown = _as_of_text(found) if isinstance(found, ModelAsOf) else _version_as_of_text(found)
+        emit(_plain(found), as_json, shown)
+        return
     with _registry() as reg:
         if "/" in ref or "@" in ref:
             v = reg.get(ref)
