@@ -47,6 +47,8 @@ def numeric_values(column: Column, text: bool = False) -> tuple[Floats, int, boo
     if pa.types.is_null(column.type):
         return np.empty(0, dtype=np.float64), len(column), False
     if text:
+        if pa.types.is_dictionary(column.type) or pa.types.is_string_view(column.type):
+            column = column.cast(pa.large_string())  # utf8_length has no kernel for these
         column = pc.utf8_length(column)
     integer = bool(pa.types.is_integer(column.type) or pa.types.is_boolean(column.type))
     if column.type != pa.float64():

@@ -317,6 +317,16 @@ def test_text_columns_are_tested_on_their_lengths() -> None:
     assert close(got.statistic, expected / np.std(lengths))
 
 
+def test_dictionary_encoded_and_view_text_is_measured_like_plain_text() -> None:
+    schema = Schema((ColumnSpec("review", "text"),))
+    words = ["short", "a bit longer", "the longest review of all", None] * 300
+    plain = PreparedReference(pa.table({"review": words}), schema)
+    window = ["short", "tiny", None] * 50
+    expected = detect_drift(plain, pa.table({"review": window}))
+    for encoded in (pa.array(window).dictionary_encode(), pa.array(window, pa.string_view())):
+        assert detect_drift(plain, pa.table({"review": encoded})) == expected
+
+
 def test_the_prediction_is_tested_as_the_task_says() -> None:
     schema = Schema((ColumnSpec("x", "numerical"),), prediction="score", task="regression")
     rng = np.random.default_rng(8)
