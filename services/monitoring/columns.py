@@ -18,6 +18,11 @@ REPORT_TOP_CATEGORIES = 12
 NEW_CATEGORIES_KEPT = 50
 
 
+KEEP_DISTINCT = 64
+"""A reference column with at most this many distinct values keeps them with their counts (tests on
+values as categories need them); a continuous one keeps only the count, not a second copy."""
+
+
 @dataclass(frozen=True)
 class Numbers:
     """A numerical (or text-length) reference column, sorted once."""
@@ -26,8 +31,22 @@ class Numbers:
     missing: int
     integer: bool
     std: float
-    distinct: pf.Floats
-    distinct_counts: pf.Counts
+    n_distinct: int
+    kept: tuple[pf.Floats, pf.Counts] | None
+    """The distinct values and their counts, when there are at most KEEP_DISTINCT."""
+
+    @classmethod
+    def of(cls, values: pf.Floats, missing: int, integer: bool) -> Numbers:
+        ordered = np.sort(values)
+        n_distinct = pf.count_distinct_sorted(ordered)
+        kept = pf.distinct_sorted(ordered) if n_distinct <= KEEP_DISTINCT else None
+        return cls(ordered, missing, integer, float(np.std(ordered)), n_distinct, kept)
+
+    def distinct(self) -> tuple[pf.Floats, pf.Counts]:
+        """The distinct values and their counts (computed again for a continuous column: rare, only
+        when a monitor asks for chi-square or z on one)."""
+        kept = self.kept
+        return kept if kept is not None else pf.distinct_sorted(self.sorted)
 
 
 @dataclass(frozen=True)
@@ -142,17 +161,15 @@ def _numerical(
 ) -> tuple[ColumnDrift, pf.Floats, int]:
     values, missing, integer = pf.numeric_values(column, text=spec.kind == "text")
     if values.size == 0:
-        test = chosen or st.default_stattest(spec.kind, ref.sorted.size, ref.distinct.size)
+        test = chosen or st.default_stattest(spec.kind, ref.sorted.size, ref.n_distinct)
         return _nothing_to_test(spec, test, threshold), values, missing
     cur = np.sort(values)
-    few = ref.distinct.size <= REPORT_TOP_CATEGORIES
+    few = ref.n_distinct <= REPORT_TOP_CATEGORIES
     cur_distinct, cur_distinct_counts = pf.distinct_sorted(cur) if few else (cur[:0], np.empty(0, np.int64))
     union, ref_counts, cur_counts = (
-        _aligned(ref.distinct, ref.distinct_counts, cur_distinct, cur_distinct_counts)
-        if few
-        else (None, None, None)
+        _aligned(*ref.distinct(), cur_distinct, cur_distinct_counts) if few else (None, None, None)
     )
-    n_unique = union.size if union is not None else ref.distinct.size
+    n_unique = union.size if union is not None else ref.n_distinct
     test = chosen or st.default_stattest(spec.kind, ref.sorted.size, n_unique)
 
     p_value: float | None = None
@@ -161,7 +178,7 @@ def _numerical(
     elif test == "wasserstein":
         statistic = st.wasserstein_norm(ref.sorted, cur, ref.std)
     else:
-        if test in ("jensenshannon", "psi") and ref.distinct.size > st.BINNED_MIN_UNIQUE:
+        if test in ("jensenshannon", "psi") and ref.n_distinct > st.BINNED_MIN_UNIQUE:
             edges = st.sturges_edges(
                 min(ref.sorted[0], cur[0]),
                 max(ref.sorted[-1], cur[-1]),
@@ -173,7 +190,7 @@ def _numerical(
             r, c = ref_counts, cur_counts
         else:
             cur_distinct, cur_distinct_counts = pf.distinct_sorted(cur)
-            _, r, c = _aligned(ref.distinct, ref.distinct_counts, cur_distinct, cur_distinct_counts)
+            _, r, c = _aligned(*ref.distinct(), cur_distinct, cur_distinct_counts)
         if test == "chisquare":
             statistic, p_value = st.chisquare(r, c)
         elif test == "z":

@@ -105,12 +105,9 @@ class PreparedReference:
                         f"column {spec.name!r} has no values in the reference "
                         f"(all {missing} are missing or not finite)"
                     )
-                ordered = np.sort(values)
-                distinct, distinct_counts = pf.distinct_sorted(ordered)
-                self._columns[spec.name] = Numbers(
-                    ordered, missing, integer, float(np.std(ordered)), distinct, distinct_counts
-                )
-                profiles.append(numeric_profile(spec, ordered, missing, None))
+                numbers = Numbers.of(values, missing, integer)
+                self._columns[spec.name] = numbers
+                profiles.append(numeric_profile(spec, numbers.sorted, missing, None))
             self._specs[spec.name] = spec
         self._profiles = profiles
 

@@ -252,6 +252,19 @@ def test_a_columns_own_test_and_threshold_beat_the_global_ones(large: PreparedRe
     assert (got["plan"].stattest, got["plan"].threshold, got["plan"].drifted) == ("psi", 10.0, False)
 
 
+def test_chisquare_on_a_numerical_column_treats_its_values_as_categories() -> None:
+    rng = np.random.default_rng(12)
+    ref = pa.table({"x": np.round(rng.uniform(0, 10, 3000), 1)})  # 101 distinct values, all in the window
+    cur = pa.table({"x": np.round(rng.uniform(0, 10, 800), 1)})
+    schema = Schema((ColumnSpec("x", "numerical", stattest="chisquare"),))
+    got = detect_drift(PreparedReference(ref, schema), cur).columns[0]
+    r, c = evidently_counts(ref.column("x").to_pylist(), cur.column("x").to_pylist())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = stats.chisquare(c, np.array(r) * (800 / 3000))
+    assert got.stattest == "chisquare" and 0 < expected.pvalue < 1
+    assert close(got.statistic, expected.statistic) and close(got.p_value or 0, expected.pvalue)
+
+
 def test_a_strict_threshold_turns_an_unflagged_shift_into_drift(large: PreparedReference) -> None:
     window = generate(3000, seed=20)
     assert not by_column(detect_drift(large, window))["age"].drifted
