@@ -168,7 +168,8 @@ class Sender:
         ]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
         await writer.drain()
-        status, keep = await asyncio.wait_for(self._response(reader), self.read_timeout_s)
+        async with asyncio.timeout(self.read_timeout_s):  # no extra task per request, unlike wait_for
+            status, keep = await self._response(reader)
         if not keep:
             await self.close()
         return status

@@ -308,6 +308,55 @@ async def start_delivery(pool: asyncpg.Pool, webhook_id: str, ev: RecordedEvent,
     return Started(r[0], r[1], r[1] - r[2])
 
 
+async def unfinished(pool: asyncpg.Pool, webhook_id: str, positions: dict[str, int]) -> set[tuple[str, int]]:
+    """(service, position) of dispatch rows after the cursor not yet delivered: a retry cut short by
+    a restart, or the failed delivery that disabled the webhook."""
+    rows = await pool.fetch(
+        f"SELECT service, position FROM {S}.webhook_deliveries WHERE webhook_id = $1 "
+        "AND kind = 'dispatch' AND status <> 'delivered' "
+        "AND position > coalesce(($2::jsonb ->> service)::bigint, 0)",
+        webhook_id,
+        json.dumps(positions),
+    )
+    return {(r[0], r[1]) for r in rows}
+
+
+async def log_delivered(
+    pool: asyncpg.Pool,
+    webhook_id: str,
+    done: Sequence[tuple[RecordedEvent, float, int]],
+    positions: dict[str, int],
+) -> None:
+    """Events delivered at the first attempt, with the cursor after the last, in one statement (so
+    one round trip, atomic): (event, latency ms, response code) each."""
+    await pool.execute(
+        f"""
+WITH d AS (
+    INSERT INTO {S}.webhook_deliveries (webhook_id, event_id, service, position, event_type, kind, status,
+                                        attempts, response_code, latency_ms)
+    SELECT $1, e, s, p, t, 'dispatch', 'delivered', 1, c, l
+      FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::int[], $7::float8[])
+        AS x(e, s, p, t, c, l)
+    ON CONFLICT (webhook_id, service, position) WHERE kind = 'dispatch' DO NOTHING
+    RETURNING id, response_code, latency_ms
+), a AS (
+    INSERT INTO {S}.webhook_attempts (delivery_id, attempt, response_code, latency_ms, error)
+    SELECT id, 1, response_code, latency_ms, '' FROM d
+)
+INSERT INTO {S}.webhook_cursors (webhook_id, positions, failures) VALUES ($1, $8::jsonb, 0)
+ON CONFLICT (webhook_id) DO UPDATE SET positions = excluded.positions, failures = 0, updated_at = now()
+""",
+        webhook_id,
+        [ev.event_id for ev, _, _ in done],
+        [ev.log for ev, _, _ in done],
+        [ev.position for ev, _, _ in done],
+        [ev.type for ev, _, _ in done],
+        [code for _, _, code in done],
+        [ms for _, ms, _ in done],
+        json.dumps(positions),
+    )
+
+
 async def record_attempt(
     pool: asyncpg.Pool,
     delivery_id: int,

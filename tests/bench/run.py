@@ -7,6 +7,7 @@ import asyncio
 from tests.bench import (
     bench_artifacts,
     bench_audit,
+    bench_audit_webhooks,
     bench_bus,
     bench_eventlog,
     bench_monitoring_drift,
@@ -31,6 +32,8 @@ def main() -> None:
     bench_monitoring_service.main()
     print("== audit ==")
     asyncio.run(bench_audit.main())
+    print("== audit webhooks (delivery latency under load, local receiver) ==")
+    asyncio.run(bench_audit_webhooks.main())
     print("== monitoring drift (side by side with Evidently) ==")
     bench_monitoring_drift.main()
 
