@@ -599,3 +599,18 @@ async def test_the_platform_runs_the_dispatcher_with_the_audit_service(
         await platform.stop_bus()
         await server.stop(0)
         await platform.close()
+
+
+async def test_the_webhooks_view_rebuilt_from_position_zero_equals_the_live_one(stack: Stack) -> None:
+    from eventlog.rebuild import rebuild
+    from eventlog.sources import StoreReader
+    from modelog_services.audit.webhook_store import WebhooksView
+
+    hook = await create(stack, "rebuilt")
+    await stack.call(webhooks.disable, hook.id, "maintenance")
+    query = "SELECT * FROM audit.webhooks ORDER BY webhook_id"
+    live = [dict(r) for r in await stack.platform.pool.fetch(query)]
+    assert len(live) >= 3 and any(r["status"] == "disabled" for r in live)
+    report = await rebuild(stack.platform.pool, WebhooksView(), StoreReader(stack.platform.stores))
+    assert report.swapped and report.events >= len(live)
+    assert [dict(r) for r in await stack.platform.pool.fetch(query)] == live
