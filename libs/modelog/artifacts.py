@@ -43,6 +43,7 @@ from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
 from modelog_platform.settings import Settings
 from modelog_services.artifacts.domain import Ref, parse_ref
+from modelog_services.artifacts.localcopy import copy_hashed
 from modelog_services.artifacts.manifest import Entry, Manifest, check_path, normal_mode
 
 CHUNK = 1 << 20
@@ -52,6 +53,8 @@ WORKERS = 4
 BATCH_BLOB_MAX = 1 << 20
 """Files up to this size travel whole in UploadBatch messages (the server's limit for them)."""
 BATCH_FILES, BATCH_BYTES = 256, 4 << 20
+LOCAL_IN_MEMORY = 4 << 20
+"""Blobs up to this size are copied from a same-host store with one read and one write."""
 RACY_NS = 1_000_000_000
 """A file modified this close to when it was hashed may change again within one mtime tick: its cache
 entry is re-checked next time (git's "racily clean" rule)."""
@@ -395,14 +398,119 @@ def _session_id(f: LocalFile) -> str:
     return hashlib.sha256(ident).hexdigest()[:32]
 
 
+# ---------------------------------------------------------------- same-host transfers
+
+
+@dataclass(frozen=True)
+class LocalStore:
+    """The server's blob store, readable from here: the client is on the server's host with its
+    file permissions (it read the store's proof file). Blobs then move by kernel copies of files,
+    not through gRPC (what DVC's local remote does); whoever copies hashes the copy."""
+
+    root: Path
+    proof: bytes
+
+    def blob(self, digest: str) -> Path:
+        return self.root / "sha256" / digest[:2] / digest[2:]
+
+
+def local_store(stub: artifacts_pb2_grpc.ArtifactsStub) -> LocalStore | None:
+    """The store if this client shares the server's host and permissions, else None (stream)."""
+    call = getattr(stub, "LocalStore", None)
+    if call is None:
+        return None
+    try:
+        resp = call(pb.LocalStoreRequest())
+    except grpc.RpcError:  # an older server (UNIMPLEMENTED), or none of our business: stream
+        return None
+    if not resp.root or not resp.proof_path:
+        return None
+    try:
+        with builtins.open(resp.proof_path, "rb") as fh:
+            proof = fh.read(4096)
+    except OSError:  # another host, or another user: the proof is not readable from here
+        return None
+    if hashlib.sha256(proof).hexdigest() != resp.proof_sha256:
+        return None  # a file of that name, but not the server's: another host
+    return LocalStore(Path(resp.root), proof)
+
+
+INGEST_FILES, INGEST_BYTES = 512, 64 << 20
+"""Files per IngestLocal call (a few calls in flight keep both cores busy on the server)."""
+
+
+def _ingest_groups(files: Sequence[LocalFile]) -> list[list[LocalFile]]:
+    out: list[list[LocalFile]] = []
+    group: list[LocalFile] = []
+    size = 0
+    for f in files:
+        if f.size >= INGEST_BYTES:
+            out.append([f])
+            continue
+        group.append(f)
+        size += f.size
+        if len(group) >= INGEST_FILES or size >= INGEST_BYTES:
+            out.append(group)
+            group, size = [], 0
+    if group:
+        out.append(group)
+    return out
+
+
+def _ingest(
+    stub: artifacts_pb2_grpc.ArtifactsStub,
+    store: LocalStore,
+    files: Sequence[LocalFile],
+    progress: Progress,
+    workers: int,
+) -> list[LocalFile]:
+    """Have the server copy these files into its store (IngestLocal); those it could not take are
+    returned, to be streamed. A file whose digest was unknown gets the one the server computed, once
+    its stat shows the server read the very file this client scanned."""
+
+    def one(group: list[LocalFile]) -> list[LocalFile]:
+        request = pb.IngestLocalRequest(
+            proof=store.proof,
+            files=[pb.LocalFile(path=f.real_path(), digest=f.digest or "") for f in group],
+        )
+        refused: list[LocalFile] = []
+        for f, r in zip(group, stub.IngestLocal(request).files, strict=True):
+            if r.error:
+                refused.append(f)
+                continue
+            if (r.size, r.mtime_ns, r.ctime_ns, r.inode) != (f.size, *f.key):
+                raise FailedPrecondition(f"{f.source} changed while it was uploaded (its stat differs)")
+            f.digest = r.digest
+            progress.advance(f.size)
+        return refused
+
+    refused: list[LocalFile] = []
+    with ThreadPoolExecutor(max(1, min(workers, len(files)))) as pool:
+        for rest in pool.map(one, _ingest_groups(sorted(files, key=lambda f: -f.size))):
+            refused.extend(rest)
+    return refused
+
+
 def upload(
     stub: artifacts_pb2_grpc.ArtifactsStub,
     files: Sequence[LocalFile],
     progress: Progress,
     *,
     workers: int = WORKERS,
+    local: bool = True,
 ) -> None:
-    """Upload what the server lacks. Files without a digest get one (hashed as they go)."""
+    """Upload what the server lacks. Files without a digest get one (hashed as they go). With
+    `local`, a server on this host copies the files itself (IngestLocal); otherwise they stream."""
+    _upload(stub, files, progress, workers, local_store(stub) if local else None)
+
+
+def _upload(
+    stub: artifacts_pb2_grpc.ArtifactsStub,
+    files: Sequence[LocalFile],
+    progress: Progress,
+    workers: int,
+    store: LocalStore | None,
+) -> None:
     known: dict[str, LocalFile] = {f.digest: f for f in files if f.digest}
     missing: set[str] = set()
     digests = list(known)
@@ -411,11 +519,16 @@ def upload(
     todo = [known[d] for d in missing] + [f for f in files if f.digest is None]
     if not todo:
         return
+    progress.start("uploading", sum(f.size for f in todo))
+    if store is not None:
+        todo = _ingest(stub, store, todo, progress, workers)
+        if not todo:
+            progress.finish()
+            return
     todo.sort(key=lambda f: -f.size)
     work: queue.Queue[LocalFile] = queue.Queue()
     for f in todo:
         work.put(f)
-    progress.start("uploading", sum(f.size for f in todo))
 
     def worker() -> None:
         for attempt in range(5):
@@ -485,9 +598,15 @@ class ArtifactVersion:
         return self._manifest
 
     def download(
-        self, target: str | os.PathLike[str], *, exact: bool = False, progress: Progress | None = None
+        self,
+        target: str | os.PathLike[str],
+        *,
+        exact: bool = False,
+        progress: Progress | None = None,
+        local: bool = True,
     ) -> Path:
-        """Write the version's files under `target`; with `exact`, also delete files it does not have."""
+        """Write the version's files under `target`; with `exact`, also delete files it does not have.
+        With `local`, a store on this host is copied from rather than streamed (same bytes)."""
         with _connected(self.conn) as conn:
             return materialize(
                 stub(conn),
@@ -495,6 +614,7 @@ class ArtifactVersion:
                 Path(target),
                 exact=exact,
                 progress=progress or _TerminalProgress(),
+                local=local,
             )
 
     def open(self, path: str, mode: str = "rb") -> IO[Any]:
@@ -542,19 +662,24 @@ def log_artifacts(
     conn: Connection | None = None,
     progress: Progress | None = None,
     cache: HashCache | None = None,
+    local: bool = True,
 ) -> ArtifactVersion:
-    """Record the directory (or file) at `path` as the next version of artifact `name`."""
+    """Record the directory (or file) at `path` as the next version of artifact `name`. With
+    `local` (the default), a server on this host copies the files itself instead of receiving them."""
     progress = progress or _TerminalProgress()
     own_cache = cache is None
     cache = cache or HashCache()
     try:
         files = scan(Path(path))
         check_paths(files)
-        hash_tree(files, cache, progress, stream_min=STREAM_HASH_MIN)
         with _connected(conn) as c:
             client = stub(c)
-            upload(client, files, progress)
-            cache.store([f for f in files if f.size >= STREAM_HASH_MIN])
+            store = local_store(client) if local else None
+            # A server on this host hashes what it copies: hashing here first would read twice.
+            hash_tree(files, cache, progress, stream_min=0 if store else STREAM_HASH_MIN)
+            fresh = [f for f in files if f.digest is None]
+            _upload(client, files, progress, WORKERS, store)
+            cache.store(fresh)
             manifest = manifest_of(files, checked=True)
             request = pb.CommitVersionRequest(
                 name=name,
@@ -576,7 +701,7 @@ def log_artifacts(
                     raise
                 if "not stored" not in (exc.details() or ""):
                     raise
-                upload(client, files, progress)
+                _upload(client, files, progress, WORKERS, store)
                 resp = client.CommitVersion(request)
             version = _version(resp.version, conn, resp.created)
             version._manifest = manifest
@@ -797,6 +922,50 @@ def _fetch(
         raise
 
 
+def _copy_local(store: LocalStore, entry: Entry, target: Path, progress: Progress) -> bool:
+    """Copy one blob from the store on this host (False: it is not readable here, stream it).
+
+    The copy is hashed even though the store verified the bytes when it stored them: the store never
+    reads them again, so this is what catches a blob damaged or tampered with since (a stored file
+    can be rewritten by anyone with the server's permissions). It costs no wall time on two cores:
+    the hash runs on a second thread just behind the kernel's copy (localcopy.copy_hashed), which is
+    about as slow as hashing."""
+    try:
+        src = os.open(store.blob(entry.digest), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    tmp = target.with_name(f".{target.name}.modelog-{os.getpid()}-{threading.get_ident()}")
+    try:
+        size = os.fstat(src).st_size
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            if size <= LOCAL_IN_MEMORY:
+                data = os.read(src, size + 1)
+                digest = hashlib.sha256(data).hexdigest()
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            else:
+                digest = copy_hashed(src, fd, size)
+        finally:
+            os.close(fd)
+        if digest != entry.digest:
+            raise OSError(
+                f"blob {entry.digest} for {entry.path!r} is damaged in the store at "
+                f"{store.blob(entry.digest)} (its SHA-256 is {digest})"
+            )
+        os.chmod(tmp, entry.mode)
+        os.replace(tmp, target)  # replaces a symlink at the target, never what it points to
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    finally:
+        os.close(src)
+    progress.advance(size)
+    return True
+
+
 def _groups(items: Sequence[tuple[Entry, Path]]) -> list[list[tuple[Entry, Path]]]:
     """Small files many to a Download call (as uploads batch them), large ones alone."""
     out: list[list[tuple[Entry, Path]]] = []
@@ -825,8 +994,10 @@ def materialize(
     progress: Progress,
     cache: HashCache | None = None,
     workers: int = WORKERS,
+    local: bool = True,
 ) -> Path:
-    """Make `root` hold the manifest's files; files already there with the right content are kept."""
+    """Make `root` hold the manifest's files; files already there with the right content are kept.
+    With `local`, blobs of a store on this host are copied from it rather than streamed."""
     Manifest.build(manifest.entries, field_name="path")  # every path rule, before anything is written
     root.mkdir(parents=True, exist_ok=True)
     own_cache = cache is None
@@ -854,8 +1025,13 @@ def materialize(
             else:
                 first[e.digest] = (e, target)
         progress.start("downloading", sum(e.size for e, _ in first.values()))
+        fetch = list(first.values())
+        store = local_store(stub) if local else None
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            list(pool.map(lambda group: _fetch(stub, group, progress), _groups(list(first.values()))))
+            if store is not None:
+                copied = pool.map(lambda item: _copy_local(store, item[0], item[1], progress), fetch)
+                fetch = [item for item, done in zip(fetch, list(copied), strict=True) if not done]
+            list(pool.map(lambda group: _fetch(stub, group, progress), _groups(fetch)))
         for source, target, e in copies:
             shutil.copyfile(source, target)
             os.chmod(target, e.mode)

@@ -14,12 +14,14 @@ from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
 from modelog_platform import context
 
 from . import transfers
+from .blobstore import FileBlobStore
 from .domain import LATEST, Ref, check_alias, check_name
 from .gc import collect
 from .manifest import Entry, check_digest
 from .service import ArtifactService, VersionView, without_key
 
 MAX_HAVE = 100_000
+MAX_INGEST = 10_000
 
 
 def _require(*roles: str) -> context.RequestContext:
@@ -100,6 +102,50 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
     ) -> AsyncIterator[pb.DownloadResponse]:
         async for reply in transfers.download(self.blobs, request):
             yield reply
+
+    async def LocalStore(
+        self, request: pb.LocalStoreRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.LocalStoreResponse:
+        if not isinstance(self.blobs, FileBlobStore):
+            return pb.LocalStoreResponse()
+        root, proof, proof_sha = self.blobs.local_info()
+        return pb.LocalStoreResponse(
+            root=str(root.resolve()), proof_path=str(proof.resolve()), proof_sha256=proof_sha
+        )
+
+    async def IngestLocal(
+        self, request: pb.IngestLocalRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.IngestLocalResponse:
+        meta = without_key(_writer().metadata())
+        if not isinstance(self.blobs, FileBlobStore) or not self.blobs.check_proof(request.proof):
+            raise PermissionDenied(
+                "IngestLocal needs the content of the store's proof file (LocalStore.proof_path): only a "
+                "client on the server's host with the server's file permissions may name files to read"
+            )
+        if len(request.files) > MAX_INGEST:
+            raise InvalidArgument.field("files", f"at most {MAX_INGEST} per call")
+        items = [
+            (f.path, check_digest(f.digest, f"files[{i}].digest") if f.digest else None)
+            for i, f in enumerate(request.files)
+        ]
+        results = await asyncio.to_thread(self.blobs.ingest_many, items)
+        await asyncio.gather(
+            *(self.service.record_blob(r.digest, r.size, meta) for r in results if r.created)
+        )
+        return pb.IngestLocalResponse(
+            files=[
+                pb.IngestedFile(
+                    digest=r.digest,
+                    size=r.size,
+                    created=r.created,
+                    mtime_ns=r.mtime_ns,
+                    ctime_ns=r.ctime_ns,
+                    inode=r.inode,
+                    error=r.error,
+                )
+                for r in results
+            ]
+        )
 
     async def CommitVersion(
         self, request: pb.CommitVersionRequest, ctx: grpc.aio.ServicerContext

@@ -16,13 +16,17 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import hmac
 import json
 import os
+import secrets
+import stat
 import threading
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,12 +35,16 @@ import grpc
 
 from eventlog.errors import InvalidArgument, ModelogError
 
+from .localcopy import SourceChanged, copy_hashed, start_writeback
+
 CHECKPOINT_BYTES = 512 << 20
 """A session fsyncs and records its offset at least this often (what a crash can lose)."""
 READ_CHUNK = 1 << 20
 SMALL_MAX = 1 << 20
 """Blobs up to this size are uploaded into memory and stored with put(), without a session."""
 _PAUSED_MAX = 256
+INGEST_IN_MEMORY = 4 << 20
+"""IngestLocal reads files up to this size whole; larger ones are copied in the kernel."""
 
 
 class SessionBusy(ModelogError):
@@ -150,6 +158,8 @@ class FileBlobStore:
         for d in (self.uploads, self.objects, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
         self._sweep_tmp()
+        self.proof_path = root / "local-proof"
+        self._proof = self._load_proof()
         self._shards: set[str] = set()
         self._paused: OrderedDict[str, tuple[int, hashlib._Hash]] = OrderedDict()
         self._lock = threading.Lock()
@@ -183,39 +193,78 @@ class FileBlobStore:
 
     def put_many(self, items: Sequence[tuple[bytes, str | None]]) -> list[tuple[str, bool]]:
         # Half the metadata work of a session (no state file, no lock, a rename instead of a link and
-        # an unlink), and each shard directory fsynced once per call: what makes ten thousand small
-        # files cheap. A concurrent writer of the same digest wrote the same verified bytes, so
-        # whichever rename lands last is as good as the first.
+        # an unlink), and durability in batches (_Batch): what makes ten thousand small files cheap.
         out: list[tuple[str, bool]] = []
-        shards: set[Path] = set()
-        for data, expected in items:
-            digest = hashlib.sha256(data).hexdigest()
-            if expected and digest != expected:
-                raise InvalidArgument.field(
-                    "digest", f"the bytes received hash to {digest}, not {expected}; the upload was dropped"
-                )
+        with _Batch(self) as batch:
+            for data, expected in items:
+                digest = hashlib.sha256(data).hexdigest()
+                if expected and digest != expected:
+                    raise InvalidArgument.field(
+                        "digest",
+                        f"the bytes received hash to {digest}, not {expected}; the upload was dropped",
+                    )
+                if not batch.wants(digest):
+                    out.append((digest, False))
+                    continue
+                batch.write(digest, data)
+                out.append((digest, True))
+        return out
+
+    def local_info(self) -> tuple[Path, Path, str]:
+        """(store root, proof file, SHA-256 of the proof) for same-host clients (IngestLocal)."""
+        return self.root, self.proof_path, hashlib.sha256(self._proof).hexdigest()
+
+    def check_proof(self, proof: bytes) -> bool:
+        return hmac.compare_digest(proof, self._proof)
+
+    def ingest_many(self, paths: Sequence[tuple[str, str | None]]) -> list[Ingested]:
+        """Store files of this host read by path (IngestLocal). Each is hashed as it is copied, so the
+        digest is that of the bytes kept; one that cannot be read, changes while it is read or hashes
+        to another digest than expected is reported, not stored, and the others go on."""
+        out: list[Ingested] = []
+        with _Batch(self) as batch:
+            for path, expected in paths:
+                try:
+                    out.append(self._ingest(batch, path, expected))
+                except (OSError, _Refused) as exc:
+                    out.append(Ingested(error=_describe(path, exc)))
+        return out
+
+    def _ingest(self, batch: _Batch, path: str, expected: str | None) -> Ingested:
+        if not os.path.isabs(path):
+            raise _Refused("is not an absolute path")
+        src = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block
+        try:
+            st = os.fstat(src)
+            if not stat.S_ISREG(st.st_mode):
+                raise _Refused("is not a regular file")
+            if st.st_size <= INGEST_IN_MEMORY:
+                data = _read_exactly(src, st.st_size)
+                digest = hashlib.sha256(data).hexdigest()
+                _unchanged(src, st)
+                _expect(digest, expected)
+                if batch.wants(digest):
+                    batch.write(digest, data)
+                    return Ingested.of(digest, st, created=True)
+                return Ingested.of(digest, st, created=False)
+            tmp = self.tmp / f"ingest.{os.getpid()}.{threading.get_ident()}.{time.monotonic_ns()}"
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
             try:
-                os.utime(self.path(digest))  # already stored: now counts as freshly used
-                out.append((digest, False))
-                continue
-            except FileNotFoundError:
-                pass
-            shard = self._shard(digest)
-            tmp = self.tmp / f"{digest}.{os.getpid()}.{threading.get_ident()}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                digest = copy_hashed(src, fd, st.st_size, writeback=True)
+                _unchanged(src, st)
+                _expect(digest, expected)
+            except BaseException:
+                os.unlink(tmp)
+                raise
             finally:
                 os.close(fd)
-            os.rename(tmp, shard / digest[2:])
-            shards.add(shard)
-            out.append((digest, True))
-        for shard in shards:
-            _fsync_dir(shard)
-        return out
+            if batch.wants(digest):
+                batch.adopt(digest, tmp)
+                return Ingested.of(digest, st, created=True)
+            os.unlink(tmp)
+            return Ingested.of(digest, st, created=False)
+        finally:
+            os.close(src)
 
     def delete(self, digest: str) -> bool:
         try:
@@ -255,6 +304,26 @@ class FileBlobStore:
         return self._try_remove(key, remove=True)
 
     # ------------------------------------------------------------ internals
+
+    def _load_proof(self) -> bytes:
+        """A secret only the server's user can read: a client that reads it is on this host with
+        the server's privileges, so letting it name files for the server to read grants it nothing
+        it did not have. Never sent over the network (only its hash is)."""
+        try:
+            return self.proof_path.read_bytes()
+        except FileNotFoundError:
+            pass
+        tmp = self.tmp / f"local-proof.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, secrets.token_hex(32).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            os.link(tmp, self.proof_path)
+        os.unlink(tmp)
+        return self.proof_path.read_bytes()
 
     def _sweep_tmp(self, older_than_s: float = 3600) -> None:
         """What a crash left of put(): a put lasts milliseconds, so an hour-old one is dead."""
@@ -328,6 +397,130 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class _Batch:
+    """New blobs made durable together. Each is written to a temporary file whose writeback starts
+    at once; when the batch ends every file is fsynced (by then mostly a journal commit), renamed
+    to its digest, and each directory touched fsynced once, the fsyncs a few at a time (concurrent
+    ones share journal commits and cache flushes). A crash leaves at most temporary files: nothing
+    reaches a real name before its bytes are on disk."""
+
+    def __init__(self, store: FileBlobStore) -> None:
+        self.store = store
+        self.new: dict[str, Path] = {}
+
+    def __enter__(self) -> _Batch:
+        return self
+
+    def wants(self, digest: str) -> bool:
+        """False when the blob is stored (it now counts as freshly used) or already in this batch."""
+        if digest in self.new:
+            return False
+        try:
+            os.utime(self.store.path(digest))
+        except FileNotFoundError:
+            return True
+        return False
+
+    def write(self, digest: str, data: bytes) -> None:
+        tmp = self.store.tmp / f"{digest}.{os.getpid()}.{threading.get_ident()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o444)
+        self.new[digest] = tmp
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            start_writeback(fd)
+        finally:
+            os.close(fd)
+
+    def adopt(self, digest: str, tmp: Path) -> None:
+        """A file written (and its writeback started) by the caller."""
+        self.new[digest] = tmp
+
+    def settle(self) -> None:
+        new, self.new = self.new, {}
+        if not new:
+            return
+        list(_SYNCS.map(_fsync_path, new.values()))
+        shards = set()
+        for digest, tmp in new.items():
+            shard = self.store._shard(digest)
+            os.rename(tmp, shard / digest[2:])  # a concurrent writer's copy is the same bytes
+            shards.add(shard)
+        list(_SYNCS.map(_fsync_dir, shards))
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        if kind is None:
+            self.settle()
+            return
+        for tmp in self.new.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self.new.clear()
+
+
+_SYNCS = ThreadPoolExecutor(8, thread_name_prefix="blob-fsync")
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """One file of IngestLocal: stored (or found stored) under `digest`, or why not (`error`)."""
+
+    digest: str = ""
+    size: int = 0
+    created: bool = False
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    inode: int = 0
+    error: str = ""
+
+    @staticmethod
+    def of(digest: str, st: os.stat_result, *, created: bool) -> Ingested:
+        return Ingested(digest, st.st_size, created, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+class _Refused(Exception):
+    pass
+
+
+def _describe(path: str, exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{path}: {exc.strerror}"
+    return f"{path} {exc}"
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    data = os.read(fd, size + 1)
+    while len(data) < size and (more := os.read(fd, size + 1 - len(data))):
+        data += more
+    if len(data) != size:
+        raise SourceChanged(errno.EIO, f"changed while it was read (size {size} -> {len(data)})")
+    return data
+
+
+def _unchanged(fd: int, before: os.stat_result) -> None:
+    after = os.fstat(fd)
+    if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ctime_ns,
+    ):
+        raise SourceChanged(errno.EIO, "changed while it was read")
+
+
+def _expect(digest: str, expected: str | None) -> None:
+    if expected and digest != expected:
+        raise _Refused(f"hashes to {digest}, not the {expected} given")
+
+
 class _FileSession:
     def __init__(self, store: FileBlobStore, key: str, size: int, digest: str | None) -> None:
         self.store, self.key, self.size, self.digest = store, key, size, digest
@@ -376,11 +569,13 @@ class _FileSession:
             raise InvalidArgument.field(
                 "chunk.data", f"chunk ends at {self.offset + len(view)}, past the declared size {self.size}"
             )
+        start = self.offset
         while view:
             written = os.write(self.fd, view)
             self.hasher.update(view[:written])
             self.offset += written
             view = view[written:]
+        start_writeback(self.fd, start, self.offset - start)  # the final fsync finds it on disk
         if self.offset - self.durable >= CHECKPOINT_BYTES:
             self._checkpoint()
             return True

@@ -1,4 +1,6 @@
-"""A large file goes up and comes back down in constant memory, on the client and the server alike.
+"""A large file goes up and comes back down in constant memory, on the client and the server alike:
+streamed through gRPC, and copied by path on the same host (IngestLocal and the local pull, whose
+mmap windows are bounded).
 
 Client (the SDK, in a thread) and server (grpc.aio, on this event loop) share this process, so one RSS
 covers both sides. The file is sparse: generated instantly, read at page-cache speed; the blob store
@@ -51,8 +53,9 @@ class PeakRss:
         return self.peak - self.base
 
 
+@pytest.mark.parametrize("local", [False, True], ids=["streamed", "same-host"])
 async def test_a_large_file_uploads_and_downloads_in_constant_memory(
-    stack: ArtifactStack, tmp_path: Path
+    stack: ArtifactStack, tmp_path: Path, local: bool
 ) -> None:
     src = tmp_path / "src"
     src.mkdir()
@@ -60,8 +63,8 @@ async def test_a_large_file_uploads_and_downloads_in_constant_memory(
 
     def roundtrip(name: str, target: Path) -> art.ArtifactVersion:
         with stack.connection() as conn:
-            version = art.log_artifacts(src, name=name, conn=conn)
-            art.get(f"{name}:latest", conn=conn).download(target)
+            version = art.log_artifacts(src, name=name, conn=conn, local=local)
+            art.get(f"{name}:latest", conn=conn).download(target, local=local)
             return version
 
     await asyncio.to_thread(roundtrip, "warmup", tmp_path / "warm")  # threads, channels, buffers

@@ -1,0 +1,214 @@
+"""Same-host transfers: a client on the server's host (it can read the store's proof file) has the
+server copy its files by path (IngestLocal) and copies blobs out of the store itself; any other client
+streams. Both paths give the same bytes and the same manifest; a wrong proof is refused; a blob
+damaged in the store is caught on a local pull."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+import modelog.artifacts as art
+from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
+from modelog_services.artifacts import localcopy
+from tests.integration.test_artifacts_stack import ArtifactStack, read_tree, sha, stack, tree
+
+__all__ = ["stack"]
+
+BIG = (localcopy.STEP * 2) + 12_345
+"""Larger than the in-memory limits and not a whole number of copy steps."""
+
+
+def files() -> dict[str, bytes]:
+    out = {f"small/part-{i:02d}.bin": os.urandom(1000 + i) for i in range(30)}
+    out["big.bin"] = os.urandom(BIG)
+    out["empty.txt"] = b""
+    out["copy/of-part-00.bin"] = out["small/part-00.bin"]  # one blob, two paths
+    return out
+
+
+class Calls:
+    """Counts the streaming transfers the SDK makes (its Upload streams and Download calls)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.uploads = self.downloads = 0
+        upload_init = art._UploadStream.__init__
+        fetch = art._fetch
+
+        def counted_init(stream: Any, *a: Any, **kw: Any) -> None:
+            self.uploads += 1
+            upload_init(stream, *a, **kw)
+
+        def counted_fetch(*a: Any, **kw: Any) -> None:
+            self.downloads += 1
+            fetch(*a, **kw)
+
+        monkeypatch.setattr(art._UploadStream, "__init__", counted_init)
+        monkeypatch.setattr(art, "_fetch", counted_fetch)
+
+
+async def sdk(s: ArtifactStack, fn: Callable[[Any], Any]) -> Any:
+    def run() -> Any:
+        with s.connection() as conn:
+            return fn(conn)
+
+    return await asyncio.to_thread(run)
+
+
+async def test_a_same_host_client_moves_files_by_path_and_streams_nothing(
+    stack: ArtifactStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = Calls(monkeypatch)
+    data = files()
+    src = tree(tmp_path / "src", data)
+    v = await sdk(stack, lambda c: art.log_artifacts(src, name="ds", conn=c))
+    assert v.file_count == len(data)
+    await sdk(stack, lambda c: art.get("ds", conn=c).download(tmp_path / "out"))
+    assert read_tree(tmp_path / "out") == data
+    assert (calls.uploads, calls.downloads) == (0, 0)
+    # Stored as Upload would: every distinct content (and the manifest) once, each with its event.
+    assert {b.digest for b in stack.blobs.blobs()} == {sha(d) for d in data.values()} | {v.manifest_digest}
+    assert len(await stack.events("BlobStored")) == len(set(data.values())) + 1
+
+
+async def test_streamed_and_local_transfers_give_the_same_bytes_and_manifest(
+    stack: ArtifactStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = Calls(monkeypatch)
+    data = files()
+    src = tree(tmp_path / "src", data)
+    streamed = await sdk(stack, lambda c: art.log_artifacts(src, name="s", conn=c, local=False))
+    assert calls.uploads > 0
+    for path in ("small/part-03.bin", "big.bin"):  # new contents: the local path stores these two
+        (src / path).write_bytes(os.urandom(len(data[path])))
+        data[path] = (src / path).read_bytes()
+    uploads = calls.uploads
+    local = await sdk(stack, lambda c: art.log_artifacts(src, name="l", conn=c))
+    assert calls.uploads == uploads
+    again = await sdk(stack, lambda c: art.log_artifacts(src, name="s2", conn=c, local=False))
+    assert again.manifest_digest == local.manifest_digest != streamed.manifest_digest
+    await sdk(stack, lambda c: art.get("l", conn=c).download(tmp_path / "by-copy"))
+    assert calls.downloads == 0
+    await sdk(stack, lambda c: art.get("l", conn=c).download(tmp_path / "by-stream", local=False))
+    assert calls.downloads > 0
+    assert read_tree(tmp_path / "by-copy") == read_tree(tmp_path / "by-stream") == data
+
+
+async def test_a_client_that_cannot_read_the_servers_proof_streams(
+    stack: ArtifactStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a client on another host finds at that path: some other file (or none).
+    proof_path = stack.home / "blobs" / "local-proof"
+    proof_path.write_bytes(b"not the server's secret")
+    calls = Calls(monkeypatch)
+    data = files()
+    src = tree(tmp_path / "src", data)
+    assert await sdk(stack, lambda c: art.local_store(art.stub(c))) is None
+    await sdk(stack, lambda c: art.log_artifacts(src, name="ds", conn=c))
+    await sdk(stack, lambda c: art.get("ds", conn=c).download(tmp_path / "out"))
+    assert calls.uploads > 0 and calls.downloads > 0
+    assert read_tree(tmp_path / "out") == data
+    proof_path.unlink()
+    assert await sdk(stack, lambda c: art.local_store(art.stub(c))) is None
+
+
+async def test_ingest_refuses_a_wrong_proof_and_stores_nothing(stack: ArtifactStack, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"a file only the server's user may read")
+    request = pb.IngestLocalRequest(proof=b"guess", files=[pb.LocalFile(path=str(secret))])
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.stub.IngestLocal(request, metadata=stack.md)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "proof" in (err.value.details() or "")
+    assert list(stack.blobs.blobs()) == [] and await stack.events() == []
+
+
+async def test_ingest_reports_each_file_it_cannot_take_and_stores_the_rest(
+    stack: ArtifactStack, tmp_path: Path
+) -> None:
+    good = tmp_path / "good.bin"
+    good.write_bytes(b"good bytes")
+    wrong = tmp_path / "wrong.bin"
+    wrong.write_bytes(b"not what the client thinks")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    store = await sdk(stack, lambda c: art.local_store(art.stub(c)))
+    assert store is not None
+    request = pb.IngestLocalRequest(
+        proof=store.proof,
+        files=[
+            pb.LocalFile(path=str(good)),
+            pb.LocalFile(path=str(wrong), digest=sha(b"something else")),
+            pb.LocalFile(path=str(fifo)),  # must not block the server
+            pb.LocalFile(path=str(tmp_path / "missing")),
+            pb.LocalFile(path="relative/path"),
+        ],
+    )
+    reply = await stack.stub.IngestLocal(request, metadata=stack.md)
+    first, *refused = reply.files
+    assert (first.digest, first.size, first.created, first.error) == (sha(b"good bytes"), 10, True, "")
+    assert first.inode == good.stat().st_ino and first.mtime_ns == good.stat().st_mtime_ns
+    assert [bool(r.error) for r in refused] == [True] * 4 and not any(r.digest for r in refused)
+    assert f"hashes to {sha(wrong.read_bytes())}" in refused[0].error
+    assert "not a regular file" in refused[1].error
+    assert "No such file" in refused[2].error and "absolute" in refused[3].error
+    assert {b.digest for b in stack.blobs.blobs()} == {sha(b"good bytes")}
+    assert await stack.events() == ["BlobStored"]
+    assert list(stack.blobs.tmp.iterdir()) == []  # nothing half-written left behind
+    again = await stack.stub.IngestLocal(request, metadata=stack.md)
+    assert not again.files[0].created and await stack.events() == ["BlobStored"]
+
+
+@pytest.mark.parametrize("size", [5000, BIG])
+async def test_a_blob_damaged_in_the_store_is_caught_by_a_local_pull(
+    stack: ArtifactStack, tmp_path: Path, size: int
+) -> None:
+    data = os.urandom(size)
+    src = tree(tmp_path / "src", {"f.bin": data})
+    v = await sdk(stack, lambda c: art.log_artifacts(src, name="ds", conn=c))
+    blob = stack.blobs.path(sha(data))
+    blob.chmod(0o644)
+    fd = os.open(blob, os.O_WRONLY)  # one flipped byte, same size, same name
+    os.pwrite(fd, bytes([data[size // 2] ^ 1]), size // 2)
+    os.close(fd)
+    target = tmp_path / "out"
+    with pytest.raises(OSError, match=f"blob {sha(data)} for 'f.bin' is damaged in the store"):
+        await sdk(stack, lambda c: art.get("ds", conn=c).download(target))
+    assert list(target.iterdir()) == []  # no partial file, under its name or another
+    with pytest.raises(OSError, match="arrived corrupt"):  # the streamed path catches it too
+        await sdk(stack, lambda c: art.get("ds", conn=c).download(target, local=False))
+    assert v.file_count == 1
+
+
+def test_copy_hashed_copies_exactly_with_or_without_the_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(BIG)
+    (tmp_path / "src").write_bytes(data)
+
+    def copy(name: str) -> str:
+        src = os.open(tmp_path / "src", os.O_RDONLY)
+        dst = os.open(tmp_path / name, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            return localcopy.copy_hashed(src, dst, BIG, writeback=True)
+        finally:
+            os.close(src)
+            os.close(dst)
+
+    assert copy("kernel") == sha(data) and (tmp_path / "kernel").read_bytes() == data
+
+    def refused(*a: object) -> int:
+        raise OSError(errno.EXDEV, "cross-device")
+
+    monkeypatch.setattr(os, "copy_file_range", refused)
+    assert copy("user") == sha(data) and (tmp_path / "user").read_bytes() == data
+    (tmp_path / "src").write_bytes(data[: BIG // 2])  # shrank since its size was taken
+    with pytest.raises(localcopy.SourceChanged):
+        copy("short")
