@@ -32,6 +32,7 @@ from modelog_platform.settings import Settings
 from modelog_services.audit import webhook_store as db
 from modelog_services.audit.domain import DisableWebhook, stream_id, webhook
 from modelog_services.audit.events import WebhookFilterValue, registry
+from modelog_services.audit.shared_tail import SharedTail
 from modelog_services.audit.ssrf import AllowList
 from modelog_services.audit.subscribe import Filter, decode_cursor, subscribe
 from modelog_services.audit.webhook_http import Response, Sender, secret_key, signed_headers
@@ -193,7 +194,7 @@ class Worker:
         saved_at = loop.time()
         dirty = False
         async for events, _, cursor in subscribe(
-            self.d.stores, self.d.reader, self.d.logs, positions, coarse, 1.0
+            self.d.tails, self.d.reader, self.d.logs, positions, coarse, 1.0
         ):
             for ev in events:
                 after = {**positions, ev.log: ev.position}  # the event's own cursor, not decoded
@@ -284,6 +285,7 @@ class Dispatcher:
         self.pool, self.stores, self.reader, self.logs, self.policy = pool, stores, reader, logs, policy
         self.audit = stores["audit"]
         self._bodies: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self.tails = {log: SharedTail(store) for log, store in stores.items()}
         self.workers: dict[str, Worker] = {}
         self.leader = asyncio.Event()
 
@@ -368,3 +370,5 @@ class Dispatcher:
     async def _stop_all(self) -> None:
         for wid in list(self.workers):
             await self._stop(wid)
+        for tail in self.tails.values():
+            await tail.close()

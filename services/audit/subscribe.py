@@ -14,8 +14,9 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from eventlog import EventStore, InvalidArgument
+from eventlog import InvalidArgument
 from eventlog.records import RecordedEvent
 from eventlog.sources import LogReader
 
@@ -71,10 +72,19 @@ class Filter:
 Batch = tuple[str, list[RecordedEvent]] | BaseException
 
 
+class Tail(Protocol):
+    """A log hosted in this process, followed batch by batch (EventStore, or the webhook dispatcher's
+    SharedTail that serves many followers from one read)."""
+
+    log: str
+
+    def tail_batches(self, from_position: int, batch: int) -> AsyncIterator[list[RecordedEvent]]: ...
+
+
 _listen_locks: dict[int, asyncio.Lock] = {}
 
 
-async def _pump_store(store: EventStore, after: int, out: asyncio.Queue[Batch]) -> None:
+async def _pump_store(store: Tail, after: int, out: asyncio.Queue[Batch]) -> None:
     async for events in store.tail_batches(after + 1, 1000):
         await out.put((store.log, events))
 
@@ -100,7 +110,7 @@ async def _guard(job: Awaitable[None], out: asyncio.Queue[Batch]) -> None:
 
 
 async def subscribe(
-    stores: Mapping[str, EventStore],
+    stores: Mapping[str, Tail],
     reader: LogReader,
     logs: Sequence[str],
     start: Mapping[str, int],

@@ -614,3 +614,29 @@ async def test_the_webhooks_view_rebuilt_from_position_zero_equals_the_live_one(
     report = await rebuild(stack.platform.pool, WebhooksView(), StoreReader(stack.platform.stores))
     assert report.swapped and report.events >= len(live)
     assert [dict(r) for r in await stack.platform.pool.fetch(query)] == live
+
+
+async def test_a_shared_tail_serves_readers_behind_and_at_the_head_without_gaps(stack: Stack) -> None:
+    from modelog_services.audit.shared_tail import SharedTail
+
+    store = stack.platform.stores["monitoring"]
+    first = (await store.head())[0] + 1
+    for i in range(30):
+        await store.append(f"m-{i % 3}", None, [NewEvent("Thing", 1, "{}")], Metadata())
+    tail = SharedTail(store, keep=8)  # keeps little: the reader from the start reads its own history
+
+    async def read(start: int, n: int) -> list[int]:
+        got: list[int] = []
+        async for batch in tail.tail_batches(start, 7):
+            got.extend(e.position for e in batch)
+            if len(got) >= n:
+                return got
+        return got
+
+    behind = asyncio.create_task(read(first, 60))
+    at_head = asyncio.create_task(read(first + 30, 30))
+    for i in range(30):
+        await store.append(f"m-{i % 3}", None, [NewEvent("Thing", 1, "{}")], Metadata())
+    assert await asyncio.wait_for(behind, 10) == list(range(first, first + 60))
+    assert await asyncio.wait_for(at_head, 10) == list(range(first + 30, first + 60))
+    await tail.close()
