@@ -302,15 +302,20 @@ class Dispatcher:
     async def run(self) -> None:
         """Wait to be the one dispatcher of this installation, then dispatch until cancelled."""
         while True:
-            async with self.pool.acquire() as lock_conn:
-                if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_KEY):
-                    try:
-                        await self._lead(lock_conn)
-                    finally:
-                        await self._stop_all()
-                        self.leader.clear()
-                        with contextlib.suppress(Exception):
-                            await lock_conn.execute("SELECT pg_advisory_unlock($1)", _LEADER_KEY)
+            try:
+                async with self.pool.acquire() as lock_conn:
+                    if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_KEY):
+                        try:
+                            await self._lead(lock_conn)
+                        finally:
+                            await self._stop_all()
+                            self.leader.clear()
+                            with contextlib.suppress(Exception):
+                                await lock_conn.execute("SELECT pg_advisory_unlock($1)", _LEADER_KEY)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # PostgreSQL restarting must not end webhook delivery
+                log.exception("webhook dispatcher stopped; trying again in 5 s")
             await asyncio.sleep(5.0)
 
     async def _lead(self, lock_conn: asyncpg.Connection) -> None:

@@ -163,13 +163,14 @@ def disable_cmd(webhook_id: str, reason: str, as_json: bool) -> None:
 
 @webhooks.command("delete")
 @click.argument("webhook_id")
+@click.option("--json", "as_json", is_flag=True)
 @grpc_errors
-def delete_cmd(webhook_id: str) -> None:
+def delete_cmd(webhook_id: str, as_json: bool) -> None:
     """Stop for good and erase the secret (the delivery log stays)."""
     from modelog import webhooks as sdk
 
     sdk.delete(webhook_id)
-    click.echo(f"deleted {webhook_id}")
+    emit({"id": webhook_id, "deleted": True}, as_json, f"deleted {webhook_id}")
 
 
 @webhooks.command("redeliver")
