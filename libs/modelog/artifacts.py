@@ -439,6 +439,10 @@ INGEST_FILES, INGEST_BYTES = 512, 64 << 20
 """Files per IngestLocal call (a few calls in flight keep both cores busy on the server)."""
 
 
+def _cores(workers: int) -> int:
+    return max(1, min(workers, os.cpu_count() or 1))
+
+
 def _ingest_groups(files: Sequence[LocalFile]) -> list[list[LocalFile]]:
     out: list[list[LocalFile]] = []
     group: list[LocalFile] = []
@@ -485,7 +489,7 @@ def _ingest(
         return refused
 
     refused: list[LocalFile] = []
-    with ThreadPoolExecutor(max(1, min(workers, len(files)))) as pool:
+    with ThreadPoolExecutor(max(1, min(_cores(workers), len(files)))) as pool:
         for rest in pool.map(one, _ingest_groups(sorted(files, key=lambda f: -f.size))):
             refused.extend(rest)
     return refused
@@ -1027,10 +1031,13 @@ def materialize(
         progress.start("downloading", sum(e.size for e, _ in first.values()))
         fetch = list(first.values())
         store = local_store(stub) if local else None
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            if store is not None:
+        if store is not None:
+            # Copies are CPU and memory bound: more threads than cores only contend in the kernel
+            # (measured: 10k files pulled in 1.9-2.4 s with 2 threads on 2 cores, 3.4 s with 4).
+            with ThreadPoolExecutor(_cores(workers)) as pool:
                 copied = pool.map(lambda item: _copy_local(store, item[0], item[1], progress), fetch)
                 fetch = [item for item, done in zip(fetch, list(copied), strict=True) if not done]
+        with ThreadPoolExecutor(max(1, workers)) as pool:
             list(pool.map(lambda group: _fetch(stub, group, progress), _groups(fetch)))
         for source, target, e in copies:
             shutil.copyfile(source, target)

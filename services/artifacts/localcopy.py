@@ -18,6 +18,7 @@ import mmap
 import os
 import queue
 import threading
+from typing import Any
 
 STEP = 16 << 20
 """Bytes copied per system call and hashed per mmap window (the resident cost of a copy)."""
@@ -55,6 +56,12 @@ class SourceChanged(OSError):
 def copy_hashed(src: int, dst: int, size: int, *, writeback: bool = False) -> str:
     """Copy `size` bytes from the start of `src` to the start of `dst` (an empty file opened for
     reading and writing) and return the SHA-256 of what `dst` now holds."""
+    if size <= STEP:  # one window: no thread to overlap with
+        _copy_range(src, dst, 0, size)
+        if writeback:
+            start_writeback(dst)
+        digest: str = _hash_window(dst, 0, size, hashlib.sha256()).hexdigest()
+        return digest
     hasher = hashlib.sha256()
     windows: queue.Queue[tuple[int, int] | None] = queue.Queue()
     failure: list[BaseException] = []
@@ -63,33 +70,18 @@ def copy_hashed(src: int, dst: int, size: int, *, writeback: bool = False) -> st
         while (window := windows.get()) is not None:
             if failure:
                 continue
-            start, end = window
             try:
-                with (
-                    mmap.mmap(dst, end - start, offset=start, prot=mmap.PROT_READ) as mm,
-                    memoryview(mm) as view,
-                ):
-                    hasher.update(view)
+                _hash_window(dst, *window, hasher)
             except BaseException as exc:  # noqa: BLE001 - handed to the copying thread
                 failure.append(exc)
 
     thread = threading.Thread(target=hash_behind, name="copy-hash", daemon=True)
     thread.start()
     try:
-        kernel = True
         start = 0
         while start < size:
             end = min(size, start + STEP)
-            offset = start
-            while offset < end:
-                n = _copy(src, dst, offset, end - offset) if kernel else 0
-                if n < 0:  # copy_file_range refused (another file system, an old kernel)
-                    kernel, n = False, 0
-                if not kernel:
-                    n = _copy_user(src, dst, offset, end - offset)
-                if n == 0:
-                    raise SourceChanged(errno.EIO, f"the file ended at {offset} of {size} bytes")
-                offset += n
+            _copy_range(src, dst, start, end)
             if writeback:
                 start_writeback(dst, start, end - start)
             windows.put((start, end))
@@ -100,6 +92,26 @@ def copy_hashed(src: int, dst: int, size: int, *, writeback: bool = False) -> st
     if failure:
         raise failure[0]
     return hasher.hexdigest()
+
+
+def _copy_range(src: int, dst: int, offset: int, end: int) -> None:
+    kernel = True
+    while offset < end:
+        n = _copy(src, dst, offset, end - offset) if kernel else 0
+        if n < 0:  # copy_file_range refused (another file system, an old kernel)
+            kernel, n = False, 0
+        if not kernel:
+            n = _copy_user(src, dst, offset, end - offset)
+        if n == 0:
+            raise SourceChanged(errno.EIO, f"the file ended at {offset} bytes, before {end}")
+        offset += n
+
+
+def _hash_window(fd: int, start: int, end: int, hasher: Any) -> Any:
+    if end > start:
+        with mmap.mmap(fd, end - start, offset=start, prot=mmap.PROT_READ) as mm, memoryview(mm) as view:
+            hasher.update(view)
+    return hasher
 
 
 def _copy(src: int, dst: int, offset: int, n: int) -> int:
