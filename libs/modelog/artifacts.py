@@ -8,9 +8,10 @@
 Hashing is skipped for files whose size, mtime, ctime and inode match what a local cache (SQLite under
 MODELOG_HOME/cache) recorded, so re-adding an unchanged tree costs a directory walk. Only blobs the
 server lacks are uploaded (HaveBlobs), on a few parallel streams; a large file nobody hashed yet is
-hashed while it uploads (one read instead of two). A download never writes outside its target
-directory: every manifest path is checked, no symlink in the target tree is followed, and each file is
-written beside its final name and renamed over it.
+hashed by the server as it arrives (one read instead of two). A server on the client's host copies the
+files itself (IngestLocal) and the client copies blobs out of its store. A download never writes
+outside its target directory: every manifest path is checked, no symlink in the target tree is
+followed, and each file is written beside its final name and renamed over it.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from modelog_services.artifacts.manifest import Entry, Manifest, check_path, nor
 
 CHUNK = 1 << 20
 STREAM_HASH_MIN = 64 << 20
-"""Files at least this large and not in the hash cache are hashed while they upload."""
+"""Files at least this large and not in the hash cache are hashed by the server as they upload."""
 WORKERS = 4
 BATCH_BLOB_MAX = 1 << 20
 """Files up to this size travel whole in UploadBatch messages (the server's limit for them)."""
@@ -271,7 +272,6 @@ class _UploadStream:
     ):
         self.work, self.progress = work, progress
         self.sent: dict[str, LocalFile] = {}
-        self.hashed: dict[str, str] = {}
         self.current: LocalFile | None = None
         self.batch: list[LocalFile] = []
         self.batch_bytes = 0
@@ -337,22 +337,20 @@ class _UploadStream:
             if key in self.stored:
                 self.progress.advance(f.size)
                 return
-        hasher = None if f.digest else hashlib.sha256()
         with builtins.open(f.source, "rb", buffering=0) as fh:
-            if hasher is not None:
-                _hash_prefix(fh, hasher, offset)
+            # Not hashed here: the server hashes what it receives (crc32 guards each chunk on the way)
+            # and names the digest; that it is this file's holds if the file's stat is the scan's
+            # from before the first byte to after the last (what the hash cache trusts, too).
+            unchanged = _same_file(f, os.fstat(fh.fileno()))
             fh.seek(offset)
             self.progress.advance(offset)
             while data := fh.read(CHUNK):
-                if hasher is not None:
-                    hasher.update(data)
                 yield pb.UploadRequest(chunk=pb.UploadChunk(offset=offset, data=data, crc32=zlib.crc32(data)))
                 offset += len(data)
                 self.progress.advance(len(data))
-        if offset != f.size:
+            unchanged = unchanged and _same_file(f, os.fstat(fh.fileno()))
+        if offset != f.size or not unchanged:
             raise FailedPrecondition(f"{f.source} changed while it was uploaded (size {f.size} -> {offset})")
-        if hasher is not None:
-            self.hashed[key] = hasher.hexdigest()
 
     def run(self) -> None:
         """Read replies until the server has stored everything sent; raise what went wrong."""
@@ -376,8 +374,6 @@ class _UploadStream:
             raise self.failure
         for key, f in self.sent.items():
             if f.digest is None:
-                if self.stored[key].digest != self.hashed.get(key, self.stored[key].digest):
-                    raise FailedPrecondition(f"{f.source} changed while it was uploaded (its digest differs)")
                 f.digest = self.stored[key].digest
 
     def unconfirmed(self) -> list[LocalFile]:
@@ -385,11 +381,8 @@ class _UploadStream:
         return pending + self.batch + ([self.current] if self.current is not None else [])
 
 
-def _hash_prefix(fh: Any, hasher: Any, end: int) -> None:
-    done = 0
-    while done < end and (data := fh.read(min(CHUNK, end - done))):
-        hasher.update(data)
-        done += len(data)
+def _same_file(f: LocalFile, st: os.stat_result) -> bool:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) == (f.size, *f.key)
 
 
 def _session_id(f: LocalFile) -> str:
@@ -838,7 +831,7 @@ def _target(root: Path, rel: str, *, exact: bool) -> Path:
 
 class _Sink:
     """One file being downloaded: written beside its target, hashed, renamed over it once verified.
-    A large one is written and hashed on a second thread, so receiving the next chunk overlaps."""
+    A large one is written on a second thread while the receiving thread hashes the next chunk."""
 
     def __init__(self, entry: Entry, target: Path) -> None:
         self.entry, self.target = entry, target
@@ -858,21 +851,18 @@ class _Sink:
         while (data := self.queue.get()) is not None:
             if self.error is None:
                 try:
-                    self._consume(data)
+                    self.fh.write(data)
                 except BaseException as exc:  # noqa: BLE001 - raised by write() or close()
                     self.error = exc
-
-    def _consume(self, data: bytes) -> None:
-        self.fh.write(data)
-        self.hasher.update(data)
 
     def write(self, data: bytes) -> None:
         if self.error is not None:
             raise self.error
+        self.hasher.update(data)  # here, while the other thread writes the previous chunk
         if self.queue is not None:
             self.queue.put(data)
         else:
-            self._consume(data)
+            self.fh.write(data)
 
     def _join(self) -> None:
         if self.queue is not None:

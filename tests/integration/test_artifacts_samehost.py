@@ -212,3 +212,34 @@ def test_copy_hashed_copies_exactly_with_or_without_the_kernel(
     (tmp_path / "src").write_bytes(data[: BIG // 2])  # shrank since its size was taken
     with pytest.raises(localcopy.SourceChanged):
         copy("short")
+
+
+class TouchOnFirstAdvance:
+    """Progress that modifies the file being uploaded once bytes start to flow."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.done = path, False
+
+    def start(self, label: str, total: int) -> None: ...
+
+    def advance(self, n: int) -> None:
+        if n and not self.done:
+            self.done = True
+            with open(self.path, "r+b") as fh:
+                fh.write(b"X")
+
+    def finish(self) -> None: ...
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["streamed", "same-host"])
+async def test_a_file_changed_while_it_uploads_is_refused_not_recorded_with_a_stale_digest(
+    stack: ArtifactStack, tmp_path: Path, local: bool
+) -> None:
+    src = tree(tmp_path / "src", {"a.bin": os.urandom(3 << 20)})
+    files = art.scan(src)
+    progress = TouchOnFirstAdvance(src / "a.bin")
+    if local:  # the server reads the file after the client scanned it: change it in between
+        progress.advance(1)
+    with pytest.raises(art.FailedPrecondition, match="changed while it was uploaded"):
+        await sdk(stack, lambda c: art.upload(art.stub(c), files, progress, local=local))
+    assert files[0].digest is None
