@@ -3,10 +3,13 @@ side by side with DVC on the same data and disk.
 
 Data: a tree of 10,000 random files (1 GiB) and one random 1 GiB file (BENCH_SCALE scales both).
 Modelog: add+push (`log_artifacts`), re-add unchanged, re-add after changing 1% of the files, pull into
-an empty directory. The server runs in its own process, PostgreSQL on the same box (one 2-core machine
-carries client, server and database). DVC: `dvc add` + `dvc push` to a local remote, re-add, 1% change,
-`dvc pull` after deleting the workspace copy and the cache; DVC lives in its own virtualenv, which this
-bench creates (BENCH_DVC_VENV, default /tmp/modelog-bench-dvc) and never in Modelog's.
+an empty directory. The client shares the server's host, as DVC's local remote does, so the default
+(same-host) path copies files instead of streaming them; the streamed path a remote client takes is
+measured too (`*_streamed_s`, on fresh data). The server runs in its own process, PostgreSQL on the
+same box (one 2-core machine carries client, server and database). DVC: `dvc add` + `dvc push` to a
+local remote, re-add, 1% change, `dvc pull` after deleting the workspace copy and the cache; DVC lives
+in its own virtualenv, which this bench creates (BENCH_DVC_VENV, default /tmp/modelog-bench-dvc) and
+never in Modelog's. Every timed step, of either tool, starts after os.sync().
 
     python -m tests.bench.bench_artifacts        # writes tests/bench/results/artifacts.json
 """
@@ -165,6 +168,24 @@ def bench_modelog(
     )
     out["server_rss_growth_mib"] = round((server.memory_info().rss - rss0) / 2**20, 1)
     out["client_rss_growth_mib"] = round((psutil.Process().memory_info().rss - client0) / 2**20, 1)
+    # A remote client's path (gRPC streams), on fresh bytes so that nothing is deduplicated.
+    stree, sbig = work / "stree", work / "sbig.bin"
+    make_tree(stree, TREE_FILES, TREE_BYTES)
+    make_file(sbig, BIG_BYTES)
+    age(stree)
+    age(sbig)
+
+    def streamed(path: Path, name: str) -> art.ArtifactVersion:
+        return art.log_artifacts(path, name=name, conn=conn, progress=Quiet(), cache=cache, local=False)
+
+    out["tree_add_push_streamed_s"] = timed(lambda: streamed(stree, "stree"))
+    out["tree_pull_streamed_s"] = timed(
+        lambda: art.get("stree", conn=conn).download(work / "pulled-stree", progress=Quiet(), local=False)
+    )
+    out["big_add_push_streamed_s"] = timed(lambda: streamed(sbig, "sbig"))
+    out["big_pull_streamed_s"] = timed(
+        lambda: art.get("sbig", conn=conn).download(work / "pulled-sbig", progress=Quiet(), local=False)
+    )
     big.unlink()  # the same bytes again, so the two-pass path (hash, HaveBlobs, upload) is measured too
     make_file(big, BIG_BYTES)
     age(big)
@@ -237,6 +258,7 @@ def bench_dvc(dvc: Path, work: Path, tree_src: Path, big_src: Path) -> dict[str,
 
 
 def main() -> None:
+    load_start = round(os.getloadavg()[0], 2)
     with postgres() as dsn, tempfile.TemporaryDirectory(prefix="modelog-bench-art-", dir="/tmp") as tmp:
         work = Path(tmp)
         tree, big = work / "tree", work / "big.bin"
@@ -259,12 +281,16 @@ def main() -> None:
         dvc, dvc_version = dvc_install()
         dvc_result = bench_dvc(dvc, work, tree_pristine, big_pristine) if dvc else {"skipped": dvc_version}
     upload_bps = BIG_BYTES / modelog["big_add_push_s"]
+    streamed_bps = BIG_BYTES / modelog["big_add_push_streamed_s"]
     result: dict[str, Any] = {
+        "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
         "data": {"tree_files": TREE_FILES, "tree_bytes": TREE_BYTES, "big_bytes": BIG_BYTES},
         "sha256_single_core_mib_s": round(ceiling / 2**20),
         "modelog": modelog,
         "modelog_big_hash_upload_mib_s": round(upload_bps / 2**20),
         "modelog_big_hash_upload_vs_sha256": round(upload_bps / ceiling, 2),
+        "modelog_big_hash_upload_streamed_mib_s": round(streamed_bps / 2**20),
+        "modelog_big_hash_upload_streamed_vs_sha256": round(streamed_bps / ceiling, 2),
         "modelog_two_pass_mib_s": round(BIG_BYTES / modelog["big_two_pass_total_s"] / 2**20),
         "dvc_version": dvc_version,
         "dvc": dvc_result,
