@@ -15,6 +15,7 @@ import pytest
 import modelog.artifacts as art
 from eventlog import InvalidArgument
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
+from modelog.artifacts import tree as tree_module
 from modelog_services.artifacts.manifest import Entry, Manifest
 from tests.integration.test_artifacts_stack import read_tree, tree
 
@@ -80,13 +81,13 @@ def test_unchanged_files_are_not_hashed_again(tmp_path: Path, monkeypatch: pytes
         os.utime(p, (old, old))  # long before the hash: not "racily clean"
     cache = art.HashCache(tmp_path / "cache.sqlite")
     hashed: list[str] = []
-    real = art._hash_file
+    real = tree_module._hash_file
 
     def counting(f: art.LocalFile, progress: art.Progress) -> None:
         hashed.append(f.path)
         real(f, progress)
 
-    monkeypatch.setattr(art, "_hash_file", counting)
+    monkeypatch.setattr(tree_module, "_hash_file", counting)
     first = art.scan(root)
     art.hash_tree(first, cache, Silent(), stream_min=1 << 40)
     assert len(hashed) == 20

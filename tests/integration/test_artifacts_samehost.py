@@ -16,7 +16,10 @@ import grpc
 import pytest
 
 import modelog.artifacts as art
+from eventlog import FailedPrecondition
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
+from modelog.artifacts import downloading as download_module
+from modelog.artifacts import uploading as upload_module
 from modelog_services.artifacts import localcopy
 from tests.integration.test_artifacts_stack import ArtifactStack, read_tree, sha, stack, tree
 
@@ -39,8 +42,8 @@ class Calls:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.uploads = self.downloads = 0
-        upload_init = art._UploadStream.__init__
-        fetch = art._fetch
+        upload_init = upload_module._UploadStream.__init__
+        fetch = download_module._fetch
 
         def counted_init(stream: Any, *a: Any, **kw: Any) -> None:
             self.uploads += 1
@@ -50,8 +53,8 @@ class Calls:
             self.downloads += 1
             fetch(*a, **kw)
 
-        monkeypatch.setattr(art._UploadStream, "__init__", counted_init)
-        monkeypatch.setattr(art, "_fetch", counted_fetch)
+        monkeypatch.setattr(upload_module._UploadStream, "__init__", counted_init)
+        monkeypatch.setattr(download_module, "_fetch", counted_fetch)
 
 
 async def sdk(s: ArtifactStack, fn: Callable[[Any], Any]) -> Any:
@@ -240,6 +243,6 @@ async def test_a_file_changed_while_it_uploads_is_refused_not_recorded_with_a_st
     progress = TouchOnFirstAdvance(src / "a.bin")
     if local:  # the server reads the file after the client scanned it: change it in between
         progress.advance(1)
-    with pytest.raises(art.FailedPrecondition, match="changed while it was uploaded"):
+    with pytest.raises(FailedPrecondition, match="changed while it was uploaded"):
         await sdk(stack, lambda c: art.upload(art.stub(c), files, progress, local=local))
     assert files[0].digest is None
