@@ -26,7 +26,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -161,6 +161,7 @@ class FileBlobStore:
         self.proof_path = root / "local-proof"
         self._proof = self._load_proof()
         self._shards: set[str] = set()
+        self._syncs = _GroupSync(self)
         self._paused: OrderedDict[str, tuple[int, hashlib._Hash]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -439,15 +440,8 @@ class _Batch:
 
     def settle(self) -> None:
         new, self.new = self.new, {}
-        if not new:
-            return
-        list(_SYNCS.map(_fsync_path, new.values()))
-        shards = set()
-        for digest, tmp in new.items():
-            shard = self.store._shard(digest)
-            os.rename(tmp, shard / digest[2:])  # a concurrent writer's copy is the same bytes
-            shards.add(shard)
-        list(_SYNCS.map(_fsync_dir, shards))
+        if new:
+            self.store._syncs.settle(list(new.items()))
 
     def __exit__(self, kind: object, exc: object, tb: object) -> None:
         if kind is None:
@@ -460,6 +454,54 @@ class _Batch:
 
 
 _SYNCS = ThreadPoolExecutor(8, thread_name_prefix="blob-fsync")
+
+
+class _GroupSync:
+    """Settles the batches of concurrent writers (upload streams, IngestLocal calls) together, as
+    group commit does for the event log: the first to arrive leads, and batches that arrive while it
+    works are settled in its next round, their directories fsynced once for all. Small upload
+    batches (a few dozen files, spread over as many shard directories) otherwise fsynced about one
+    directory per file, and those fsyncs were most of a 10k-file upload's server time."""
+
+    def __init__(self, store: FileBlobStore) -> None:
+        self.store = store
+        self.lock = threading.Lock()
+        self.queue: list[tuple[list[tuple[str, Path]], Future[None]]] = []
+        self.leading = False
+
+    def settle(self, new: list[tuple[str, Path]]) -> None:
+        done: Future[None] = Future()
+        with self.lock:
+            self.queue.append((new, done))
+            lead, self.leading = not self.leading, True
+        if lead:
+            self._lead()
+        done.result()
+
+    def _lead(self) -> None:
+        while True:
+            with self.lock:
+                group, self.queue = self.queue, []
+                if not group:
+                    self.leading = False
+                    return
+            try:
+                self._settle([item for new, _ in group for item in new])
+            except BaseException as exc:  # noqa: BLE001 - every writer of the group gets it
+                for _, done in group:
+                    done.set_exception(exc)
+            else:
+                for _, done in group:
+                    done.set_result(None)
+
+    def _settle(self, new: list[tuple[str, Path]]) -> None:
+        list(_SYNCS.map(_fsync_path, [tmp for _, tmp in new]))
+        shards = set()
+        for digest, tmp in new:
+            shard = self.store._shard(digest)
+            os.rename(tmp, shard / digest[2:])  # a concurrent writer's copy is the same bytes
+            shards.add(shard)
+        list(_SYNCS.map(_fsync_dir, shards))
 
 
 def _fsync_path(path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,40 @@ def test_missing_reports_absent_blobs_and_refreshes_present_ones(tmp_path: Path)
     assert store.missing([digest, sha(b"absent")]) == [sha(b"absent")]
     assert store.path(digest).stat().st_mtime > 1_000_000
     assert store.delete(digest) and not store.delete(digest)
+
+
+def test_concurrent_batches_are_settled_together_and_each_writer_sees_its_blobs_stored(
+    tmp_path: Path,
+) -> None:
+    store = FileBlobStore(tmp_path)
+    batches = [[os.urandom(2000) for _ in range(30)] + [b"shared by every batch"] for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda batch: store.put_many([(d, None) for d in batch]), batches))
+    for batch, result in zip(batches, results, strict=True):
+        assert [digest for digest, _ in result] == [sha(d) for d in batch]
+        for data in batch:
+            assert store.path(sha(data)).read_bytes() == data
+    assert (
+        sum(created for result in results for digest, created in result if digest == sha(batches[0][-1])) >= 1
+    )
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_a_failed_settle_fails_every_writer_of_its_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileBlobStore(tmp_path)
+    real_rename = os.rename
+
+    def rename(src: object, dst: object) -> None:
+        if "sha256" in str(dst):
+            raise OSError(28, "No space left on device")
+        real_rename(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", rename)
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(store.put_many, [(os.urandom(100), None)]) for _ in range(4)]
+    for future in futures:
+        with pytest.raises(OSError, match="No space left"):
+            future.result()
+    assert list(store.blobs()) == []
