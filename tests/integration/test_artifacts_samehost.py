@@ -21,6 +21,7 @@ from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog.artifacts import downloading as download_module
 from modelog.artifacts import uploading as upload_module
 from modelog_services.artifacts import localcopy
+from modelog_services.artifacts.blobstore import FileBlobStore
 from tests.integration.test_artifacts_stack import ArtifactStack, read_tree, sha, stack, tree
 
 __all__ = ["stack"]
@@ -246,3 +247,23 @@ async def test_a_file_changed_while_it_uploads_is_refused_not_recorded_with_a_st
     with pytest.raises(FailedPrecondition, match="changed while it was uploaded"):
         await sdk(stack, lambda c: art.upload(art.stub(c), files, progress, local=local))
     assert files[0].digest is None
+
+
+async def test_files_the_server_cannot_read_are_streamed_instead(
+    stack: ArtifactStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = FileBlobStore._ingest
+
+    def unreadable(store: FileBlobStore, batch: Any, path: str, expected: str | None) -> Any:
+        if "private" in path:  # what a file only the client's user may read looks like
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(store, batch, path, expected)
+
+    monkeypatch.setattr(FileBlobStore, "_ingest", unreadable)
+    calls = Calls(monkeypatch)
+    data = {"open/a.bin": os.urandom(5000), "private/b.bin": os.urandom(5000), "private/c.bin": b""}
+    src = tree(tmp_path / "src", data)
+    v = await sdk(stack, lambda c: art.log_artifacts(src, name="ds", conn=c))
+    assert calls.uploads > 0 and v.file_count == 3
+    await sdk(stack, lambda c: art.get("ds", conn=c).download(tmp_path / "out"))
+    assert read_tree(tmp_path / "out") == data
