@@ -414,7 +414,13 @@ class EventStore:
                     await self.pool.release(self._listener)
                 self._listener = None
             conn = await self.pool.acquire()
-            await conn.add_listener(self.channel, self._on_notify)
+            try:
+                await conn.add_listener(self.channel, self._on_notify)
+            except BaseException:
+                # A tail cancelled here (its subscriber left) must not keep the connection: the pool
+                # would wait for it forever on close.
+                await self.pool.release(conn)
+                raise
             self._listener = conn
 
     def _on_notify(self, *_: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC
@@ -15,10 +16,41 @@ from modelog._gen.audit.v1 import audit_pb2, audit_pb2_grpc
 from modelog._gen.common.v1 import event_pb2
 from modelog_platform.eventlog_api import to_proto
 from modelog_services.audit.export import Scope, export_bundle
+from modelog_services.audit.history import HistoryCache, serialize
 from modelog_services.audit.signing import SigningKey, public_pem
-from modelog_services.audit.subscribe import Filter, decode_cursor, subscribe
+from modelog_services.audit.subscribe import Filter, decode_cursor, encode_cursor, subscribe
 
 _PROTO_CACHE = 20_000
+
+
+def _heartbeat(cursor: str) -> audit_pb2.SubscribeResponse:
+    msg = audit_pb2.SubscribeResponse(cursor=cursor)
+    msg.heartbeat.at.GetCurrentTime()
+    return msg
+
+
+def add_to_server(servicer: AuditServicer, server: grpc.aio.Server) -> None:
+    """The generated registration, except that Subscribe may yield ready bytes (cached history)."""
+    handlers = {
+        "Export": grpc.unary_stream_rpc_method_handler(
+            servicer.Export,
+            request_deserializer=audit_pb2.ExportRequest.FromString,
+            response_serializer=audit_pb2.ExportChunk.SerializeToString,
+        ),
+        "PublicKey": grpc.unary_unary_rpc_method_handler(
+            servicer.PublicKey,
+            request_deserializer=audit_pb2.PublicKeyRequest.FromString,
+            response_serializer=audit_pb2.PublicKeyResponse.SerializeToString,
+        ),
+        "Subscribe": grpc.unary_stream_rpc_method_handler(
+            servicer.Subscribe,
+            request_deserializer=audit_pb2.SubscribeRequest.FromString,
+            response_serializer=serialize,
+        ),
+    }
+    service = audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
 
 
 class AuditServicer(audit_pb2_grpc.AuditServicer):
@@ -27,6 +59,7 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
     ) -> None:
         self.stores, self.reader, self.logs, self.key = stores, reader, logs, key
         self._protos: OrderedDict[tuple[str, int], event_pb2.Event] = OrderedDict()
+        self.history = HistoryCache(reader, to_proto)
 
     def _proto(self, ev: RecordedEvent) -> event_pb2.Event:
         """Subscribers replaying the same history share one conversion per event (a small LRU)."""
@@ -76,11 +109,26 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
             start = {}
         flt = Filter(frozenset(request.services), frozenset(request.types), tuple(request.streams))
         beat = request.heartbeat_s or 5.0
-        async for events, cursors, cursor in subscribe(self.stores, self.reader, self.logs, start, flt, beat):
+        loop = asyncio.get_running_loop()
+        position = {log: start.get(log, 0) for log in self.logs if not flt.services or log in flt.services}
+        last = loop.time()
+
+        def due() -> bytes | None:
+            nonlocal last
+            if loop.time() - last < beat:
+                return None
+            last = loop.time()
+            return _heartbeat(encode_cursor(position)).SerializeToString()
+
+        async for data in self.history.replay(position, flt, due):
+            last = loop.time()
+            yield data  # type: ignore[misc]  # bytes: Subscribe's serializer passes them through
+        async for events, cursors, cursor in subscribe(
+            self.stores, self.reader, self.logs, position, flt, beat
+        ):
             if events:
                 batch = audit_pb2.EventBatch(events=[self._proto(ev) for ev in events], cursors=cursors)
                 msg = audit_pb2.SubscribeResponse(events=batch, cursor=cursor)
             else:
-                msg = audit_pb2.SubscribeResponse(cursor=cursor)
-                msg.heartbeat.at.GetCurrentTime()
+                msg = _heartbeat(cursor)
             yield msg  # grpc.aio awaits the write before asking for the next: back-pressure

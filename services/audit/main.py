@@ -10,7 +10,6 @@ from eventlog.records import RecordedEvent
 from eventlog.sources import StoreReader
 from modelog._gen.audit.v1 import (
     audit_pb2,
-    audit_pb2_grpc,
     lineage_pb2,
     lineage_pb2_grpc,
     webhooks_pb2,
@@ -18,7 +17,7 @@ from modelog._gen.audit.v1 import (
 )
 from modelog_platform.service import ServiceSpec
 from modelog_platform.settings import PLATFORM_LOGS, SERVICES
-from modelog_services.audit.api import AuditServicer
+from modelog_services.audit.api import AuditServicer, add_to_server
 from modelog_services.audit.dispatcher import Dispatcher, Policy
 from modelog_services.audit.lineage import LineageGraph
 from modelog_services.audit.lineage_api import LineageServicer
@@ -58,7 +57,7 @@ LOGS = [*SERVICES, *PLATFORM_LOGS]
 def register(server: grpc.aio.Server, platform: Platform) -> list[str]:
     key = SigningKey.load_or_create(platform.settings.home)
     servicer = AuditServicer(platform.stores, PlatformReader(platform), [*SERVICES, *PLATFORM_LOGS], key)
-    audit_pb2_grpc.add_AuditServicer_to_server(servicer, server)
+    add_to_server(servicer, server)
     hooks = WebhooksServicer(
         platform.pool, platform.stores, PlatformReader(platform), LOGS, Policy.of(platform.settings)
     )
