@@ -20,6 +20,10 @@ from modelog_services.audit.lineage_facts import SOURCES, EdgeClose, EdgeOpen, f
 from modelog_services.registry import events as registry_events
 from modelog_services.registry.history import summary as registry_summary
 
+_SUMMARISED = frozenset(
+    {"RunStarted", "RunFinished", "DatasetInputLogged", "ArtifactVersionCommitted", "MonitorConfigured"}
+)
+
 
 def _summary(ev: RecordedEvent, actor: str) -> str:
     """One sentence for a timeline; the registry's own wording for its events."""
@@ -28,6 +32,8 @@ def _summary(ev: RecordedEvent, actor: str) -> str:
             return registry_summary(ev.decode(registry_events.registry), actor)
         except Exception:  # noqa: BLE001 - a newer schema than this process knows still gets a line
             return f"{actor}: {ev.type}"
+    if ev.type not in _SUMMARISED:
+        return f"{actor}: {ev.type}"
     p = ev.payload()
     match ev.type:
         case "RunStarted":

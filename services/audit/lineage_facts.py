@@ -20,6 +20,7 @@ from typing import Any
 from eventlog import RecordedEvent
 
 SOURCES: tuple[str, ...] = ("tracking", "artifacts", "registry", "monitoring")
+_TRACKING_PAYLOADS = frozenset({"RunStarted", "RunFinished", "DatasetInputLogged"})
 _SKIPPED = frozenset({"BlobStored", "BlobsCollected", "ModelNameClaimed", "ModelNameReleased"})
 
 
@@ -199,8 +200,10 @@ def facts_of(ev: RecordedEvent) -> Facts:
     handler = _BY_LOG.get(ev.log)
     if handler is None or ev.type in _SKIPPED:
         return facts
+    # Metric batches are most of the tracking log and can be large: their payload is never parsed.
+    payload = {} if ev.log == "tracking" and ev.type not in _TRACKING_PAYLOADS else ev.payload()
     try:
-        handler(ev, ev.payload(), facts)
+        handler(ev, payload, facts)
     except (KeyError, TypeError, AttributeError):
         # An event of a shape this version does not know (a newer schema of another service): its
         # timeline entry is kept, what could not be read is left out rather than stopping the view.
