@@ -221,3 +221,33 @@ def test_lineage_and_timelines_from_the_sdk_and_the_cli(flow: Flow, monkeypatch:
     assert listed.exit_code == 0, listed.output
     services = {e["service"] for e in json.loads(listed.output)}
     assert services == {"tracking", "artifacts", "registry"}
+
+
+def test_a_renamed_model_is_found_by_the_name_it_had_then(
+    flow: Flow, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    as_alice(flow.server, monkeypatch, tmp_path)
+    register_model(flow.run_id, artifact=package(tmp_path, flow.run_id, "fraud"), name="fraud-tt")
+    before_rename = record("fraud-tt").at
+    with Connection(flow.server.addr, flow.server.tokens["admin"]) as conn:
+        stub = registry_pb2_grpc.RegistryStub(conn.channel)
+        stub.RenameModel(pb.RenameModelRequest(name="fraud-tt", new_name="fraud-tt2"))
+    then = models.get("fraud-tt", as_of=before_rename)
+    assert (
+        isinstance(then, ModelAsOf) and then.name == "fraud-tt" and [v.version for v in then.versions] == [1]
+    )
+    with pytest.raises(errors.NotFound, match="renamed or released"):
+        models.get("fraud-tt", as_of=datetime.now(UTC))
+    with pytest.raises(errors.NotFound, match="first taken at"):
+        models.get("fraud-tt2", as_of=before_rename)
+    now = models.get("fraud-tt2", as_of=datetime.now(UTC))
+    assert isinstance(now, ModelAsOf) and now.model_id == then.model_id
+
+    def renamed() -> None:  # the lineage view learns the new name from the bus
+        g = modelog.lineage("model:fraud-tt2/1", direction="up")
+        assert g.nodes[g.root].label == "model:fraud-tt2/1"
+
+    _poll(renamed)
+    old = modelog.lineage("model:fraud-tt/1", direction="up", as_of=before_rename)
+    assert old.nodes[old.root].label == "model:fraud-tt/1"
+    assert {n.label for n in old.upstream_of(old.root)} == {f"run:{flow.run_id}", "artifact:churn-model:v3"}
