@@ -174,7 +174,8 @@ class Worker:
         finally:
             with contextlib.suppress(Exception):
                 # Stopped (config change, shutdown): log what was sent, so it is not sent twice.
-                await asyncio.shield(self.log.flush())
+                async with asyncio.timeout(5.0):
+                    await asyncio.shield(self.log.flush())
             await self.sender.close()
 
     async def _run(self) -> None:
@@ -269,6 +270,13 @@ class Worker:
             return None
 
 
+async def stopped(task: asyncio.Task[None]) -> None:
+    """Cancel a child task and wait for its end. Not `await task` under suppress(CancelledError): that
+    would also swallow the cancellation of the caller itself, which then never stops."""
+    task.cancel()
+    await asyncio.wait([task])
+
+
 def _r(resp: Response) -> tuple[int, float, str]:
     return resp.status, resp.latency_ms, resp.error
 
@@ -329,9 +337,7 @@ class Dispatcher:
                     await lock_conn.fetchval("SELECT 1")  # still holding the lock's session?
             supervise.result()
         finally:
-            supervise.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await supervise
+            await stopped(supervise)
 
     async def _supervise(self) -> None:
         head = (await self.audit.head())[0]
@@ -368,9 +374,7 @@ class Dispatcher:
     async def _stop(self, webhook_id: str) -> None:
         w = self.workers.pop(webhook_id, None)
         if w is not None and w.task is not None:
-            w.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await w.task
+            await stopped(w.task)
 
     async def _stop_all(self) -> None:
         for wid in list(self.workers):

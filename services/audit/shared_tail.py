@@ -10,7 +10,6 @@ itself until it reaches what is kept. Positions are gap-free, so a kept range is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from eventlog import EventStore, RecordedEvent
@@ -84,7 +83,6 @@ class SharedTail:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            task.cancel()
+            await asyncio.wait([task])  # not `await task`: that would swallow our own cancellation

@@ -168,12 +168,24 @@ class Stack:
         deliveries: list[webhooks.Delivery] = await self.call(webhooks.deliveries, hook_id)
         return deliveries
 
-    async def hits(self, name: str, n: int, within: float = 15.0) -> list[Hit]:
+    async def hits(self, name: str, n: int, within: float = 30.0) -> list[Hit]:
         async def enough() -> bool:
             return len(self.receiver.of(name)) >= n
 
-        await eventually(enough, within, f"{n} deliveries to /{name}")
+        try:
+            await eventually(enough, within, f"{n} deliveries to /{name}")
+        except AssertionError:
+            dump_dispatcher_tasks()
+            raise
         return self.receiver.of(name)
+
+
+def dump_dispatcher_tasks() -> None:
+    """Where each webhook task stands, printed when a delivery does not come (to find hangs)."""
+    for task in asyncio.all_tasks():
+        if task.get_name().startswith("webhook"):
+            print(f"--- task {task.get_name()} done={task.done()}", file=sys.stderr)
+            task.print_stack(limit=12, file=sys.stderr)
 
 
 async def open_platform(dsn: str, home: Path, **settings: Any) -> Platform:
@@ -548,6 +560,13 @@ async def test_rotating_the_secret_signs_new_deliveries_with_it_and_delete_erase
     rotated = await stack.call(webhooks.update, hook.id, new_secret=True, description="deploys")
     assert rotated.secret.startswith("whsec_") and rotated.secret != hook.secret
     assert rotated.secret_fingerprint != hook.secret_fingerprint and rotated.description == "deploys"
+
+    async def signing_with_the_new_secret() -> bool:  # the dispatcher picks the change up from the log
+        d = stack.dispatcher
+        w = d.workers.get(hook.id) if d is not None else None
+        return w is not None and w.config[2] == rotated.secret_fingerprint
+
+    await eventually(signing_with_the_new_secret, 15, "the worker to take the new secret")
     await stack.approve("s2", "rotate")
     hits = await stack.hits("rotate", 2)
     SpecVerifier(hook.secret).verify(old_hit.body, old_hit.headers)
