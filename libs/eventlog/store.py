@@ -445,7 +445,10 @@ class EventStore:
                     next_pos = events[-1].position + 1
                     continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), idle_poll_s)
+                    # Not wait_for: in Python 3.11 it drops a cancellation that lands as the wait
+                    # completes, and a tail cancelled that way never stops.
+                    async with asyncio.timeout(idle_poll_s):
+                        await wake.wait()
                     continue
                 # Quiet for a whole poll: make sure we are still listening (PostgreSQL may have restarted).
                 await self._ensure_listener()

@@ -272,9 +272,11 @@ class Worker:
 
 async def stopped(task: asyncio.Task[None]) -> None:
     """Cancel a child task and wait for its end. Not `await task` under suppress(CancelledError): that
-    would also swallow the cancellation of the caller itself, which then never stops."""
-    task.cancel()
-    await asyncio.wait([task])
+    would also swallow the cancellation of the caller itself. Cancelled again until it ends: a library
+    may drop one cancellation (asyncio.wait_for does in Python 3.11)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1.0)
 
 
 def _r(resp: Response) -> tuple[int, float, str]:

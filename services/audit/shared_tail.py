@@ -16,6 +16,9 @@ from eventlog import EventStore, RecordedEvent
 
 
 class SharedTail:
+    """Wake-ups are one asyncio.Event per waiting reader, set by the follower; no Lock or Condition,
+    whose cancellation races in Python 3.11 lost wake-ups and stalled every reader of a log."""
+
     def __init__(self, store: EventStore, keep: int = 20_000) -> None:
         self.store = store
         self.log = store.log
@@ -24,42 +27,46 @@ class SharedTail:
         self.base = 0
         """Position of events[0]; the kept range is [base, next)."""
         self.next = 0
-        self.changed = asyncio.Condition()
         self.error: BaseException | None = None
+        self.ready = asyncio.Event()
+        self._wakers: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
-        self._starting = asyncio.Lock()
 
-    async def _start(self) -> None:
-        async with self._starting:
-            if self._task is not None and not self._task.done():
-                return
+    def _start(self) -> None:
+        if self._task is None or self._task.done():
+            self.ready = asyncio.Event()
+            self._task = asyncio.create_task(self._follow(), name=f"webhooks-tail-{self.log}")
+
+    def _wake(self) -> None:
+        for wake in self._wakers:
+            wake.set()
+
+    async def _follow(self) -> None:
+        try:
             head = (await self.store.head())[0]
             self.events, self.base, self.next, self.error = [], head + 1, head + 1, None
-            self._task = asyncio.create_task(self._follow(head + 1), name=f"webhooks-tail-{self.log}")
-
-    async def _follow(self, start: int) -> None:
-        try:
-            async for batch in self.store.tail_batches(start, 1000):
+            self.ready.set()
+            async for batch in self.store.tail_batches(head + 1, 1000):
                 self.events.extend(batch)
                 self.next = batch[-1].position + 1
                 if len(self.events) > 2 * self.keep:
                     drop = len(self.events) - self.keep
                     del self.events[:drop]
                     self.base += drop
-                async with self.changed:
-                    self.changed.notify_all()
+                self._wake()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - handed to every reader, which then restarts
             self.error = exc
-            async with self.changed:
-                self.changed.notify_all()
+            self.ready.set()
+            self._wake()
 
     async def tail_batches(
         self, from_position: int = 1, batch: int = 1000
     ) -> AsyncIterator[list[RecordedEvent]]:
         """Every event from `from_position` on, forever (as EventStore.tail_batches)."""
-        await self._start()
+        self._start()
+        await self.ready.wait()
         position = max(1, from_position)
         while True:
             if self.error is not None:
@@ -78,11 +85,18 @@ class SharedTail:
                 await self._wait_past(position)
 
     async def _wait_past(self, position: int) -> None:
-        async with self.changed:
-            await self.changed.wait_for(lambda: self.next > position or self.error is not None)
+        wake = asyncio.Event()
+        self._wakers.add(wake)
+        try:
+            while self.next <= position and self.error is None:
+                wake.clear()
+                await wake.wait()
+        finally:
+            self._wakers.discard(wake)
 
     async def close(self) -> None:
         if self._task is not None:
             task, self._task = self._task, None
-            task.cancel()
-            await asyncio.wait([task])  # not `await task`: that would swallow our own cancellation
+            while not task.done():  # not `await task`: that would swallow our own cancellation
+                task.cancel()
+                await asyncio.wait([task], timeout=1.0)

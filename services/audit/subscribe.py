@@ -133,7 +133,10 @@ async def subscribe(
     try:
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), max(0.0, last_sent + heartbeat_s - loop.time()))
+                # Not wait_for: in Python 3.11 it drops a cancellation that lands as get() completes
+                # (found when stopped webhook workers kept running).
+                async with asyncio.timeout(max(0.0, last_sent + heartbeat_s - loop.time())):
+                    item = await queue.get()
             except TimeoutError:
                 yield [], [], encode_cursor(cursor)
                 last_sent = loop.time()

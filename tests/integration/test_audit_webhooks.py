@@ -185,7 +185,15 @@ def dump_dispatcher_tasks() -> None:
     for task in asyncio.all_tasks():
         if task.get_name().startswith("webhook"):
             print(f"--- task {task.get_name()} done={task.done()}", file=sys.stderr)
-            task.print_stack(limit=12, file=sys.stderr)
+            obj: Any = task.get_coro()
+            while obj is not None:  # the await chain, coroutine by coroutine (get_stack shows one)
+                frame = getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None)
+                if frame is not None:
+                    print(
+                        f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}",
+                        file=sys.stderr,
+                    )
+                obj = getattr(obj, "cr_await", None) or getattr(obj, "ag_await", None)
 
 
 async def open_platform(dsn: str, home: Path, **settings: Any) -> Platform:
