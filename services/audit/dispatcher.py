@@ -333,8 +333,7 @@ class Dispatcher:
         self.leader.set()
         try:
             while not supervise.done():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(supervise), 5.0)
+                await asyncio.wait([supervise], timeout=5.0)
                 if not supervise.done():
                     await lock_conn.fetchval("SELECT 1")  # still holding the lock's session?
             supervise.result()

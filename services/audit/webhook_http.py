@@ -143,12 +143,10 @@ class Sender:
         last: BaseException | None = None
         for address in addresses:
             try:
-                self._conn = await asyncio.wait_for(
-                    asyncio.open_connection(
+                async with asyncio.timeout(self.connect_timeout_s):
+                    self._conn = await asyncio.open_connection(
                         address, self.port, ssl=ctx, server_hostname=self.host if ctx else None
-                    ),
-                    self.connect_timeout_s,
-                )
+                    )
                 self._opened = time.monotonic()
                 return self._conn
             except (OSError, TimeoutError) as exc:
@@ -218,7 +216,8 @@ class Sender:
             self._conn = None
             writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
 
 
 def _ms(t0: float) -> float:
