@@ -515,6 +515,11 @@ async def test_cli_creates_lists_tests_and_shows_deliveries_as_json(stack: Stack
     )
     shown = await asyncio.to_thread(cli, "deliveries", made["id"], "--json")
     assert shown[0]["kind"] == "test" and shown[0]["attempt_log"][0]["response_code"] == 204
+    rotated = await asyncio.to_thread(
+        cli, "update", made["id"], "--new-secret", "--description", "ci", "--json"
+    )
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != made["secret"]
+    assert rotated["description"] == "ci" and rotated["types"] == ["registry.TransitionApproved"]
     assert "disabled" in await asyncio.to_thread(cli, "disable", made["id"])
     assert (await asyncio.to_thread(cli, "show", made["id"], "--json"))["enabled"] is False
     await asyncio.to_thread(cli, "enable", made["id"])

@@ -1,4 +1,4 @@
-"""`modelog webhooks create|list|show|deliveries|enable|disable|delete|redeliver|test`."""
+"""`modelog webhooks create|update|list|show|deliveries|enable|disable|delete|redeliver|test`."""
 
 from __future__ import annotations
 
@@ -74,6 +74,45 @@ def create_cmd(
     text = _show(w)
     if w.secret and not secret:
         text += f"\n\nsecret (shown once, give it to the receiver): {w.secret}"
+    emit(w.as_dict(), as_json, text)
+
+
+@webhooks.command("update")
+@click.argument("webhook_id")
+@click.option("--url")
+@click.option("--type", "types", multiple=True, help="replaces the types (repeatable)")
+@click.option("--service", "services", multiple=True, help="replaces the services (repeatable)")
+@click.option("--stream", "streams", multiple=True, help="replaces the streams (repeatable)")
+@click.option("--model", "models", multiple=True, help="replaces the models (repeatable)")
+@click.option("--description")
+@click.option("--new-secret", is_flag=True, help="generate a new secret (printed once)")
+@click.option("--json", "as_json", is_flag=True)
+@grpc_errors
+def update_cmd(
+    webhook_id: str,
+    url: str | None,
+    types: tuple[str, ...],
+    services: tuple[str, ...],
+    streams: tuple[str, ...],
+    models: tuple[str, ...],
+    description: str | None,
+    new_secret: bool,
+    as_json: bool,
+) -> None:
+    """Change a webhook's URL, filter, description or secret (what is not given stays)."""
+    from modelog import webhooks as sdk
+
+    w = sdk.update(
+        webhook_id,
+        url=url,
+        types=types or None,
+        services=services or None,
+        streams=streams or None,
+        models=models or None,
+        description=description,
+        new_secret=new_secret,
+    )
+    text = _show(w) + (f"\n\nnew secret (shown once): {w.secret}" if w.secret else "")
     emit(w.as_dict(), as_json, text)
 
 
