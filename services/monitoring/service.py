@@ -460,10 +460,8 @@ def _statistics(
     reference: drift.PreparedReference, table: pa.Table, config: MonitorConfig
 ) -> tuple[drift.DriftResult, list[dict[str, Any]], dict[str, float]]:
     """Drift, profile (on the reference's bins) and, when the rows carry their target, performance."""
-    schema = tables.schema_of(config)
-    result = drift.detect_drift(reference, table, tables.options_of(config))
-    edges = {p.name: p.bin_edges for p in reference.profiles if p.bin_edges}
-    profile = [tables.json_safe(p.to_dict()) for p in drift.profile(table, schema, edges)]
+    result, profiles = drift.detect_drift_and_profile(reference, table, tables.options_of(config))
+    profile = [tables.json_safe(p.to_dict()) for p in profiles]
     perf: dict[str, float] = {}
     if config.task and config.target in table.column_names and config.prediction in table.column_names:
         target = table.column(config.target)
