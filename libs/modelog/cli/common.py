@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -72,3 +73,28 @@ def instant(value: str | None, option: str = "--as-of") -> datetime | None:
             f"{value!r} is not an ISO 8601 time (2026-03-01T00:00:00Z)", param_hint=option
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+CONNECTION_FIELDS = frozenset({"registry", "client", "_sender"})
+"""SDK objects keep their connection in these fields; they never belong in `--json` output."""
+
+
+def plain(value: Any) -> Any:
+    """SDK dataclasses, lists, dicts and datetimes as JSON-ready values (without their connection)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.name not in CONNECTION_FIELDS
+        }
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"

@@ -3,27 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
-from typing import Any
 
 import click
 
-from modelog.cli.common import emit, grpc_errors, instant
+from modelog.cli.common import emit, grpc_errors, instant, plain, when
 from modelog.graph import DIRECTIONS, lineage, timeline
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 @click.command("lineage")
@@ -45,8 +29,8 @@ def lineage_command(entity: str, direction: str, depth: int, as_of: str | None, 
         lines.append("  ... (cut at the node limit)")
     data = {
         "root": g.root,
-        "nodes": [_plain(dataclasses.asdict(n)) for n in g.nodes.values()],
-        "edges": [_plain(dataclasses.asdict(e)) for e in g.edges],
+        "nodes": [plain(dataclasses.asdict(n)) for n in g.nodes.values()],
+        "edges": [plain(dataclasses.asdict(e)) for e in g.edges],
         "truncated": g.truncated,
     }
     emit(data, as_json, "\n".join(lines))
@@ -60,5 +44,5 @@ def lineage_command(entity: str, direction: str, depth: int, as_of: str | None, 
 def timeline_command(entity: str, as_of: str | None, as_json: bool) -> None:
     """Every event across the logs that touched ENTITY, oldest first, with who did it."""
     entries = list(timeline(entity, as_of=instant(as_of)))
-    lines = [f"{_when(e.recorded_at)}  {e.service}#{e.position:<7} {e.summary}" for e in entries]
-    emit([_plain(dataclasses.asdict(e)) for e in entries], as_json, "\n".join(lines) or "(no events)")
+    lines = [f"{when(e.recorded_at)}  {e.service}#{e.position:<7} {e.summary}" for e in entries]
+    emit([plain(dataclasses.asdict(e)) for e in entries], as_json, "\n".join(lines) or "(no events)")

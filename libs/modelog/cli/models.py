@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 import click
 
 from modelog._client import Connection
 from modelog.asof import ModelAsOf, VersionAsOf, get_as_of
-from modelog.cli.common import emit, grpc_errors, instant, table
+from modelog.cli.common import emit, grpc_errors, instant, plain, table, when
 from modelog.registry import HistoryEntry, ModelVersion, Registry, TransitionRequest
 
 
@@ -20,25 +18,6 @@ from modelog.registry import HistoryEntry, ModelVersion, Registry, TransitionReq
 def _registry() -> Iterator[Registry]:
     with Connection() as conn:
         yield Registry(conn)
-
-
-def _plain(value: Any) -> Any:
-    """Dataclasses as JSON-ready dicts (without their connection)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "registry"
-        }
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -63,7 +42,7 @@ def _version_row(v: ModelVersion) -> dict[str, Any]:
         "pending": f"{pending.to_stage} ({len(pending.approvals)}/{pending.approvals_required})"
         if pending
         else None,
-        "created": _when(v.created_at),
+        "created": when(v.created_at),
         "by": v.created_by,
     }
 
@@ -79,12 +58,12 @@ def _request_text(r: TransitionRequest) -> str:
 def _version_as_of_text(v: VersionAsOf) -> str:
     lines = [
         f"{v.ref}: {v.stage}, {v.status}" + (f", aliases {', '.join(v.aliases)}" if v.aliases else ""),
-        f"  created by {v.created_by} at {_when(v.created_at)} from run {v.run_id} and {v.artifact}",
+        f"  created by {v.created_by} at {when(v.created_at)} from run {v.run_id} and {v.artifact}",
     ]
     if v.stage_changed_by:
         approved = ", ".join(v.stage_approved_by) or "no approval needed"
         lines.append(
-            f"  entered {v.stage} at {_when(v.stage_changed_at)} on {v.stage_changed_by}'s decision; "
+            f"  entered {v.stage} at {when(v.stage_changed_at)} on {v.stage_changed_by}'s decision; "
             f"requested by {v.stage_requested_by or '-'}, approved by {approved}"
         )
     lines += [f"  dataset {d['name']} {d['digest']} {d['context']}".rstrip() for d in v.datasets]
@@ -94,15 +73,15 @@ def _version_as_of_text(v: VersionAsOf) -> str:
 
 
 def _as_of_text(m: ModelAsOf) -> str:
-    head = f"{m.name} ({m.model_id}) as of {_when(m.as_of)}{'  DELETED' if m.deleted else ''}"
+    head = f"{m.name} ({m.model_id}) as of {when(m.as_of)}{'  DELETED' if m.deleted else ''}"
     aliases = ", ".join(
-        f"{a.alias} -> {a.version} (set by {a.set_by} at {_when(a.set_at)})" for a in m.aliases.values()
+        f"{a.alias} -> {a.version} (set by {a.set_by} at {when(a.set_at)})" for a in m.aliases.values()
     )
     production = ", ".join(map(str, m.production_versions)) or "-"
     return "\n".join(
         [
             head,
-            f"last event: #{m.position} at {_when(m.last_event_at)}",
+            f"last event: #{m.position} at {when(m.last_event_at)}",
             f"aliases: {aliases or '-'}",
             f"production: {production}",
             *(_version_as_of_text(v) for v in m.versions),
@@ -131,12 +110,12 @@ def models_list(name_contains: str, tags: tuple[str, ...], include_deleted: bool
             "production": ",".join(map(str, m.production_versions)),
             "aliases": ",".join(f"{a}->{v}" for a, v in sorted(m.aliases.items())),
             "deleted": m.deleted,
-            "created": _when(m.created_at),
+            "created": when(m.created_at),
         }
         for m in found
     ]
     emit(
-        _plain(found), as_json, table(rows, ["name", "latest", "production", "aliases", "deleted", "created"])
+        plain(found), as_json, table(rows, ["name", "latest", "production", "aliases", "deleted", "created"])
     )
 
 
@@ -153,7 +132,7 @@ def models_show(ref: str, as_of: str | None, as_json: bool) -> None:
         with _registry() as reg:
             found = get_as_of(reg, ref, at)
         shown = _as_of_text(found) if isinstance(found, ModelAsOf) else _version_as_of_text(found)
-        emit(_plain(found), as_json, shown)
+        emit(plain(found), as_json, shown)
         return
     with _registry() as reg:
         if "/" in ref or "@" in ref:
@@ -162,7 +141,7 @@ def models_show(ref: str, as_of: str | None, as_json: bool) -> None:
             if v.open_request:
                 lines.append(_request_text(v.open_request))
             emit(
-                _plain(v),
+                plain(v),
                 as_json,
                 "\n".join([f"{v.ref}", *lines, *([v.description] if v.description else [])]),
             )
@@ -181,7 +160,7 @@ def models_show(ref: str, as_of: str | None, as_json: bool) -> None:
             ["version", "stage", "status", "aliases", "pending", "run", "by"],
         ),
     ]
-    emit({**_plain(m), "versions": _plain(versions)}, as_json, "\n".join(text))
+    emit({**plain(m), "versions": plain(versions)}, as_json, "\n".join(text))
 
 
 @models.command("versions")
@@ -202,7 +181,7 @@ def models_versions(
         )
     rows = [{"model": v.model, **_version_row(v)} for v in found]
     emit(
-        _plain(found),
+        plain(found),
         as_json,
         table(rows, ["model", "version", "stage", "status", "aliases", "run", "created"]),
     )
@@ -217,8 +196,8 @@ def models_history(model: str, version: int, as_json: bool) -> None:
     """Every decision about a model, oldest first, with who made it."""
     with _registry() as reg:
         entries: list[HistoryEntry] = reg.history(model, version)
-    lines = [f"{_when(e.recorded_at)}  #{e.position:<7} {e.summary}" for e in entries]
-    emit(_plain(entries), as_json, "\n".join(lines) or "(no events)")
+    lines = [f"{when(e.recorded_at)}  #{e.position:<7} {e.summary}" for e in entries]
+    emit(plain(entries), as_json, "\n".join(lines) or "(no events)")
 
 
 @models.command("lineage")
@@ -238,7 +217,7 @@ def models_lineage(ref: str, as_json: bool) -> None:
         "metrics: " + (", ".join(f"{k}={val:.6g}" for k, val in sorted(lin.metrics.items())) or "-"),
         *(f"dataset {d['name']} {d['digest']} {d['context']} {d['source']}".rstrip() for d in lin.datasets),
     ]
-    emit(_plain(lin), as_json, "\n".join(text))
+    emit(plain(lin), as_json, "\n".join(text))
 
 
 @models.command("create")
@@ -275,7 +254,7 @@ def models_register(
         v = reg.register(
             run_id, artifact, name, description=description, framework=framework, tags=_pairs(tags, "--tag")
         )
-    emit(_plain(v), as_json, f"registered {v.ref} from run {v.run_id} and {v.artifact}")
+    emit(plain(v), as_json, f"registered {v.ref} from run {v.run_id} and {v.artifact}")
 
 
 @models.command("alias")
@@ -288,7 +267,7 @@ def models_alias(model: str, version: int, alias: str, as_json: bool) -> None:
     """Point ALIAS at VERSION of MODEL (moving it if it points elsewhere)."""
     with _registry() as reg:
         v = reg.get(f"{model}/{version}").set_alias(alias)
-    emit(_plain(v), as_json, f"{model}@{alias} -> {version}")
+    emit(plain(v), as_json, f"{model}@{alias} -> {version}")
 
 
 @models.command("unalias")
@@ -314,7 +293,7 @@ def models_request(model: str, version: int, stage: str, comment: str, as_json: 
         v = reg.get(f"{model}/{version}")
         r = v.request_transition(stage, comment)
     done = f"; {v.ref} is now in {v.stage}" if r.status == "APPROVED" else ""
-    emit(_plain(r), as_json, _request_text(r) + done)
+    emit(plain(r), as_json, _request_text(r) + done)
 
 
 def _review(model: str, version: int, verb: str, comment: str, request_id: str, as_json: bool) -> None:
@@ -325,10 +304,10 @@ def _review(model: str, version: int, verb: str, comment: str, request_id: str, 
             still = v.open_request
             wait = f"; {still.to_stage} waits for more approvals ({len(still.approvals)}/" if still else ""
             wait += f"{still.approvals_required})" if still else ""
-            emit(_plain(v), as_json, f"approved; {v.ref} is in {v.stage}{wait}")
+            emit(plain(v), as_json, f"approved; {v.ref} is in {v.stage}{wait}")
             return
         r = v.reject(comment, request_id) if verb == "reject" else v.cancel_request(comment, request_id)
-    emit(_plain(r), as_json, _request_text(r))
+    emit(plain(r), as_json, _request_text(r))
 
 
 @models.command("approve")
@@ -375,7 +354,7 @@ def models_cancel(model: str, version: int, comment: str, request_id: str, as_js
 def models_requests(model: str, version: int, open_only: bool, as_json: bool) -> None:
     with _registry() as reg:
         found = reg.requests(model, version, open_only)
-    emit(_plain(found), as_json, "\n".join(_request_text(r) for r in found) or "(none)")
+    emit(plain(found), as_json, "\n".join(_request_text(r) for r in found) or "(none)")
 
 
 @models.command("policy")

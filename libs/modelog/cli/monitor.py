@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
 from modelog._client import Connection
-from modelog.cli.common import emit, grpc_errors, table
+from modelog.cli.common import emit, grpc_errors, plain, table, when
 from modelog.monitoring import Monitor, Monitors
 
 
@@ -20,26 +17,6 @@ from modelog.monitoring import Monitor, Monitors
 def _monitors() -> Iterator[Monitors]:
     with Connection() as conn:
         yield Monitors(conn)
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _plain(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if f.name not in ("client", "_sender")
-        }
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 def _policy(m: Monitor) -> str:
@@ -69,7 +46,7 @@ def monitor_list(model: str, as_json: bool) -> None:
         }
         for m in found
     ]
-    emit(_plain(found), as_json, table(rows, ["name", "model", "window", "closed", "open rows", "alerts"]))
+    emit(plain(found), as_json, table(rows, ["name", "model", "window", "closed", "open rows", "alerts"]))
 
 
 @monitor.command("show")
@@ -96,7 +73,7 @@ def monitor_show(name: str, as_json: bool) -> None:
         ),
         f"open alerts: {m.open_alerts}",
     ]
-    emit(_plain(m), as_json, "\n".join(lines))
+    emit(plain(m), as_json, "\n".join(lines))
 
 
 @monitor.command("windows")
@@ -117,12 +94,12 @@ def monitor_windows(name: str, limit: int, as_json: bool) -> None:
             "drifted": ",".join(w.drifted_columns),
             "labelled": w.labelled_rows,
             "performance": " ".join(f"{k}={v:.3f}" for k, v in sorted(w.performance.items())),
-            "closed": _when(w.closed_at),
+            "closed": when(w.closed_at),
         }
         for w in found
     ]
     columns = ["window", "status", "rows", "drift", "share", "drifted", "labelled", "performance", "closed"]
-    emit(_plain(found), as_json, table(rows, columns))
+    emit(plain(found), as_json, table(rows, columns))
 
 
 @monitor.command("alerts")
@@ -141,12 +118,12 @@ def monitor_alerts(name: str, open_only: bool, as_json: bool) -> None:
             "status": a.status,
             "retrain": a.retrain_requested,
             "message": a.message,
-            "raised": _when(a.raised_at),
+            "raised": when(a.raised_at),
         }
         for a in found
     ]
     emit(
-        _plain(found),
+        plain(found),
         as_json,
         table(rows, ["alert", "kind", "window", "status", "retrain", "message", "raised"]),
     )
