@@ -1,6 +1,6 @@
 """The registry and artifacts services as the monitoring service sees them: through their gRPC APIs.
 
-The plumbing (where a peer is, the internal token, status translation) is the registry's `Peers`;
+The plumbing (where a peer is, the internal token, status translation) is `modelog_platform.peers`;
 this adds the calls monitoring makes: resolve a model reference, find a file in an artifact version,
 and store or fetch blobs (prediction batches and references are Parquet blobs in the artifacts
 service, never files of our own).
@@ -18,8 +18,8 @@ import grpc
 from eventlog import FailedPrecondition, InvalidArgument, NotFound
 from modelog._gen.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
 from modelog._gen.registry.v1 import registry_pb2, registry_pb2_grpc
+from modelog_platform.peers import TIMEOUT_S, PeerClient
 from modelog_services.artifacts.domain import parse_ref
-from modelog_services.registry.peers import TIMEOUT_S, Peers
 
 CHUNK = 1 << 20
 SMALL = 1 << 20
@@ -64,7 +64,7 @@ def digest_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class MonitoringPeers(Peers):
+class MonitoringPeers(PeerClient):
     async def model_version(self, ref: str) -> ModelRef:
         """The model a reference names; NOT_FOUND when the registry has no such version."""
         stub = registry_pb2_grpc.RegistryStub(self._channel("registry"))

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from eventlog import EventStore, FailedPrecondition, InvalidArgument, Metadata, NotFound
+from eventlog.commandpath import CommandPath, Executed
 from eventlog.locks import StreamLocks
-from modelog_services.registry.commands import CommandPath, Executed
 
 from . import drift, tables
 from .domain import (

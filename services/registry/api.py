@@ -26,6 +26,7 @@ from eventlog import (
     NotFound,
     PermissionDenied,
 )
+from eventlog.commandpath import CommandPath, Executed, derive_key, new_id
 from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog._gen.registry.v1 import registry_pb2_grpc
 from modelog_platform import context
@@ -35,7 +36,6 @@ from modelog_platform.instants import as_of
 from . import domain as d
 from . import reads
 from .asof import model_as_of
-from .commands import CommandPath, Executed, derive_key, new_id
 from .events import (
     AliasRemoved,
     AliasSet,
@@ -122,7 +122,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     def __init__(self, store: EventStore, peers: Peers) -> None:
         self.store = store
         self.pool = store.pool
-        self.commands = CommandPath(store)
+        self.commands = CommandPath(store, events=registry)
         self.peers = peers
         self._ids: dict[str, str] = {}
 

@@ -24,6 +24,7 @@ from eventlog import (
     Unavailable,
     load,
 )
+from eventlog.commandpath import derive_key, new_id
 from eventlog.locks import StreamLocks
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
@@ -31,7 +32,7 @@ from modelog_platform import context
 
 from . import domain as d
 from . import reads
-from .commands import derive_key, execute, load_run, log_metrics, new_id, start_decider
+from .commands import execute, load_run, log_metrics, start_decider
 from .events import ExperimentRenamed, RunSource, registry
 from .history import metric_history
 from .names import run_name_for

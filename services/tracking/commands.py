@@ -13,10 +13,8 @@ itself, so the hot path spends no query on it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import operator
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from itertools import islice
@@ -41,25 +39,6 @@ from .projections import VIEWS
 
 S = TypeVar("S")
 C = TypeVar("C")
-MAX_KEY = 128  # eventlog.Metadata's limit for idempotency keys
-
-
-def derive_key(scope: str, key: str | None) -> str | None:
-    """The idempotency key of one append made for a call: scoped by what the append does, so a key
-    reused for a different call is never mistaken for a retry of the first."""
-    if key is None:
-        return None
-    derived = f"{scope}/{key}"
-    if len(derived) <= MAX_KEY:
-        return derived
-    return f"{scope}/sha256:{hashlib.sha256(key.encode()).hexdigest()}"[:MAX_KEY]
-
-
-def new_id(scope: str, key: str | None) -> str:
-    """A fresh id, or, for a call with an idempotency key, the same id on every retry of that call."""
-    if key is None:
-        return uuid.uuid4().hex
-    return hashlib.sha256(f"{scope}\0{key}".encode()).hexdigest()[:32]
 
 
 async def prior_result(store: EventStore, stream_id: str, key: str | None) -> AppendResult | None:

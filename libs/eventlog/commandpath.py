@@ -1,5 +1,5 @@
-"""The registry's command path: load -> decide -> append with the loaded version, as eventlog.handle
-does, with two differences that the registry's hot streams need.
+"""A memoised command path: load -> decide -> append with the loaded version, as `handle` does, with
+two differences that hot streams (a registered model, a monitor) need.
 
 - Folded states are memoised per stream with the version they reflect (only ever from committed
   events: what this process appended, or read from the log). A command is decided on the memo and
@@ -38,8 +38,6 @@ from eventlog import (
     NewEvent,
 )
 from eventlog.locks import StreamLocks
-
-from .events import registry
 
 S = TypeVar("S")
 C = TypeVar("C")
@@ -87,9 +85,9 @@ class CommandPath:
         *,
         memo_size: int = 10_000,
         conflict_retries: int = 30,
-        events: EventRegistry = registry,
+        events: EventRegistry,
     ) -> None:
-        """`events` decodes the log's events (the monitoring service shares this path)."""
+        """`events` decodes the log's events."""
         self.store = store
         self.events = events
         self.memo_size = memo_size
