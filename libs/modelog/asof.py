@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelog._gen.registry.v1 import registry_pb2 as pb
+from modelog._time import when as _when
 from modelog.errors import NotFound
 
 if TYPE_CHECKING:
@@ -26,10 +27,6 @@ def timestamp(at: datetime) -> Timestamp:
     out = Timestamp()
     out.FromDatetime(at.astimezone(UTC))
     return out
-
-
-def _when(ts: Timestamp) -> datetime | None:
-    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
 
 
 @dataclass

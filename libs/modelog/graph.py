@@ -14,23 +14,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelog._client import Connection
 from modelog._gen.audit.v1 import lineage_pb2 as pb
 from modelog._gen.audit.v1 import lineage_pb2_grpc
+from modelog._time import when as _when
 from modelog.asof import timestamp
 from modelog.errors import InvalidArgument, from_rpc
 
 DIRECTIONS = {"up": pb.DIRECTION_UPSTREAM, "down": pb.DIRECTION_DOWNSTREAM, "both": pb.DIRECTION_BOTH}
-
-
-def _when(ts: Timestamp) -> datetime | None:
-    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
 
 
 @dataclass

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -36,15 +36,12 @@ from google.protobuf.message import Message
 from modelog._client import Connection
 from modelog._gen.monitoring.v1 import monitoring_pb2 as pb
 from modelog._gen.monitoring.v1 import monitoring_pb2_grpc
+from modelog._time import when as _when
 from modelog.errors import FailedPrecondition, InvalidArgument, ModelogError, from_rpc
 
 BATCH_ROWS = 65_536
 """Rows per Arrow IPC message: big enough to amortise a Parquet blob and an event, small enough
 (~12 MB for 22 columns) to stay well below the server's 64 MB message limit."""
-
-
-def _when(ts: Any) -> datetime | None:
-    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
 
 
 def to_table(data: Any) -> pa.Table:

@@ -20,7 +20,7 @@ import builtins
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, overload
 
@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 from modelog._client import Connection
 from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog._gen.registry.v1 import registry_pb2_grpc
+from modelog._time import when as _when
 from modelog.asof import ModelAsOf, VersionAsOf, get_as_of
 from modelog.errors import FailedPrecondition, InvalidArgument, from_rpc
 
@@ -60,10 +61,6 @@ REQUEST_NAMES = {
 
 class _HasId(Protocol):
     id: str
-
-
-def _when(ts: Any) -> datetime | None:
-    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
 
 
 def stage_value(stage: str) -> pb.Stage.ValueType:

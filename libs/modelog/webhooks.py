@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -19,11 +19,8 @@ import grpc
 from modelog._client import Connection
 from modelog._gen.audit.v1 import webhooks_pb2 as pb
 from modelog._gen.audit.v1 import webhooks_pb2_grpc
+from modelog._time import when as _when
 from modelog.errors import from_rpc
-
-
-def _when(ts: Any) -> datetime | None:
-    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
 
 
 @dataclass(frozen=True)
