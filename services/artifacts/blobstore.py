@@ -35,7 +35,7 @@ import grpc
 
 from eventlog.errors import InvalidArgument, ModelogError
 
-from .localcopy import SourceChanged, copy_hashed, start_writeback
+from .localcopy import SourceChanged, copy_hashed, read_exactly, start_writeback
 
 CHECKPOINT_BYTES = 512 << 20
 """A session fsyncs and records its offset at least this often (what a crash can lose)."""
@@ -240,7 +240,7 @@ class FileBlobStore:
             if not stat.S_ISREG(st.st_mode):
                 raise _Refused("is not a regular file")
             if st.st_size <= INGEST_IN_MEMORY:
-                data = _read_exactly(src, st.st_size)
+                data = read_exactly(src, st.st_size)
                 digest = hashlib.sha256(data).hexdigest()
                 _unchanged(src, st)
                 _expect(digest, expected)
@@ -422,7 +422,7 @@ class _Batch:
             return True
         return False
 
-    def write(self, digest: str, data: bytes) -> None:
+    def write(self, digest: str, data: bytes | memoryview) -> None:
         tmp = self.store.tmp / f"{digest}.{os.getpid()}.{threading.get_ident()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o444)
         self.new[digest] = tmp
@@ -537,15 +537,6 @@ def _describe(path: str, exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{path}: {exc.strerror}"
     return f"{path} {exc}"
-
-
-def _read_exactly(fd: int, size: int) -> bytes:
-    data = os.read(fd, size + 1)
-    while len(data) < size and (more := os.read(fd, size + 1 - len(data))):
-        data += more
-    if len(data) != size:
-        raise SourceChanged(errno.EIO, f"changed while it was read (size {size} -> {len(data)})")
-    return data
 
 
 def _unchanged(fd: int, before: os.stat_result) -> None:

@@ -1,11 +1,14 @@
 """Copying a file on one host while hashing the copy: how blobs move when client and server share a
 file system (IngestLocal on the server, the download fast path in the SDK).
 
-The copy runs in the kernel (copy_file_range: no bytes through Python, one page-cache copy instead of
-a read and a write) while a second thread hashes the copy just behind it through a small mmap window
-(hashlib releases the GIL): on two cores the hash costs no extra wall time once the copy is as slow
-as the hash. What is hashed is the destination, so the digest vouches for the bytes that were kept,
-whatever happened to the source meanwhile.
+SHA-256 is the bottleneck (about 1.5 GiB/s on one core; a page-cache copy is several times faster),
+so the copy is arranged to keep the hash fed and nothing else: the calling thread reads the source
+into a few small buffers and writes each to the destination, and a second thread hashes each buffer
+once written (hashlib releases the GIL). The buffers stay in the CPU's cache, so the hash reads them
+at the speed of hashing a buffer in memory; hashing the destination through mmap, or behind an
+in-kernel copy_file_range, ran about 20% slower (page-table work, cache misses). What is hashed is
+exactly what was written, so the digest vouches for the bytes kept, whatever happened to the source
+meanwhile.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ import ctypes
 import ctypes.util
 import errno
 import hashlib
-import mmap
 import os
 import queue
 import threading
-from typing import Any
 
-STEP = 16 << 20
-"""Bytes copied per system call and hashed per mmap window (the resident cost of a copy)."""
+BUFFER = 256 << 10
+"""Bytes per read, write and hash step; BUFFERS of them fit the L2 cache with room to spare."""
+BUFFERS = 4
+WRITEBACK = 8 << 20
+"""Dirty bytes after which their writeback is started (when asked to)."""
 
 _SYNC_FILE_RANGE_WRITE = 2
 
@@ -49,85 +53,92 @@ def start_writeback(fd: int, offset: int = 0, length: int = 0) -> None:
         _SFR(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
 
 
+_scratch = threading.local()
+
+
+def scratch(size: int) -> bytearray:
+    """This thread's reusable buffer of at least `size` bytes. Reading each small file into a fresh
+    bytes object cost page faults on every file (the allocator returns the memory between files),
+    about a third of the time of copying ten thousand 100 KB files on the bench VM."""
+    buf: bytearray | None = getattr(_scratch, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = _scratch.buf = bytearray(max(size, BUFFER))
+    return buf
+
+
+def read_exactly(fd: int, size: int) -> memoryview:
+    """The `size` bytes of a file from its current offset, in this thread's scratch buffer (valid
+    until the next call); SourceChanged if the file does not hold exactly that many."""
+    buf = memoryview(scratch(size + 1))[: size + 1]
+    got = 0
+    while got <= size and (n := os.readv(fd, [buf[got:]])):
+        got += n
+    if got != size:
+        raise SourceChanged(errno.EIO, f"changed while it was read (size {size} -> {got}+)")
+    return buf[:size]
+
+
 class SourceChanged(OSError):
     """The file being copied was modified (or truncated) while it was read."""
 
 
 def copy_hashed(src: int, dst: int, size: int, *, writeback: bool = False) -> str:
     """Copy `size` bytes from the start of `src` to the start of `dst` (an empty file opened for
-    reading and writing) and return the SHA-256 of what `dst` now holds."""
-    if size <= STEP:  # one window: no thread to overlap with
-        _copy_range(src, dst, 0, size)
+    writing) and return the SHA-256 of the bytes written."""
+    hasher = hashlib.sha256()
+    if size <= BUFFER * BUFFERS:  # too little to overlap: one thread
+        buf = scratch(BUFFER)
+        offset = 0
+        while offset < size:
+            n = _read_into(src, buf, offset, size)
+            view = memoryview(buf)[:n]
+            _write_all(dst, view, offset)
+            hasher.update(view)
+            offset += n
         if writeback:
             start_writeback(dst)
-        digest: str = _hash_window(dst, 0, size, hashlib.sha256()).hexdigest()
-        return digest
-    hasher = hashlib.sha256()
-    windows: queue.Queue[tuple[int, int] | None] = queue.Queue()
-    failure: list[BaseException] = []
+        return hasher.hexdigest()
+    free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+    full: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+    for _ in range(BUFFERS):
+        free.put(bytearray(BUFFER))
 
     def hash_behind() -> None:
-        while (window := windows.get()) is not None:
-            if failure:
-                continue
-            try:
-                _hash_window(dst, *window, hasher)
-            except BaseException as exc:  # noqa: BLE001 - handed to the copying thread
-                failure.append(exc)
+        while (item := full.get()) is not None:
+            buf, n = item
+            hasher.update(memoryview(buf)[:n])
+            free.put(buf)
 
     thread = threading.Thread(target=hash_behind, name="copy-hash", daemon=True)
     thread.start()
     try:
-        start = 0
-        while start < size:
-            end = min(size, start + STEP)
-            _copy_range(src, dst, start, end)
-            if writeback:
-                start_writeback(dst, start, end - start)
-            windows.put((start, end))
-            start = end
+        offset = flushed = 0
+        while offset < size:
+            buf = free.get()
+            n = _read_into(src, buf, offset, size)
+            _write_all(dst, memoryview(buf)[:n], offset)
+            full.put((buf, n))
+            offset += n
+            if writeback and offset - flushed >= WRITEBACK:
+                start_writeback(dst, flushed, offset - flushed)
+                flushed = offset
+        if writeback and offset > flushed:
+            start_writeback(dst, flushed, offset - flushed)
     finally:
-        windows.put(None)
+        full.put(None)
         thread.join()
-    if failure:
-        raise failure[0]
     return hasher.hexdigest()
 
 
-def _copy_range(src: int, dst: int, offset: int, end: int) -> None:
-    kernel = True
-    while offset < end:
-        n = _copy(src, dst, offset, end - offset) if kernel else 0
-        if n < 0:  # copy_file_range refused (another file system, an old kernel)
-            kernel, n = False, 0
-        if not kernel:
-            n = _copy_user(src, dst, offset, end - offset)
-        if n == 0:
-            raise SourceChanged(errno.EIO, f"the file ended at {offset} bytes, before {end}")
-        offset += n
+def _read_into(src: int, buf: bytearray, offset: int, size: int) -> int:
+    want = min(len(buf), size - offset)
+    n = os.preadv(src, [memoryview(buf)[:want]], offset)
+    if n == 0:
+        raise SourceChanged(errno.EIO, f"the file ended at {offset} bytes, before {size}")
+    return n
 
 
-def _hash_window(fd: int, start: int, end: int, hasher: Any) -> Any:
-    if end > start:
-        with mmap.mmap(fd, end - start, offset=start, prot=mmap.PROT_READ) as mm, memoryview(mm) as view:
-            hasher.update(view)
-    return hasher
-
-
-def _copy(src: int, dst: int, offset: int, n: int) -> int:
-    try:
-        return os.copy_file_range(src, dst, n, offset, offset)
-    except OSError as exc:
-        if exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
-            return -1
-        raise
-
-
-def _copy_user(src: int, dst: int, offset: int, n: int) -> int:
-    data = os.pread(src, min(n, 1 << 20), offset)
-    view = memoryview(data)
-    at = offset
+def _write_all(dst: int, view: memoryview, offset: int) -> None:
     while view:
-        written = os.pwrite(dst, view, at)
-        view, at = view[written:], at + written
-    return len(data)
+        written = os.pwrite(dst, view, offset)
+        view, offset = view[written:], offset + written

@@ -19,8 +19,6 @@ WORKERS = 4
 BATCH_BLOB_MAX = 1 << 20
 """Files up to this size travel whole in UploadBatch messages (the server's limit for them)."""
 BATCH_FILES, BATCH_BYTES = 256, 4 << 20
-LOCAL_IN_MEMORY = 4 << 20
-"""Blobs up to this size are copied from a same-host store with one read and one write."""
 RACY_NS = 1_000_000_000
 """A file modified this close to when it was hashed may change again within one mtime tick: its cache
 entry is re-checked next time (git's "racily clean" rule)."""

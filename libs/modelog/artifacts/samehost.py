@@ -21,7 +21,7 @@ from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
 from modelog_services.artifacts.localcopy import copy_hashed
 from modelog_services.artifacts.manifest import Entry
 
-from ._base import LOCAL_IN_MEMORY, Progress
+from ._base import Progress
 from .tree import LocalFile
 
 
@@ -126,10 +126,9 @@ def _copy_local(store: LocalStore, entry: Entry, target: Path, progress: Progres
     reads them again, so this is what catches a blob damaged or tampered with since (a stored file
     can be rewritten by anyone with the server's permissions), and a pull is what people trust to
     restore a version byte for byte. The price is bounded: the hash runs on a second thread just
-    behind the kernel's copy (localcopy.copy_hashed), so a pull takes about as long as hashing its
-    bytes (0.9 s for 1 GiB on the 2-core bench box, against about 0.4 s for a bare kernel copy),
-    not copy plus hash. DVC's pull does not verify; skipping it here would be an option for stores
-    that are themselves checked, not the default."""
+    behind the copy (localcopy.copy_hashed), so a pull of a large file takes about as long as hashing
+    its bytes, not copy plus hash. DVC's pull does not verify.
+    """
     try:
         src = os.open(store.blob(entry.digest), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -137,24 +136,17 @@ def _copy_local(store: LocalStore, entry: Entry, target: Path, progress: Progres
     tmp = target.with_name(f".{target.name}.modelog-{os.getpid()}-{threading.get_ident()}")
     try:
         size = os.fstat(src).st_size
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            if size <= LOCAL_IN_MEMORY:
-                data = os.read(src, size + 1)
-                digest = hashlib.sha256(data).hexdigest()
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            else:
-                digest = copy_hashed(src, fd, size)
+            digest = copy_hashed(src, fd, size)
+            if digest != entry.digest:
+                raise OSError(
+                    f"blob {entry.digest} for {entry.path!r} is damaged in the store at "
+                    f"{store.blob(entry.digest)} (its SHA-256 is {digest})"
+                )
+            os.fchmod(fd, entry.mode)
         finally:
             os.close(fd)
-        if digest != entry.digest:
-            raise OSError(
-                f"blob {entry.digest} for {entry.path!r} is damaged in the store at "
-                f"{store.blob(entry.digest)} (its SHA-256 is {digest})"
-            )
-        os.chmod(tmp, entry.mode)
         os.replace(tmp, target)  # replaces a symlink at the target, never what it points to
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
