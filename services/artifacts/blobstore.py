@@ -35,7 +35,7 @@ import grpc
 
 from eventlog.errors import InvalidArgument, ModelogError
 
-from .localcopy import SourceChanged, copy_hashed, read_exactly, start_writeback
+from .localcopy import SourceChanged, copy_hashed, read_exactly, start_writeback, syncfs
 
 CHECKPOINT_BYTES = 512 << 20
 """A session fsyncs and records its offset at least this often (what a crash can lose)."""
@@ -44,7 +44,13 @@ SMALL_MAX = 1 << 20
 """Blobs up to this size are uploaded into memory and stored with put(), without a session."""
 _PAUSED_MAX = 256
 INGEST_IN_MEMORY = 4 << 20
-"""IngestLocal reads files up to this size whole; larger ones are copied in the kernel."""
+"""IngestLocal reads files up to this size whole; larger ones are copied through small buffers."""
+SYNCFS_MIN = 64
+"""New blobs settled together from this many on are made durable by two syncfs calls (the data, then
+the names) instead of an fsync per file and per directory: for 10,000 small files that is about 1 s
+less system time on the bench VM (2.4 s instead of 3.2 s on one thread). The cost: syncfs also
+flushes whatever else is dirty on the store's file system, so a store sharing its disk with heavy
+writers waits for them too."""
 
 
 class SessionBusy(ModelogError):
@@ -196,7 +202,7 @@ class FileBlobStore:
         # Half the metadata work of a session (no state file, no lock, a rename instead of a link and
         # an unlink), and durability in batches (_Batch): what makes ten thousand small files cheap.
         out: list[tuple[str, bool]] = []
-        with _Batch(self) as batch:
+        with _Batch(self, bulk=len(items) >= SYNCFS_MIN) as batch:
             for data, expected in items:
                 digest = hashlib.sha256(data).hexdigest()
                 if expected and digest != expected:
@@ -223,7 +229,7 @@ class FileBlobStore:
         digest is that of the bytes kept; one that cannot be read, changes while it is read or hashes
         to another digest than expected is reported, not stored, and the others go on."""
         out: list[Ingested] = []
-        with _Batch(self) as batch:
+        with _Batch(self, bulk=len(paths) >= SYNCFS_MIN) as batch:
             for path, expected in paths:
                 try:
                     out.append(self._ingest(batch, path, expected))
@@ -399,14 +405,16 @@ def _fsync_dir(path: Path) -> None:
 
 
 class _Batch:
-    """New blobs made durable together. Each is written to a temporary file whose writeback starts
-    at once; when the batch ends every file is fsynced (by then mostly a journal commit), renamed
-    to its digest, and each directory touched fsynced once, the fsyncs a few at a time (concurrent
-    ones share journal commits and cache flushes). A crash leaves at most temporary files: nothing
-    reaches a real name before its bytes are on disk."""
+    """New blobs made durable together. Each is written to a temporary file; when the batch ends the
+    files are made durable, renamed to their digests, and the renames made durable. A small batch
+    starts each file's writeback at once, then fsyncs every file (by then mostly a journal commit)
+    and each directory touched once, a few at a time (concurrent fsyncs share journal commits); a
+    batch of SYNCFS_MIN files or more uses one syncfs before the renames and one after. A crash
+    leaves at most temporary files: nothing reaches a real name before its bytes are on disk."""
 
-    def __init__(self, store: FileBlobStore) -> None:
+    def __init__(self, store: FileBlobStore, *, bulk: bool = False) -> None:
         self.store = store
+        self.bulk = bulk  # settled by syncfs: starting each file's writeback would only add system calls
         self.new: dict[str, Path] = {}
 
     def __enter__(self) -> _Batch:
@@ -430,7 +438,8 @@ class _Batch:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            start_writeback(fd)
+            if not self.bulk:
+                start_writeback(fd)
         finally:
             os.close(fd)
 
@@ -495,13 +504,25 @@ class _GroupSync:
                     done.set_result(None)
 
     def _settle(self, new: list[tuple[str, Path]]) -> None:
+        if len(new) >= SYNCFS_MIN:
+            fd = os.open(self.store.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                if syncfs(fd):  # every file's data is on disk ...
+                    self._rename(new)
+                    syncfs(fd)  # ... before any name that points at it
+                    return
+            finally:
+                os.close(fd)
         list(_SYNCS.map(_fsync_path, [tmp for _, tmp in new]))
+        list(_SYNCS.map(_fsync_dir, self._rename(new)))
+
+    def _rename(self, new: list[tuple[str, Path]]) -> set[Path]:
         shards = set()
         for digest, tmp in new:
             shard = self.store._shard(digest)
             os.rename(tmp, shard / digest[2:])  # a concurrent writer's copy is the same bytes
             shards.add(shard)
-        list(_SYNCS.map(_fsync_dir, shards))
+        return shards
 
 
 def _fsync_path(path: Path) -> None:

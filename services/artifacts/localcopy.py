@@ -30,18 +30,31 @@ WRITEBACK = 8 << 20
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-def _sync_file_range() -> object | None:
+def _libc(name: str, *argtypes: type) -> object | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        fn = libc.sync_file_range
+        fn = getattr(libc, name)
     except (OSError, AttributeError):  # not Linux
         return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.argtypes = list(argtypes)
     fn.restype = ctypes.c_int
-    return fn
+    found: object = fn
+    return found
 
 
-_SFR = _sync_file_range()
+_SFR = _libc("sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+_SYNCFS = _libc("syncfs", ctypes.c_int)
+
+
+def syncfs(fd: int) -> bool:
+    """Flush the whole file system holding `fd` (its dirty data, then one journal commit) and wait;
+    False where there is no syncfs (not Linux). Raises OSError if the kernel reports a write error."""
+    if _SYNCFS is None:
+        return False
+    if _SYNCFS(fd) != 0:  # type: ignore[operator]
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return True
 
 
 def start_writeback(fd: int, offset: int = 0, length: int = 0) -> None:

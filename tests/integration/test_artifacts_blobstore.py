@@ -147,3 +147,50 @@ def test_a_failed_settle_fails_every_writer_of_its_group(
         with pytest.raises(OSError, match="No space left"):
             future.result()
     assert list(store.blobs()) == []
+
+
+@pytest.mark.parametrize("files", [blobstore.SYNCFS_MIN - 1, blobstore.SYNCFS_MIN])
+def test_a_batch_reaches_its_names_only_after_its_bytes_are_flushed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int
+) -> None:
+    """Small batches fsync each file before its rename; large ones flush the file system once
+    (syncfs) before any rename and once after. Either way no name is visible before a flush that
+    covers its bytes, and the renames themselves are flushed."""
+    store = FileBlobStore(tmp_path)
+    flushes: list[tuple[str, int]] = []  # (how, blobs under their names at that moment)
+    real_syncfs, real_fsync = blobstore.syncfs, os.fsync
+
+    def syncfs(fd: int) -> bool:
+        flushes.append(("syncfs", len(list(store.blobs()))))
+        return real_syncfs(fd)
+
+    def fsync(fd: int) -> None:
+        flushes.append(("fsync", len(list(store.blobs()))))
+        real_fsync(fd)
+
+    monkeypatch.setattr(blobstore, "syncfs", syncfs)
+    monkeypatch.setattr(os, "fsync", fsync)
+    batch = [os.urandom(500) for _ in range(files)]
+    assert [d for d, _ in store.put_many([(d, None) for d in batch])] == [sha(d) for d in batch]
+    assert all(store.path(sha(d)).read_bytes() == d for d in batch)
+    if files >= blobstore.SYNCFS_MIN:
+        # (fsyncs in between are new shard directories being made durable as they are created)
+        assert flushes[0] == ("syncfs", 0) and flushes[-1] == ("syncfs", files)
+        assert [f for f in flushes if f[0] == "syncfs"] == [("syncfs", 0), ("syncfs", files)]
+    else:
+        assert [how for how, _ in flushes].count("fsync") >= files and all(
+            how == "fsync" for how, _ in flushes
+        )
+        assert all(seen == 0 for _, seen in flushes[:files])  # every file's fsync precedes every rename
+        assert flushes[-1][1] == files  # the directories are fsynced after the renames
+
+
+def test_without_syncfs_a_large_batch_falls_back_to_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileBlobStore(tmp_path)
+    monkeypatch.setattr(blobstore, "syncfs", lambda fd: False)  # not Linux
+    batch = [os.urandom(500) for _ in range(blobstore.SYNCFS_MIN)]
+    store.put_many([(d, None) for d in batch])
+    assert all(store.path(sha(d)).read_bytes() == d for d in batch)
+    assert list(store.tmp.iterdir()) == []
