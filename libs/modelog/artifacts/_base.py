@@ -6,11 +6,13 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol, TypeVar
 
 from modelog._client import Connection
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
+
+T = TypeVar("T")
 
 CHUNK = 1 << 20
 STREAM_HASH_MIN = 64 << 20
@@ -69,3 +71,26 @@ def _connected(conn: Connection | None) -> Iterator[Connection]:
 
 def stub(conn: Connection) -> artifacts_pb2_grpc.ArtifactsStub:
     return artifacts_pb2_grpc.ArtifactsStub(conn.channel)
+
+
+def groups(
+    items: Iterable[T], size: Callable[[T], int], *, alone: int, files: int, total: int
+) -> list[list[T]]:
+    """Small items many to a call, up to `files` of them or `total` bytes; items of `alone` bytes or
+    more in a call of their own (one round trip per file costs more than the file, for small ones)."""
+    out: list[list[T]] = []
+    group: list[T] = []
+    held = 0
+    for item in items:
+        n = size(item)
+        if n >= alone:
+            out.append([item])
+            continue
+        group.append(item)
+        held += n
+        if len(group) >= files or held >= total:
+            out.append(group)
+            group, held = [], 0
+    if group:
+        out.append(group)
+    return out

@@ -21,7 +21,7 @@ from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
 from modelog_services.artifacts.manifest import Entry, Manifest, check_path
 
-from ._base import BATCH_BLOB_MAX, BATCH_BYTES, BATCH_FILES, CHUNK, WORKERS, Progress, stub
+from ._base import BATCH_BLOB_MAX, BATCH_BYTES, BATCH_FILES, CHUNK, WORKERS, Progress, groups, stub
 from .samehost import _copy_local, _cores, local_store
 from .tree import HashCache, LocalFile, _local, _refuse
 
@@ -207,21 +207,13 @@ def _fetch(
 
 def _groups(items: Sequence[tuple[Entry, Path]]) -> list[list[tuple[Entry, Path]]]:
     """Small files many to a Download call (as uploads batch them), large ones alone."""
-    out: list[list[tuple[Entry, Path]]] = []
-    batch: list[tuple[Entry, Path]] = []
-    size = 0
-    for e, target in sorted(items, key=lambda item: -item[0].size):
-        if e.size > BATCH_BLOB_MAX:
-            out.append([(e, target)])
-            continue
-        batch.append((e, target))
-        size += e.size
-        if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
-            out.append(batch)
-            batch, size = [], 0
-    if batch:
-        out.append(batch)
-    return out
+    return groups(
+        sorted(items, key=lambda item: -item[0].size),
+        lambda item: item[0].size,
+        alone=BATCH_BLOB_MAX + 1,
+        files=BATCH_FILES,
+        total=BATCH_BYTES,
+    )
 
 
 def materialize(

@@ -21,7 +21,7 @@ from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
 from modelog_services.artifacts.localcopy import copy_hashed
 from modelog_services.artifacts.manifest import Entry
 
-from ._base import Progress
+from ._base import Progress, groups
 from .tree import LocalFile
 
 
@@ -67,24 +67,6 @@ def _cores(workers: int) -> int:
     return max(1, min(workers, os.cpu_count() or 1))
 
 
-def _ingest_groups(files: Sequence[LocalFile]) -> list[list[LocalFile]]:
-    out: list[list[LocalFile]] = []
-    group: list[LocalFile] = []
-    size = 0
-    for f in files:
-        if f.size >= INGEST_BYTES:
-            out.append([f])
-            continue
-        group.append(f)
-        size += f.size
-        if len(group) >= INGEST_FILES or size >= INGEST_BYTES:
-            out.append(group)
-            group, size = [], 0
-    if group:
-        out.append(group)
-    return out
-
-
 def _ingest(
     stub: artifacts_pb2_grpc.ArtifactsStub,
     store: LocalStore,
@@ -114,7 +96,16 @@ def _ingest(
 
     refused: list[LocalFile] = []
     with ThreadPoolExecutor(max(1, min(_cores(workers), len(files)))) as pool:
-        for rest in pool.map(one, _ingest_groups(sorted(files, key=lambda f: -f.size))):
+        for rest in pool.map(
+            one,
+            groups(
+                sorted(files, key=lambda f: -f.size),
+                lambda f: f.size,
+                alone=INGEST_BYTES,
+                files=INGEST_FILES,
+                total=INGEST_BYTES,
+            ),
+        ):
             refused.extend(rest)
     return refused
 
