@@ -10,7 +10,10 @@ measured too (`*_streamed_s`, on fresh data). The server runs in its own process
 same box (one 2-core machine carries client, server and database). DVC: `dvc add` + `dvc push` to a
 local remote, re-add, 1% change, `dvc pull` after deleting the workspace copy and the cache; DVC lives
 in its own virtualenv, which this bench creates (BENCH_DVC_VENV, default /tmp/modelog-bench-dvc) and
-never in Modelog's. Every timed step, of either tool, starts after os.sync().
+never in Modelog's. Both tools pull after their workspace copy is deleted.
+
+Every timed step, of either tool, starts after os.sync() and after prime() (see there): the same
+conditions for both, so that a step measures the tool and not the hypervisor's memory.
 
     python -m tests.bench.bench_artifacts        # writes tests/bench/results/artifacts.json
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import mmap
 import os
 import shutil
 import statistics
@@ -61,11 +65,36 @@ def summary(out: dict[str, Any], key: str, runs: list[float]) -> None:
     out[key.replace("_s", "_runs_s")] = runs
 
 
+PRIME = int(float(os.environ.get("BENCH_PRIME_GIB", "3")) * SCALE * (1 << 30))
+"""Bytes of memory touched and freed before each timed step (BENCH_PRIME_GIB=0: none)."""
+
+
+def prime() -> None:
+    """Touch PRIME bytes of anonymous memory and free them, so a step's new page cache comes from
+    pages the guest already holds.
+
+    The bench VM is a Firecracker guest with virtio_balloon free-page reporting: memory left free
+    for a few seconds goes back to the host, and touching it again costs about 2 s of system time
+    per GiB (a 1 GiB `dd` took 1.5-2.6 s on such pages and 0.21 s right after this). Unprimed, a
+    step's time depended on whether the step before it happened to free memory (DVC's pull
+    follows deleting 2 GiB, so it recycled warm pages; Modelog's did not) and the same code
+    measured 0.8 s or 3 s. On a machine without a balloon, this costs nothing and changes nothing.
+    """
+    if PRIME <= 0:
+        return
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+    with mmap.mmap(-1, PRIME, flags=flags) as mem:
+        if not getattr(mmap, "MAP_POPULATE", 0):
+            for off in range(0, PRIME, mmap.PAGESIZE):
+                mem[off] = 1
+
+
 def timed(fn: Callable[[], Any]) -> float:
     # Every step, of either tool, starts with no dirty pages of earlier steps (or of making the data)
     # still waiting for the disk: otherwise a step pays for its predecessor's writeback, and one that
     # writes (or fsyncs) is throttled by gigabytes it did not write.
     os.sync()
+    prime()
     t0 = time.perf_counter()
     fn()
     return round(time.perf_counter() - t0, 3)
@@ -169,16 +198,20 @@ def bench_modelog(
     out["tree_readd_unchanged_s"] = timed(lambda: add(tree, "tree"))
     out["tree_changed_files"] = change_one_percent(tree)
     out["tree_readd_1pct_s"] = timed(lambda: add(tree, "tree"))
+    shutil.rmtree(tree)  # as DVC's pull does, into a workspace without its copy
     target = work / "pulled-tree"
     out["tree_pull_s"] = timed(lambda: art.get("tree", conn=conn).download(target, progress=Quiet()))
+    shutil.rmtree(target)  # nothing later reads it: keep what stays in memory small
 
     rss0 = server.memory_info().rss
     client0 = psutil.Process().memory_info().rss
     adds, pulls = [], []
     for i, big in enumerate(bigs):  # uncached: hashed while it uploads
         adds.append(timed(lambda: add(big, f"big{i}")))  # noqa: B023 - called at once
+        big.unlink()
         target = work / f"pulled-big{i}"
         pulls.append(timed(lambda: art.get(f"big{i}", conn=conn).download(target, progress=Quiet())))  # noqa: B023
+        shutil.rmtree(target)
     summary(out, "big_add_push_s", adds)
     summary(out, "big_pull_s", pulls)
     out["server_rss_growth_mib"] = round((server.memory_info().rss - rss0) / 2**20, 1)
@@ -194,15 +227,18 @@ def bench_modelog(
         return art.log_artifacts(path, name=name, conn=conn, progress=Quiet(), cache=cache, local=False)
 
     out["tree_add_push_streamed_s"] = timed(lambda: streamed(stree, "stree"))
+    shutil.rmtree(stree)
     out["tree_pull_streamed_s"] = timed(
         lambda: art.get("stree", conn=conn).download(work / "pulled-stree", progress=Quiet(), local=False)
     )
+    shutil.rmtree(work / "pulled-stree")
     out["big_add_push_streamed_s"] = timed(lambda: streamed(sbig, "sbig"))
+    sbig.unlink()
     out["big_pull_streamed_s"] = timed(
         lambda: art.get("sbig", conn=conn).download(work / "pulled-sbig", progress=Quiet(), local=False)
     )
-    big = bigs[0]
-    big.unlink()  # the same bytes again, so the two-pass path (hash, HaveBlobs, upload) is measured too
+    shutil.rmtree(work / "pulled-sbig")
+    big = bigs[0]  # new bytes, so the two-pass path (hash, HaveBlobs, upload) is measured too
     make_file(big, BIG_BYTES)
     age(big)
     os.sync()  # as timed() does
@@ -269,6 +305,9 @@ def bench_dvc(dvc: Path, work: Path, tree_src: Path, big_srcs: list[Path]) -> di
         (ws / name).unlink()
         shutil.rmtree(ws / ".dvc" / "cache")
         pulls.append(timed(lambda: run("pull", f"{name}.dvc")))  # noqa: B023
+        (ws / name).unlink()
+        shutil.rmtree(ws / ".dvc" / "cache")
+    shutil.rmtree(ws / "tree")
     out["tree_add_push_s"] = round(out["tree_add_s"] + out["tree_push_s"], 3)
     summary(out, "big_add_push_s", add_push)
     summary(out, "big_pull_s", pulls)
