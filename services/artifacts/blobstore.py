@@ -36,6 +36,7 @@ import grpc
 from eventlog.errors import InvalidArgument, ModelogError
 
 from .localcopy import SourceChanged, copy_hashed, read_exactly, start_writeback, syncfs
+from .seal import last_used, seal, seal_key, touch
 
 CHECKPOINT_BYTES = 512 << 20
 """A session fsyncs and records its offset at least this often (what a crash can lose)."""
@@ -166,6 +167,7 @@ class FileBlobStore:
         self._sweep_tmp()
         self.proof_path = root / "local-proof"
         self._proof = self._load_proof()
+        self.seal_key = seal_key(self._proof)
         self._shards: set[str] = set()
         self._syncs = _GroupSync(self)
         self._paused: OrderedDict[str, tuple[int, hashlib._Hash]] = OrderedDict()
@@ -184,7 +186,7 @@ class FileBlobStore:
         out = []
         for d in digests:
             try:
-                os.utime(self.path(d))
+                touch(self.path(d))
             except FileNotFoundError:
                 out.append(d)
         return out
@@ -260,6 +262,7 @@ class FileBlobStore:
                 digest = copy_hashed(src, fd, st.st_size, writeback=True)
                 _unchanged(src, st)
                 _expect(digest, expected)
+                seal(fd, self.seal_key, digest)
             except BaseException:
                 os.unlink(tmp)
                 raise
@@ -286,7 +289,7 @@ class FileBlobStore:
                 continue
             for entry in os.scandir(shard.path):
                 st = entry.stat(follow_symlinks=False)
-                yield BlobInfo(shard.name + entry.name, st.st_size, st.st_mtime)
+                yield BlobInfo(shard.name + entry.name, st.st_size, last_used(st))
 
     def sessions(self) -> Iterator[SessionInfo]:
         for entry in os.scandir(self.uploads):
@@ -425,7 +428,7 @@ class _Batch:
         if digest in self.new:
             return False
         try:
-            os.utime(self.store.path(digest))
+            touch(self.store.path(digest))
         except FileNotFoundError:
             return True
         return False
@@ -438,6 +441,7 @@ class _Batch:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            seal(fd, self.store.seal_key, digest)
             if not self.bulk:
                 start_writeback(fd)
         finally:
@@ -651,6 +655,7 @@ class _FileSession:
                 f"the bytes received hash to {digest}, not {self.digest}; the upload was dropped",
             )
         try:
+            seal(self.fd, self.store.seal_key, digest)
             os.fsync(self.fd)
             os.fchmod(self.fd, 0o444)
             shard = self.store._shard(digest)

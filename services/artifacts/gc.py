@@ -4,8 +4,9 @@ Reachability comes from the versions view (every version's manifest, and every b
 names); candidates come from the blob store itself, which also finds blobs whose BlobStored event a
 crash lost. A collection holds the exclusive side of a PostgreSQL advisory lock, commits hold the shared
 side from their blob check to their append: a blob is never deleted between "it is stored" and "a
-version reaches it", in this process or any other. A blob's age is its file's mtime, refreshed by
-HaveBlobs, so the grace period covers a client's HaveBlobs -> Upload -> CommitVersion round.
+version reaches it", in this process or any other. A blob's age counts from when it was stored or
+last found by HaveBlobs (its mtime or atime, whichever is later: seal.touch), so the grace period
+covers a client's HaveBlobs -> Upload -> CommitVersion round.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from eventlog import InvalidArgument
-from modelog_services.artifacts import blobstore
+from modelog_services.artifacts import blobstore, seal
 from modelog_services.artifacts.blobstore import FileBlobStore, SessionBusy
 
 
@@ -109,10 +109,60 @@ def test_corrupt_chunks_wrong_digests_gaps_and_overruns_are_refused(tmp_path: Pa
 def test_missing_reports_absent_blobs_and_refreshes_present_ones(tmp_path: Path) -> None:
     store = FileBlobStore(tmp_path)
     digest, _ = store.put(b"present")
-    os.utime(store.path(digest), (1, 1))
+    os.utime(store.path(digest), ns=(10**9, 10**9))
     assert store.missing([digest, sha(b"absent")]) == [sha(b"absent")]
-    assert store.path(digest).stat().st_mtime > 1_000_000
+    st = store.path(digest).stat()
+    # Refreshed for the collector (atime), while the mtime its seal covers is kept.
+    assert st.st_atime > 1_000_000 and st.st_mtime_ns == 10**9
+    assert next(store.blobs()).mtime == st.st_atime
     assert store.delete(digest) and not store.delete(digest)
+
+
+def is_sealed(store: FileBlobStore, digest: str) -> bool:
+    fd = os.open(store.path(digest), os.O_RDONLY)
+    try:
+        return seal.sealed(fd, store.seal_key, digest, os.fstat(fd))
+    finally:
+        os.close(fd)
+
+
+def test_every_way_a_blob_is_stored_seals_it_and_marking_it_used_keeps_the_seal(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path / "store")
+    put, _ = store.put(b"put")
+    bulk = [d for d, _ in store.put_many([(os.urandom(100), None) for _ in range(blobstore.SYNCFS_MIN)])]
+    session = store.open_session(len(b"session"), None, "s1")
+    session.write(0, b"session", zlib.crc32(b"session"))
+    streamed, _ = session.complete()
+    small, big = tmp_path / "small.bin", tmp_path / "big.bin"
+    small.write_bytes(b"small")
+    big.write_bytes(os.urandom(blobstore.INGEST_IN_MEMORY + 1))
+    ingested = [r.digest for r in store.ingest_many([(str(small), None), (str(big), None)])]
+    digests = [put, *bulk, streamed, *ingested]
+    assert all(is_sealed(store, d) for d in digests)
+    assert store.missing(digests) == [] and all(is_sealed(store, d) for d in digests)
+    other = FileBlobStore(tmp_path / "other")  # another secret
+    fd = os.open(store.path(put), os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        assert not seal.sealed(fd, store.seal_key, streamed, st)  # a seal names its own digest
+        assert not seal.sealed(fd, other.seal_key, put, st)
+    finally:
+        os.close(fd)
+
+
+def test_a_write_to_a_stored_blob_breaks_its_seal(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    digest, _ = store.put(b"stored bytes")
+    path = store.path(digest)
+    path.chmod(0o644)
+    with open(path, "r+b") as fh:
+        fh.write(b"S")
+    assert not is_sealed(store, digest)
+
+
+def test_touch_refuses_a_missing_blob(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        seal.touch(tmp_path / "nothing")
 
 
 def test_concurrent_batches_are_settled_together_and_each_writer_sees_its_blobs_stored(

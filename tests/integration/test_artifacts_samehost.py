@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ import modelog.artifacts as art
 from eventlog import FailedPrecondition
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog.artifacts import downloading as download_module
+from modelog.artifacts import samehost
 from modelog.artifacts import uploading as upload_module
-from modelog_services.artifacts import localcopy
+from modelog_services.artifacts import localcopy, seal
 from modelog_services.artifacts.blobstore import FileBlobStore
 from tests.integration.test_artifacts_stack import ArtifactStack, read_tree, sha, stack, tree
 
@@ -261,3 +263,95 @@ async def test_files_the_server_cannot_read_are_streamed_instead(
     assert calls.uploads > 0 and v.file_count == 3
     await sdk(stack, lambda c: art.get("ds", conn=c).download(tmp_path / "out"))
     assert read_tree(tmp_path / "out") == data
+
+
+class Hashes:
+    """Counts the local copies that hash their bytes (copy_hashed) instead of trusting a seal."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = samehost.copy_hashed
+
+        def counted(*a: Any, **kw: Any) -> str:
+            self.calls += 1
+            return real(*a, **kw)
+
+        monkeypatch.setattr(samehost, "copy_hashed", counted)
+
+
+async def test_sealed_blobs_are_copied_unread_and_verify_hashes_every_one(
+    stack: ArtifactStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = files()
+    src = tree(tmp_path / "src", data)
+    await sdk(stack, lambda c: art.log_artifacts(src, name="ds", conn=c))
+    hashes = Hashes(monkeypatch)
+    await sdk(stack, lambda c: art.get("ds", conn=c).download(tmp_path / "fast"))
+    assert read_tree(tmp_path / "fast") == data and hashes.calls == 0
+    await sdk(stack, lambda c: art.get("ds", conn=c).download(tmp_path / "verified", verify=True))
+    assert read_tree(tmp_path / "verified") == data
+    assert hashes.calls == len(set(data.values()))
+
+
+def rewrite(blob: Path, offset: int, byte: int) -> None:
+    blob.chmod(0o644)
+    fd = os.open(blob, os.O_WRONLY)
+    os.pwrite(fd, bytes([byte]), offset)
+    os.close(fd)
+
+
+async def test_a_blob_rewritten_with_its_mtime_put_back_is_caught_by_verify(
+    stack: ArtifactStack, tmp_path: Path
+) -> None:
+    """The seal covers what a file system records of a write; a forger who also restores the mtime
+    (or a bit rotting on the disk) is what `verify` is for."""
+    data = os.urandom(BIG)
+    src = tree(tmp_path / "src", {"f.bin": data})
+    await sdk(stack, lambda c: art.log_artifacts(src, name="ds", conn=c))
+    blob = stack.blobs.path(sha(data))
+    before = blob.stat()
+    rewrite(blob, 7, data[7] ^ 1)
+    os.utime(blob, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(OSError, match=f"blob {sha(data)} for 'f.bin' is damaged in the store"):
+        await sdk(stack, lambda c: art.get("ds", conn=c).download(tmp_path / "out", verify=True))
+
+
+async def test_a_blob_without_its_seal_or_with_another_blobs_is_hashed(
+    stack: ArtifactStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = os.urandom(5000), os.urandom(5000)
+    src = tree(tmp_path / "src", {"a.bin": a, "b.bin": b})
+    await sdk(stack, lambda c: art.log_artifacts(src, name="ds", conn=c))
+    hashes = Hashes(monkeypatch)
+    os.removexattr(stack.blobs.path(sha(a)), seal.ATTRIBUTE)  # e.g. stored before seals existed
+    await sdk(stack, lambda c: art.get("ds", conn=c).download(tmp_path / "out"))
+    assert read_tree(tmp_path / "out") == {"a.bin": a, "b.bin": b} and hashes.calls == 1
+    # b's file, seal, mtime and all, copied over a's name: the seal names b's digest, not a's.
+    stack.blobs.path(sha(a)).unlink()
+    shutil.copy2(stack.blobs.path(sha(b)), stack.blobs.path(sha(a)))  # with its xattrs and mtime
+    with pytest.raises(OSError, match=f"blob {sha(a)} for 'a.bin' is damaged in the store"):
+        await sdk(stack, lambda c: art.get("ds", conn=c).download(tmp_path / "again"))
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_copy_plain_copies_exactly_in_the_kernel_or_by_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel: bool
+) -> None:
+    if not kernel:  # as across file systems before Linux 5.19
+
+        def refuse(*a: Any, **kw: Any) -> int:
+            raise OSError(errno.EXDEV, "cross-device")
+
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    data = os.urandom(BIG)
+    (tmp_path / "src").write_bytes(data)
+    src = os.open(tmp_path / "src", os.O_RDONLY)
+    dst = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT)
+    try:
+        localcopy.copy_plain(src, dst, len(data))
+        with pytest.raises(localcopy.SourceChanged):
+            localcopy.copy_plain(src, dst, len(data) + 1)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert (tmp_path / "dst").read_bytes() == data

@@ -74,9 +74,12 @@ class ArtifactVersion:
         exact: bool = False,
         progress: Progress | None = None,
         local: bool = True,
+        verify: bool = False,
     ) -> Path:
         """Write the version's files under `target`; with `exact`, also delete files it does not have.
-        With `local`, a store on this host is copied from rather than streamed (same bytes)."""
+        With `local`, a store on this host is copied from rather than streamed (same bytes). With
+        `verify`, every file is hashed as it is written, even blobs whose seal vouches for them
+        (modelog_services.artifacts.seal); streamed bytes are always hashed."""
         with _connected(self.conn) as conn:
             return materialize(
                 stub(conn),
@@ -85,6 +88,7 @@ class ArtifactVersion:
                 exact=exact,
                 progress=progress or _TerminalProgress(),
                 local=local,
+                verify=verify,
             )
 
     def open(self, path: str, mode: str = "rb") -> IO[Any]:

@@ -226,9 +226,11 @@ def materialize(
     cache: HashCache | None = None,
     workers: int = WORKERS,
     local: bool = True,
+    verify: bool = False,
 ) -> Path:
     """Make `root` hold the manifest's files; files already there with the right content are kept.
-    With `local`, blobs of a store on this host are copied from it rather than streamed."""
+    With `local`, blobs of a store on this host are copied from it rather than streamed; `verify`
+    hashes even those whose seal vouches for them (streamed bytes are always hashed)."""
     Manifest.build(manifest.entries, field_name="path")  # every path rule, before anything is written
     root.mkdir(parents=True, exist_ok=True)
     own_cache = cache is None
@@ -262,7 +264,9 @@ def materialize(
             # Copies are CPU and memory bound: more threads than cores only contend in the kernel
             # (measured: 10k files pulled in 1.9-2.4 s with 2 threads on 2 cores, 3.4 s with 4).
             with ThreadPoolExecutor(_cores(workers)) as pool:
-                copied = pool.map(lambda item: _copy_local(store, item[0], item[1], progress), fetch)
+                copied = pool.map(
+                    lambda item: _copy_local(store, item[0], item[1], progress, verify=verify), fetch
+                )
                 fetch = [item for item, done in zip(fetch, list(copied), strict=True) if not done]
         with ThreadPoolExecutor(max(1, workers)) as pool:
             list(pool.map(lambda group: _fetch(stub, group, progress), _groups(fetch)))

@@ -18,8 +18,9 @@ import grpc
 from eventlog.errors import FailedPrecondition
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
-from modelog_services.artifacts.localcopy import copy_hashed
+from modelog_services.artifacts.localcopy import copy_hashed, copy_plain
 from modelog_services.artifacts.manifest import Entry
+from modelog_services.artifacts.seal import seal_key, sealed
 
 from ._base import Progress, groups
 from .tree import LocalFile
@@ -33,6 +34,7 @@ class LocalStore:
 
     root: Path
     proof: bytes
+    seal_key: bytes
 
     def blob(self, digest: str) -> Path:
         return self.root / "sha256" / digest[:2] / digest[2:]
@@ -56,7 +58,7 @@ def local_store(stub: artifacts_pb2_grpc.ArtifactsStub) -> LocalStore | None:
         return None
     if hashlib.sha256(proof).hexdigest() != resp.proof_sha256:
         return None  # a file of that name, but not the server's: another host
-    return LocalStore(Path(resp.root), proof)
+    return LocalStore(Path(resp.root), proof, seal_key(proof))
 
 
 INGEST_FILES, INGEST_BYTES = 512, 64 << 20
@@ -110,15 +112,16 @@ def _ingest(
     return refused
 
 
-def _copy_local(store: LocalStore, entry: Entry, target: Path, progress: Progress) -> bool:
+def _copy_local(
+    store: LocalStore, entry: Entry, target: Path, progress: Progress, *, verify: bool = False
+) -> bool:
     """Copy one blob from the store on this host (False: it is not readable here, stream it).
 
-    The copy is hashed even though the store verified the bytes when it stored them: the store never
-    reads them again, so this is what catches a blob damaged or tampered with since (a stored file
-    can be rewritten by anyone with the server's permissions), and a pull is what people trust to
-    restore a version byte for byte. The price is bounded: the hash runs on a second thread just
-    behind the copy (localcopy.copy_hashed), so a pull of a large file takes about as long as hashing
-    its bytes, not copy plus hash. DVC's pull does not verify.
+    A blob still carrying the seal the store gave it when it hashed the bytes (seal.py: its mtime
+    and size unchanged since, under an HMAC only the store's secret makes) is copied inside the
+    kernel, unread: hashing was most of a pull's time. Any other blob, or every blob with `verify`,
+    is hashed as it is copied (localcopy.copy_hashed, the hash a thread behind the copy), which is
+    what catches a blob damaged or rewritten in the store; a mismatch fails the pull.
     """
     try:
         src = os.open(store.blob(entry.digest), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -126,15 +129,24 @@ def _copy_local(store: LocalStore, entry: Entry, target: Path, progress: Progres
         return False
     tmp = target.with_name(f".{target.name}.modelog-{os.getpid()}-{threading.get_ident()}")
     try:
-        size = os.fstat(src).st_size
+        st = os.fstat(src)
+        size = st.st_size
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            digest = copy_hashed(src, fd, size)
-            if digest != entry.digest:
-                raise OSError(
-                    f"blob {entry.digest} for {entry.path!r} is damaged in the store at "
-                    f"{store.blob(entry.digest)} (its SHA-256 is {digest})"
-                )
+            if not (verify or size != entry.size) and sealed(src, store.seal_key, entry.digest, st):
+                copy_plain(src, fd, size)
+                after = os.fstat(src)
+                trusted = (after.st_size, after.st_mtime_ns) == (size, st.st_mtime_ns)
+            else:
+                trusted = False
+            if not trusted:  # unsealed, asked to verify, or rewritten while it was copied
+                os.ftruncate(fd, 0)
+                digest = copy_hashed(src, fd, size)
+                if digest != entry.digest:
+                    raise OSError(
+                        f"blob {entry.digest} for {entry.path!r} is damaged in the store at "
+                        f"{store.blob(entry.digest)} (its SHA-256 is {digest})"
+                    )
             os.fchmod(fd, entry.mode)
         finally:
             os.close(fd)

@@ -226,9 +226,14 @@ def data_add(
     default=None,
     help="delete files the version does not have (default: on for a pointer file, off for a ref)",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="hash every file as it is written, even blobs the store's seal vouches for",
+)
 @click.option("--json", "as_json", is_flag=True)
 @_errors
-def data_pull(source: str, directory: Path | None, exact: bool | None, as_json: bool) -> None:
+def data_pull(source: str, directory: Path | None, exact: bool | None, verify: bool, as_json: bool) -> None:
     """Restore a version: SOURCE is NAME@VERSION (or NAME:ALIAS) or a PATH.modelog pointer."""
     with Connection() as conn:
         if source.endswith(POINTER_SUFFIX) and Path(source).is_file():
@@ -242,7 +247,7 @@ def data_pull(source: str, directory: Path | None, exact: bool | None, as_json: 
         else:
             version = art.get(source, conn=conn)
             target, exact = directory or Path(version.name), bool(exact)
-        version.download(target, exact=exact, progress=_Bar(not as_json))
+        version.download(target, exact=exact, progress=_Bar(not as_json), verify=verify)
         _keep_manifest(version.manifest())
     _emit(
         {**_version_row(version), "directory": str(target), "exact": exact},
