@@ -128,6 +128,12 @@ class ArtifactService:
     async def record_blob(self, digest: str, size: int, meta: Metadata) -> None:
         await self.recorder.record(digest, size, meta)
 
+    async def record_blobs(self, blobs: Sequence[tuple[str, int]], meta: Metadata) -> None:
+        """BlobStored for each of many blobs stored by one request, queued together (IngestLocal)."""
+        await self.store.append_many(
+            [(blob_stream_id(d), None, [NewEvent.of(BlobStored(digest=d, size=s))]) for d, s in blobs], meta
+        )
+
     async def manifest(self, digest: str) -> Manifest:
         def read() -> Manifest:
             reader = self.blobs.open_range(digest)

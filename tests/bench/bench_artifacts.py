@@ -8,9 +8,9 @@ an empty directory. The client shares the server's host, as DVC's local remote d
 (same-host) path copies files instead of streaming them; the streamed path a remote client takes is
 measured too (`*_streamed_s`, on fresh data). The server runs in its own process, PostgreSQL on the
 same box (one 2-core machine carries client, server and database). DVC: `dvc add` + `dvc push` to a
-local remote, re-add, 1% change, `dvc pull` after deleting the workspace copy and the cache; DVC lives
+local remote, re-add, 1% change, `dvc pull` after setting aside the workspace copy and the cache; DVC lives
 in its own virtualenv, which this bench creates (BENCH_DVC_VENV, default /tmp/modelog-bench-dvc) and
-never in Modelog's. Both tools pull after their workspace copy is deleted.
+never in Modelog's. Both tools pull after their workspace copy is set aside (discard(): see there).
 
 Every timed step, of either tool, starts after os.sync() and after prime() (see there): the same
 conditions for both, so that a step measures the tool and not the hypervisor's memory.
@@ -87,6 +87,25 @@ def prime() -> None:
         if not getattr(mmap, "MAP_POPULATE", 0):
             for off in range(0, PRIME, mmap.PAGESIZE):
                 mem[off] = 1
+
+
+TRASH: list[Path] = []
+"""Where discard() puts data: one directory, set by main() (the first entry)."""
+
+
+def discard(path: Path) -> None:
+    """Set data aside for deletion at the end (the temporary directory's cleanup), not now.
+
+    The bench disk is ext4 without a journal, where creating a file after many deletions is slow:
+    the inode allocator skips every inode deleted within the last minute (five, if its table block
+    is still dirty), and checking each costs a buffer lookup (ext4 recently_deleted()). Creating
+    10,000 files took 1.8-2.8 s of system time within a minute of deleting 10,000, and 0.3-0.4 s
+    otherwise. Deleting a step's data just before the next step (as DVC's pull needs its workspace
+    copy and cache gone) made that step pay for it, whichever tool ran it.
+    """
+    trash = TRASH[0] / f"{len(TRASH)}-{path.name}"
+    path.rename(trash)
+    TRASH.append(trash)
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -198,20 +217,20 @@ def bench_modelog(
     out["tree_readd_unchanged_s"] = timed(lambda: add(tree, "tree"))
     out["tree_changed_files"] = change_one_percent(tree)
     out["tree_readd_1pct_s"] = timed(lambda: add(tree, "tree"))
-    shutil.rmtree(tree)  # as DVC's pull does, into a workspace without its copy
+    discard(tree)  # as DVC's pull does, into a workspace without its copy
     target = work / "pulled-tree"
     out["tree_pull_s"] = timed(lambda: art.get("tree", conn=conn).download(target, progress=Quiet()))
-    shutil.rmtree(target)  # nothing later reads it: keep what stays in memory small
+    discard(target)  # nothing later reads it
 
     rss0 = server.memory_info().rss
     client0 = psutil.Process().memory_info().rss
     adds, pulls = [], []
     for i, big in enumerate(bigs):  # uncached: hashed while it uploads
         adds.append(timed(lambda: add(big, f"big{i}")))  # noqa: B023 - called at once
-        big.unlink()
+        discard(big)
         target = work / f"pulled-big{i}"
         pulls.append(timed(lambda: art.get(f"big{i}", conn=conn).download(target, progress=Quiet())))  # noqa: B023
-        shutil.rmtree(target)
+        discard(target)
     summary(out, "big_add_push_s", adds)
     summary(out, "big_pull_s", pulls)
     out["server_rss_growth_mib"] = round((server.memory_info().rss - rss0) / 2**20, 1)
@@ -227,17 +246,17 @@ def bench_modelog(
         return art.log_artifacts(path, name=name, conn=conn, progress=Quiet(), cache=cache, local=False)
 
     out["tree_add_push_streamed_s"] = timed(lambda: streamed(stree, "stree"))
-    shutil.rmtree(stree)
+    discard(stree)
     out["tree_pull_streamed_s"] = timed(
         lambda: art.get("stree", conn=conn).download(work / "pulled-stree", progress=Quiet(), local=False)
     )
-    shutil.rmtree(work / "pulled-stree")
+    discard(work / "pulled-stree")
     out["big_add_push_streamed_s"] = timed(lambda: streamed(sbig, "sbig"))
-    sbig.unlink()
+    discard(sbig)
     out["big_pull_streamed_s"] = timed(
         lambda: art.get("sbig", conn=conn).download(work / "pulled-sbig", progress=Quiet(), local=False)
     )
-    shutil.rmtree(work / "pulled-sbig")
+    discard(work / "pulled-sbig")
     big = bigs[0]  # new bytes, so the two-pass path (hash, HaveBlobs, upload) is measured too
     make_file(big, BIG_BYTES)
     age(big)
@@ -292,8 +311,8 @@ def bench_dvc(dvc: Path, work: Path, tree_src: Path, big_srcs: list[Path]) -> di
     out["tree_readd_unchanged_s"] = timed(lambda: run("add", "tree"))
     change_one_percent(ws / "tree")
     out["tree_readd_1pct_s"] = timed(lambda: (run("add", "tree"), run("push")))
-    shutil.rmtree(ws / "tree")
-    shutil.rmtree(ws / ".dvc" / "cache")
+    discard(ws / "tree")
+    discard(ws / ".dvc" / "cache")
     out["tree_pull_s"] = timed(lambda: run("pull", "tree.dvc"))
     add_push, pulls = [], []
     for i, src in enumerate(big_srcs):
@@ -302,12 +321,12 @@ def bench_dvc(dvc: Path, work: Path, tree_src: Path, big_srcs: list[Path]) -> di
         age(ws / name)
         added = timed(lambda: run("add", name))  # noqa: B023 - called at once
         add_push.append(round(added + timed(lambda: run("push", f"{name}.dvc")), 3))  # noqa: B023
-        (ws / name).unlink()
-        shutil.rmtree(ws / ".dvc" / "cache")
+        discard(ws / name)
+        discard(ws / ".dvc" / "cache")
         pulls.append(timed(lambda: run("pull", f"{name}.dvc")))  # noqa: B023
-        (ws / name).unlink()
-        shutil.rmtree(ws / ".dvc" / "cache")
-    shutil.rmtree(ws / "tree")
+        discard(ws / name)
+        discard(ws / ".dvc" / "cache")
+    discard(ws / "tree")
     out["tree_add_push_s"] = round(out["tree_add_s"] + out["tree_push_s"], 3)
     summary(out, "big_add_push_s", add_push)
     summary(out, "big_pull_s", pulls)
@@ -321,6 +340,8 @@ def main() -> None:
     load_start = round(os.getloadavg()[0], 2)
     with postgres() as dsn, tempfile.TemporaryDirectory(prefix="modelog-bench-art-", dir="/tmp") as tmp:
         work = Path(tmp)
+        TRASH[:] = [work / "trash"]
+        TRASH[0].mkdir()
         tree, bigs = work / "tree", [work / f"big-{i}.bin" for i in range(REPEAT)]
         make_tree(tree, TREE_FILES, TREE_BYTES)
         for big in bigs:

@@ -117,6 +117,30 @@ async def test_one_conflict_fails_alone_inside_a_group_commit(pool: asyncpg.Pool
     await store.close()
 
 
+@pytest.mark.parametrize("group_commit_max", [1, 8], ids=["no-group-commit", "group-commit"])
+async def test_append_many_appends_each_stream_as_append_would(
+    pool: asyncpg.Pool, group_commit_max: int
+) -> None:
+    store = EventStore(pool, await new_log(pool), group_commit_max=group_commit_max)
+    await store.append("x", 0, [ev(0)], Metadata())
+    assert await store.append_many([], Metadata()) == []
+    results = await store.append_many([(f"y-{i}", 0, [ev(i)]) for i in range(20)], Metadata(actor="bulk"))
+    assert [(r.stream_id, r.first_position, r.stream_version) for r in results] == [
+        (f"y-{i}", i + 2, 1) for i in range(20)
+    ]
+    # Each append stands alone: a stale one fails, the others are written.
+    with pytest.raises(ConcurrencyConflict):
+        await store.append_many([("z-1", 0, [ev(1)]), ("x", 0, [ev(2)]), ("z-2", None, [ev(3)])], Metadata())
+    assert [e.stream_id for e in await store.read_log(22)] == ["z-1", "z-2"]
+    assert (await store.verify()).ok
+    with pytest.raises(InvalidArgument, match="one key"):
+        await store.append_many([("a", None, [ev(1)]), ("b", None, [ev(1)])], Metadata(idempotency_key="k"))
+    with pytest.raises(InvalidArgument):
+        await store.append_many([("ok", None, [ev(1)]), ("", None, [ev(1)])], Metadata())
+    assert (await store.head())[0] == 23
+    await store.close()
+
+
 async def test_retried_idempotent_command_appends_nothing_and_returns_first_result(
     pool: asyncpg.Pool,
 ) -> None:
