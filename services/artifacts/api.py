@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from eventlog import InvalidArgument, PermissionDenied
+from eventlog import FailedPrecondition, InvalidArgument, PermissionDenied
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
 from modelog_platform import context
@@ -18,6 +18,7 @@ from .blobstore import FileBlobStore
 from .domain import LATEST, Ref, check_alias, check_name
 from .gc import collect
 from .manifest import Entry, check_digest
+from .scrub import ScrubReport, verify_store
 from .service import ArtifactService, VersionView, without_key
 
 MAX_HAVE = 100_000
@@ -70,6 +71,25 @@ def version_pb(v: VersionView) -> pb.ArtifactVersion:
         created_by=v.created_by,
         created_at=_ts(v.created_at),
         entries=[pb.ManifestEntry(path=e.path, digest=e.digest, size=e.size, mode=e.mode) for e in v.entries],
+    )
+
+
+def progress_pb(r: ScrubReport) -> pb.VerifyStoreProgress:
+    return pb.VerifyStoreProgress(
+        blobs_done=r.blobs_done,
+        blobs_total=r.blobs_total,
+        bytes_done=r.bytes_done,
+        bytes_total=r.bytes_total,
+        done=r.done,
+        ok=r.ok,
+        resealed=r.resealed,
+        unsealed=r.unsealed,
+        damaged=r.damaged,
+        vanished=r.vanished,
+        damaged_blobs=[
+            pb.DamagedBlob(digest=d.digest, path=d.path, actual_sha256=d.actual_sha256, reason=d.reason)
+            for d in (r.damaged_blobs if r.done else [])
+        ],
     )
 
 
@@ -129,9 +149,7 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
             for i, f in enumerate(request.files)
         ]
         results = await asyncio.to_thread(self.blobs.ingest_many, items)
-        await asyncio.gather(
-            *(self.service.record_blob(r.digest, r.size, meta) for r in results if r.created)
-        )
+        await self.service.record_blobs([(r.digest, r.size) for r in results if r.created], meta)
         return pb.IngestLocalResponse(
             files=[
                 pb.IngestedFile(
@@ -279,3 +297,15 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
             run_id=report.run_id,
             dry_run=report.dry_run,
         )
+
+    async def VerifyStore(
+        self, request: pb.VerifyStoreRequest, ctx: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.VerifyStoreProgress]:
+        _require("admin")
+        if not isinstance(self.blobs, FileBlobStore):
+            raise FailedPrecondition(
+                f"VerifyStore re-hashes the files of the local blob store (MODELOG_HOME/blobs), but this "
+                f"server keeps its blobs in a {type(self.blobs).__name__}, which it cannot scrub"
+            )
+        async for report in verify_store(self.blobs, reseal=request.reseal):
+            yield progress_pb(report)

@@ -257,12 +257,12 @@ class FileBlobStore:
                     return Ingested.of(digest, st, created=True)
                 return Ingested.of(digest, st, created=False)
             tmp = self.tmp / f"ingest.{os.getpid()}.{threading.get_ident()}.{time.monotonic_ns()}"
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
                 digest = copy_hashed(src, fd, st.st_size, writeback=True)
                 _unchanged(src, st)
                 _expect(digest, expected)
-                seal(fd, self.seal_key, digest)
+                seal_read_only(fd, self.seal_key, digest)
             except BaseException:
                 os.unlink(tmp)
                 raise
@@ -288,7 +288,10 @@ class FileBlobStore:
             if not shard.is_dir(follow_symlinks=False):
                 continue
             for entry in os.scandir(shard.path):
-                st = entry.stat(follow_symlinks=False)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # deleted since the directory was read (a collection)
+                    continue
                 yield BlobInfo(shard.name + entry.name, st.st_size, last_used(st))
 
     def sessions(self) -> Iterator[SessionInfo]:
@@ -407,6 +410,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def seal_read_only(fd: int, key: bytes, digest: str) -> None:
+    """Seal a new blob, then make it read-only: in that order, because Linux lets only a process
+    that may write an inode set its user.* attributes (root aside)."""
+    seal(fd, key, digest)
+    os.fchmod(fd, 0o444)
+
+
 class _Batch:
     """New blobs made durable together. Each is written to a temporary file; when the batch ends the
     files are made durable, renamed to their digests, and the renames made durable. A small batch
@@ -435,13 +445,13 @@ class _Batch:
 
     def write(self, digest: str, data: bytes | memoryview) -> None:
         tmp = self.store.tmp / f"{digest}.{os.getpid()}.{threading.get_ident()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o444)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         self.new[digest] = tmp
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            seal(fd, self.store.seal_key, digest)
+            seal_read_only(fd, self.store.seal_key, digest)
             if not self.bulk:
                 start_writeback(fd)
         finally:
@@ -655,9 +665,8 @@ class _FileSession:
                 f"the bytes received hash to {digest}, not {self.digest}; the upload was dropped",
             )
         try:
-            seal(self.fd, self.store.seal_key, digest)
+            seal_read_only(self.fd, self.store.seal_key, digest)
             os.fsync(self.fd)
-            os.fchmod(self.fd, 0o444)
             shard = self.store._shard(digest)
             try:
                 os.link(self.part, shard / digest[2:])

@@ -27,7 +27,7 @@ import time
 from .localcopy import libc_function
 
 ATTRIBUTE = "user.modelog.seal"
-_NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENODATA, errno.E2BIG, errno.ENOSPC)
+_NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES, errno.E2BIG, errno.ENOSPC)
 
 
 def seal_key(proof: bytes) -> bytes:
@@ -40,7 +40,9 @@ def _value(key: bytes, digest: str, st: os.stat_result) -> bytes:
 
 
 def seal(fd: int, key: bytes, digest: str) -> bool:
-    """Seal a blob whose bytes, all written through `fd`, hash to `digest` (False: not kept here)."""
+    """Seal a blob whose bytes, all written through `fd`, hash to `digest`. False when the file
+    system keeps no user attributes or refuses this one: the blob is stored all the same, and
+    pulls hash it."""
     try:
         os.setxattr(fd, ATTRIBUTE, _value(key, digest, os.fstat(fd)))
     except OSError as exc:

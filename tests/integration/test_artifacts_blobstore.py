@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -158,6 +159,50 @@ def test_a_write_to_a_stored_blob_breaks_its_seal(tmp_path: Path) -> None:
     with open(path, "r+b") as fh:
         fh.write(b"S")
     assert not is_sealed(store, digest)
+
+
+def test_listing_skips_a_blob_deleted_while_it_is_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileBlobStore(tmp_path)
+    kept, _ = store.put(b"kept")
+    gone, _ = store.put(b"gone")
+    real = os.scandir
+
+    def scandir(path: str) -> list[os.DirEntry[str]]:
+        entries = list(real(path))
+        if any(e.name == gone[2:] for e in entries):
+            store.delete(gone)  # a collection, between the directory read and the stat
+        return entries
+
+    monkeypatch.setattr(blobstore.os, "scandir", scandir)
+    assert [b.digest for b in store.blobs()] == [kept]
+
+
+def test_new_blobs_are_sealed_while_writable_then_made_read_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux lets only a process that may write an inode set its user.* attributes (root passes
+    regardless, as in this suite): a server that is not root must seal before making a blob 0444."""
+    real = os.setxattr
+
+    def as_owner(target: int, name: str, value: bytes) -> None:
+        if not os.fstat(target).st_mode & stat.S_IWUSR:
+            raise PermissionError(13, "Permission denied")
+        real(target, name, value)
+
+    monkeypatch.setattr(os, "setxattr", as_owner)
+    store = FileBlobStore(tmp_path / "store")
+    put, _ = store.put(b"put")
+    session = store.open_session(len(b"session"), None, "s1")
+    session.write(0, b"session", zlib.crc32(b"session"))
+    streamed, _ = session.complete()
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(blobstore.INGEST_IN_MEMORY + 1))
+    [ingested] = store.ingest_many([(str(big), None)])
+    for digest in (put, streamed, ingested.digest):
+        assert is_sealed(store, digest)
+        assert stat.S_IMODE(store.path(digest).stat().st_mode) == 0o444
 
 
 def test_touch_refuses_a_missing_blob(tmp_path: Path) -> None:

@@ -293,7 +293,7 @@ def admin_rebuild(projection: str, as_json: bool) -> None:
 
 def _register() -> None:
     from modelog.cli.audit import audit, replay
-    from modelog.cli.data import data, gc_command
+    from modelog.cli.data import data, gc_command, verify_store_command
     from modelog.cli.lineage import lineage_command, timeline_command
     from modelog.cli.models import models
     from modelog.cli.monitor import monitor
@@ -304,6 +304,7 @@ def _register() -> None:
     main.add_command(timeline_command)
     events.add_command(replay)
     admin.add_command(gc_command)
+    admin.add_command(verify_store_command)
     from modelog.cli.webhooks import webhooks
 
     main.add_command(webhooks)

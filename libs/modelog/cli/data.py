@@ -419,3 +419,47 @@ def gc_command(grace: str, dry_run: bool, as_json: bool) -> None:
         f"({_size(resp.kept_bytes)}); spared {resp.spared_blobs} (young or uploading); "
         f"removed {resp.removed_sessions} abandoned upload sessions",
     )
+
+
+@click.command("verify-store")
+@click.option("--no-reseal", is_flag=True, help="report intact blobs without a valid seal; do not seal them")
+@click.option("--json", "as_json", is_flag=True)
+@_errors
+def verify_store_command(no_reseal: bool, as_json: bool) -> None:
+    """Hash every stored blob again (what seals cannot see: disk rot, rewritten blobs). Exit code 1
+    when a blob is damaged. Run it periodically, and after restoring the store from a backup."""
+    bar, started, shown = _Bar(not as_json), False, 0
+    final: pb.VerifyStoreProgress | None = None
+    try:
+        with Connection() as conn:
+            for msg in art.stub(conn).VerifyStore(pb.VerifyStoreRequest(reseal=not no_reseal)):
+                if msg.done:
+                    final = msg
+                    break
+                if not started:
+                    bar.start(f"verifying {msg.blobs_total:,} blobs", msg.bytes_total)
+                    started = True
+                bar.advance(msg.bytes_done - shown)
+                shown = msg.bytes_done
+    finally:
+        bar.finish()
+    if final is None:
+        _die("ERROR", "the server ended the verification without a report")
+        return
+    damaged = [
+        {"digest": d.digest, "path": d.path, "actual_sha256": d.actual_sha256, "reason": d.reason}
+        for d in final.damaged_blobs
+    ]
+    counts = {k: getattr(final, k) for k in ("ok", "resealed", "unsealed", "damaged", "vanished")}
+    rows = {"blobs": final.blobs_done, "bytes": final.bytes_done, **counts, "damaged_blobs": damaged}
+    unlisted = final.damaged - len(damaged)
+    lines = [
+        f"verified {final.blobs_done:,} blobs ({_size(final.bytes_done)}): "
+        + ", ".join(f"{n:,} {k}" for k, n in counts.items())
+    ]
+    lines += [f"DAMAGED {d['digest']}  {d['path']}: {d['reason']}" for d in damaged]
+    if unlisted:
+        lines.append(f"... and {unlisted:,} more damaged blobs (the report names at most {len(damaged):,})")
+    _emit(rows, as_json, "\n".join(lines))
+    if final.damaged:
+        sys.exit(EXIT_ERROR)
