@@ -9,6 +9,7 @@ import asyncio
 import errno
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -355,3 +356,48 @@ def test_copy_plain_copies_exactly_in_the_kernel_or_by_hand(
         os.close(src)
         os.close(dst)
     assert (tmp_path / "dst").read_bytes() == data
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+async def test_pulled_files_get_the_manifests_modes_whatever_the_umask(
+    stack: ArtifactStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask: int
+) -> None:
+    src = tree(tmp_path / "src", {"run.sh": b"#!/bin/sh\n", "data.csv": b"a,b\n"})
+    (src / "run.sh").chmod(0o755)
+    await sdk(stack, lambda c: art.log_artifacts(src, name="ds", conn=c))
+    monkeypatch.setattr(samehost, "_UMASK", samehost._Umask())  # read afresh, under this umask
+    old = os.umask(umask)
+    try:
+        await sdk(stack, lambda c: art.get("ds", conn=c).download(tmp_path / "out"))
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "out").iterdir()}
+    assert modes == {"run.sh": 0o755, "data.csv": 0o644}
+
+
+def test_copy_all_gives_each_thread_runs_of_neighbours_and_answers_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken: dict[int, list[int]] = {}
+
+    def fake(store: Any, entry: Any, target: Any, progress: Any, *, verify: bool) -> bool:
+        taken.setdefault(threading.get_ident(), []).append(entry)
+        return entry % 3 != 0  # some blobs are not readable here: those are streamed
+
+    monkeypatch.setattr(samehost, "_copy_local", fake)
+    items = [(i, Path(f"t{i}")) for i in range(1000)]
+    done = samehost.copy_all(Any, items, None, workers=2)  # type: ignore[arg-type]
+    assert done == [i % 3 != 0 for i in range(1000)]
+    runs = [run for seen in taken.values() for run in _runs(seen)]
+    assert sorted(i for run in runs for i in run) == list(range(1000))
+    assert sum(len(run) < 1000 // 16 for run in runs) <= 1  # runs (one short last), not single items
+
+
+def _runs(seen: list[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for i in seen:
+        if out and out[-1][-1] == i - 1:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out

@@ -36,8 +36,8 @@ class LocalStore:
     proof: bytes
     seal_key: bytes
 
-    def blob(self, digest: str) -> Path:
-        return self.root / "sha256" / digest[:2] / digest[2:]
+    def blob(self, digest: str) -> str:
+        return f"{self.root}/sha256/{digest[:2]}/{digest[2:]}"  # a str: this runs once per file
 
 
 def local_store(stub: artifacts_pb2_grpc.ArtifactsStub) -> LocalStore | None:
@@ -124,14 +124,17 @@ def _copy_local(
     what catches a blob damaged or rewritten in the store; a mismatch fails the pull.
     """
     try:
-        src = os.open(store.blob(entry.digest), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        src = os.open(store.blob(entry.digest), _READ)
     except OSError:
         return False
-    tmp = target.with_name(f".{target.name}.modelog-{os.getpid()}-{threading.get_ident()}")
+    final = os.fspath(target)
+    head, _, name = final.rpartition("/")
+    tmp = f"{head}/.{name}.modelog-{os.getpid()}-{threading.get_ident()}"
     try:
         st = os.fstat(src)
         size = st.st_size
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        # Created with its final mode where the umask allows it (the usual case): one call less.
+        fd = os.open(tmp, _CREATE, entry.mode)
         try:
             if not (verify or size != entry.size) and sealed(src, store.seal_key, entry.digest, st):
                 copy_plain(src, fd, size)
@@ -147,10 +150,11 @@ def _copy_local(
                         f"blob {entry.digest} for {entry.path!r} is damaged in the store at "
                         f"{store.blob(entry.digest)} (its SHA-256 is {digest})"
                     )
-            os.fchmod(fd, entry.mode)
+            if entry.mode & _UMASK.value:
+                os.fchmod(fd, entry.mode)
         finally:
             os.close(fd)
-        os.replace(tmp, target)  # replaces a symlink at the target, never what it points to
+        os.replace(tmp, final)  # replaces a symlink at the target, never what it points to
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -159,3 +163,53 @@ def _copy_local(
         os.close(src)
     progress.advance(size)
     return True
+
+
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _Umask:
+    """The process umask, read once (reading it means setting it, which is not thread-safe)."""
+
+    def __init__(self) -> None:
+        self._value: int | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def value(self) -> int:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    mask = os.umask(0o022)
+                    os.umask(mask)
+                    self._value = mask
+        return self._value
+
+
+_UMASK = _Umask()
+
+
+def copy_all(
+    store: LocalStore,
+    items: Sequence[tuple[Entry, Path]],
+    progress: Progress,
+    *,
+    workers: int,
+    verify: bool = False,
+) -> list[bool]:
+    """_copy_local for each item (in manifest order), on up to `workers` threads (one per core).
+    Each thread takes a run of consecutive items, so two threads rarely create files in the same
+    directory: interleaved, they contended for its lock and two threads were no faster than one
+    (10k files: 2.1-2.2 s either way, 1.6-1.7 s in runs). Runs are small enough to balance."""
+    _UMASK.value  # noqa: B018 - read before the threads start
+    threads = max(1, min(_cores(workers), len(items)))
+    if threads == 1:
+        return [_copy_local(store, e, t, progress, verify=verify) for e, t in items]
+    step = max(1, -(-len(items) // (threads * 8)))
+
+    def run(start: int) -> list[bool]:
+        return [_copy_local(store, e, t, progress, verify=verify) for e, t in items[start : start + step]]
+
+    with ThreadPoolExecutor(threads) as pool:
+        return [done for part in pool.map(run, range(0, len(items), step)) for done in part]
