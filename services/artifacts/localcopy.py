@@ -82,14 +82,16 @@ def scratch(size: int) -> bytearray:
 
 def read_exactly(fd: int, size: int) -> memoryview:
     """The `size` bytes of a file from its current offset, in this thread's scratch buffer (valid
-    until the next call); SourceChanged if the file does not hold exactly that many."""
-    buf = memoryview(scratch(size + 1))[: size + 1]
+    until the next call); SourceChanged if it ends sooner. A file that grew is not noticed here:
+    callers compare its stat before and after, which also catches a rewrite of the same size, and
+    one read call fewer per file counts when a batch holds thousands."""
+    buf = memoryview(scratch(size))[:size]
     got = 0
-    while got <= size and (n := os.readv(fd, [buf[got:]])):
+    while got < size and (n := os.readv(fd, [buf[got:]])):
         got += n
     if got != size:
-        raise SourceChanged(errno.EIO, f"changed while it was read (size {size} -> {got}+)")
-    return buf[:size]
+        raise SourceChanged(errno.EIO, f"changed while it was read (size {size} -> {got})")
+    return buf
 
 
 class SourceChanged(OSError):
