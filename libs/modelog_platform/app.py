@@ -9,7 +9,7 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +68,8 @@ class Platform:
     reader: LogReader | None = None
     address: str | None = None
     """Where this process's own gRPC server listens (set by start_server), for calls to itself."""
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+    """What services set up besides their stores (the artifacts service's ingest workers)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -171,6 +173,8 @@ class Platform:
 
     async def close(self) -> None:
         await self.stop_bus()
+        for fn in self.on_close:
+            await asyncio.to_thread(fn)
         if isinstance(self.reader, GrpcLogReader):
             await self.reader.close()
         for store in self.stores.values():

@@ -17,6 +17,7 @@ from . import transfers
 from .blobstore import FileBlobStore
 from .domain import LATEST, Ref, check_alias, check_name
 from .gc import collect
+from .ingestpool import IngestPool
 from .manifest import Entry, check_digest
 from .scrub import ScrubReport, verify_store
 from .service import ArtifactService, VersionView, without_key
@@ -94,9 +95,10 @@ def progress_pb(r: ScrubReport) -> pb.VerifyStoreProgress:
 
 
 class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
-    def __init__(self, service: ArtifactService) -> None:
+    def __init__(self, service: ArtifactService, ingest_pool: IngestPool | None = None) -> None:
         self.service = service
         self.blobs = service.blobs
+        self.ingest_pool = ingest_pool
 
     async def HaveBlobs(
         self, request: pb.HaveBlobsRequest, ctx: grpc.aio.ServicerContext
@@ -129,6 +131,8 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
         if not isinstance(self.blobs, FileBlobStore):
             return pb.LocalStoreResponse()
         root, proof, proof_sha = self.blobs.local_info()
+        if self.ingest_pool is not None:
+            await asyncio.to_thread(self.ingest_pool.warm)
         return pb.LocalStoreResponse(
             root=str(root.resolve()), proof_path=str(proof.resolve()), proof_sha256=proof_sha
         )
@@ -148,7 +152,10 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
             (f.path, check_digest(f.digest, f"files[{i}].digest") if f.digest else None)
             for i, f in enumerate(request.files)
         ]
-        results = await asyncio.to_thread(self.blobs.ingest_many, items)
+        if self.ingest_pool is not None:
+            results = await self.ingest_pool.ingest_many(items)
+        else:
+            results = await asyncio.to_thread(self.blobs.ingest_many, items)
         await self.service.record_blobs([(r.digest, r.size) for r in results if r.created], meta)
         return pb.IngestLocalResponse(
             files=[

@@ -359,7 +359,7 @@ class FileBlobStore:
         here as from a shared directory."""
         path: str | None = getattr(_writer, "tmp", None)
         if path is None or not path.startswith(str(self.tmp) + "/"):
-            path = f"{self.tmp}/w{next(_writers)}"
+            path = f"{self.tmp}/w{os.getpid()}.{next(_writers)}"  # ingest workers share the store
             os.makedirs(path, exist_ok=True)
             _writer.tmp = path
         return path

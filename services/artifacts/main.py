@@ -11,6 +11,7 @@ from modelog_platform.service import ServiceSpec
 
 from .api import ArtifactsServicer
 from .blobstore import FileBlobStore
+from .ingestpool import IngestPool, workers_from_env
 from .projections import ArtifactsView, BlobsView
 from .service import ArtifactService
 
@@ -21,7 +22,11 @@ if TYPE_CHECKING:
 def register(server: grpc.aio.Server, platform: Platform) -> list[str]:
     blobs = FileBlobStore(platform.settings.home / "blobs")
     service = ArtifactService(platform.stores["artifacts"], blobs)
-    artifacts_pb2_grpc.add_ArtifactsServicer_to_server(ArtifactsServicer(service), server)
+    workers = workers_from_env()
+    pool = IngestPool(blobs.root, workers) if workers else None
+    if pool is not None:
+        platform.on_close.append(pool.close)
+    artifacts_pb2_grpc.add_ArtifactsServicer_to_server(ArtifactsServicer(service, pool), server)
     return [artifacts_pb2.DESCRIPTOR.services_by_name["Artifacts"].full_name]
 
 

@@ -257,6 +257,7 @@ async def test_files_the_server_cannot_read_are_streamed_instead(
         return real(store, batch, path, expected)
 
     monkeypatch.setattr(FileBlobStore, "_ingest", unreadable)
+    stack.ingest_in_process(monkeypatch)
     calls = Calls(monkeypatch)
     data = {"open/a.bin": os.urandom(5000), "private/b.bin": os.urandom(5000), "private/c.bin": b""}
     src = tree(tmp_path / "src", data)

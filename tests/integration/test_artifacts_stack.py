@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import zlib
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -15,7 +16,8 @@ from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
 from modelog_platform.app import Platform, Server, start_server
 from modelog_platform.settings import Settings
-from modelog_services.artifacts.blobstore import FileBlobStore
+from modelog_services.artifacts.blobstore import FileBlobStore, Ingested
+from modelog_services.artifacts.ingestpool import IngestPool
 
 pytestmark = pytest.mark.asyncio
 
@@ -33,6 +35,23 @@ class ArtifactStack:
     @property
     def md(self) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {self.admin}")]
+
+    def ingest_pool(self) -> IngestPool:
+        """The server's IngestLocal worker processes (the platform closes them)."""
+        [pool] = [
+            fn.__self__
+            for fn in self.platform.on_close
+            if isinstance(getattr(fn, "__self__", None), IngestPool)
+        ]
+        return pool
+
+    def ingest_in_process(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Have IngestLocal copy on the server's threads, where a test's monkeypatch reaches."""
+
+        async def here(items: Sequence[tuple[str, str | None]]) -> list[Ingested]:
+            return await asyncio.to_thread(self.blobs.ingest_many, items)
+
+        monkeypatch.setattr(self.ingest_pool(), "ingest_many", here)
 
     def connection(self) -> Connection:
         """A synchronous SDK connection (use it from a thread: the server shares this event loop)."""
