@@ -24,6 +24,10 @@ from .service import ArtifactService, VersionView, without_key
 
 MAX_HAVE = 100_000
 MAX_INGEST = 10_000
+POOL_MIN_FILES = 16
+"""IngestLocal calls with fewer files are copied on a thread here: the workers pay off where the
+per-file system calls (and the GIL hand-offs between them) dominate, not for a few large files,
+whose copy and hash run outside the GIL anyway."""
 
 
 def _require(*roles: str) -> context.RequestContext:
@@ -152,7 +156,7 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
             (f.path, check_digest(f.digest, f"files[{i}].digest") if f.digest else None)
             for i, f in enumerate(request.files)
         ]
-        if self.ingest_pool is not None:
+        if self.ingest_pool is not None and len(items) >= POOL_MIN_FILES:
             results = await self.ingest_pool.ingest_many(items)
         else:
             results = await asyncio.to_thread(self.blobs.ingest_many, items)
