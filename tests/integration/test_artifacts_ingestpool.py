@@ -13,12 +13,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import grpc
 import psutil
 import pytest
 
 import modelog.artifacts as art
 from modelog_services.artifacts import ingestpool
-from modelog_services.artifacts.ingestpool import read_frame, workers_from_env, write_frame
+from modelog_services.artifacts.ingestpool import IngestPool, read_frame, workers_from_env, write_frame
 from tests.integration.test_artifacts_samehost import files, sdk
 from tests.integration.test_artifacts_stack import ArtifactStack, read_tree, sha, stack, tree
 
@@ -134,3 +135,26 @@ def test_the_worker_count_comes_from_the_environment(monkeypatch: pytest.MonkeyP
         monkeypatch.setenv(ingestpool.WORKERS_ENV, bad)
         with pytest.raises(ValueError, match=ingestpool.WORKERS_ENV):
             workers_from_env()
+
+
+def test_a_worker_dying_during_a_call_fails_it_as_unavailable_and_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "f").write_bytes(b"content")
+    items = [(str(tmp_path / "f"), None)]
+    pool = IngestPool(tmp_path / "store", 1)
+    try:
+        [stored] = pool._call(items)
+        [pid] = pool.pids()
+        [worker] = pool._idle
+        os.kill(pid, signal.SIGKILL)
+        assert gone(pid)
+        monkeypatch.setattr(worker.proc, "poll", lambda: None)  # as if it died after being taken
+        with pytest.raises(ingestpool.WorkerFailed) as info:
+            pool._call(items)
+        assert info.value.code == grpc.StatusCode.UNAVAILABLE  # which the SDK retries
+        assert pool.pids() == []
+        [again] = pool._call(items)  # a new worker
+        assert again.digest == stored.digest == sha(b"content") and pool.pids() not in ([], [pid])
+    finally:
+        pool.close()
