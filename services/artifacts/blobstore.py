@@ -233,7 +233,11 @@ class FileBlobStore:
         digest is that of the bytes kept; one that cannot be read, changes while it is read or hashes
         to another digest than expected is reported, not stored, and the others go on."""
         out: list[Ingested] = []
-        with _Batch(self, bulk=len(paths) >= SYNCFS_MIN) as batch:
+        # Each file's writeback starts as it is written, even in a batch that syncfs settles: in an
+        # ingest worker process that is one cheap call, and the disk then writes while the next
+        # files are read and hashed, so the syncfs waits less (10k files in two workers: 1.48 s
+        # against 1.73 s, means of four runs). On threads sharing the GIL it cost more than it saved.
+        with _Batch(self) as batch:
             for path, expected in paths:
                 try:
                     out.append(self._ingest(batch, path, expected))
