@@ -1,24 +1,77 @@
-"""Modelog's event store: append-only, gap-free, hash-chained logs in PostgreSQL."""
+"""Modelog's event store: append-only, gap-free, hash-chained logs in PostgreSQL.
 
-from eventlog.decider import Decider, Outcome, handle, load
-from eventlog.errors import (
-    AlreadyExists,
-    ConcurrencyConflict,
-    FailedPrecondition,
-    FieldViolation,
-    IdempotencyKeyReused,
-    InvalidArgument,
-    ModelogError,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
-    Unavailable,
-)
-from eventlog.events import DomainEvent, EventRegistry, Metadata, UnknownEventType, canonical_json
-from eventlog.hashchain import GENESIS, ChainRow, ChainVerifier, VerifyReport
-from eventlog.records import AppendResult, NewEvent, RecordedEvent
-from eventlog.schema import create_log
-from eventlog.store import EventStore, InlineHook
+Names are imported on first use (PEP 562): a process that needs only the errors (an ingest worker)
+does not load asyncpg, pydantic and the rest to start.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eventlog.decider import Decider, Outcome, handle, load
+    from eventlog.errors import (
+        AlreadyExists,
+        ConcurrencyConflict,
+        FailedPrecondition,
+        FieldViolation,
+        IdempotencyKeyReused,
+        InvalidArgument,
+        ModelogError,
+        NotFound,
+        PermissionDenied,
+        Unauthenticated,
+        Unavailable,
+    )
+    from eventlog.events import DomainEvent, EventRegistry, Metadata, UnknownEventType, canonical_json
+    from eventlog.hashchain import GENESIS, ChainRow, ChainVerifier, VerifyReport
+    from eventlog.records import AppendResult, NewEvent, RecordedEvent
+    from eventlog.schema import create_log
+    from eventlog.store import EventStore, InlineHook
+
+_WHERE = {
+    "AlreadyExists": "eventlog.errors",
+    "AppendResult": "eventlog.records",
+    "ChainRow": "eventlog.hashchain",
+    "ChainVerifier": "eventlog.hashchain",
+    "ConcurrencyConflict": "eventlog.errors",
+    "Decider": "eventlog.decider",
+    "DomainEvent": "eventlog.events",
+    "EventRegistry": "eventlog.events",
+    "EventStore": "eventlog.store",
+    "FailedPrecondition": "eventlog.errors",
+    "FieldViolation": "eventlog.errors",
+    "GENESIS": "eventlog.hashchain",
+    "IdempotencyKeyReused": "eventlog.errors",
+    "InlineHook": "eventlog.store",
+    "InvalidArgument": "eventlog.errors",
+    "Metadata": "eventlog.events",
+    "ModelogError": "eventlog.errors",
+    "NewEvent": "eventlog.records",
+    "NotFound": "eventlog.errors",
+    "Outcome": "eventlog.decider",
+    "PermissionDenied": "eventlog.errors",
+    "RecordedEvent": "eventlog.records",
+    "Unauthenticated": "eventlog.errors",
+    "Unavailable": "eventlog.errors",
+    "UnknownEventType": "eventlog.events",
+    "VerifyReport": "eventlog.hashchain",
+    "canonical_json": "eventlog.events",
+    "create_log": "eventlog.schema",
+    "handle": "eventlog.decider",
+    "load": "eventlog.decider",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'eventlog' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "GENESIS",

@@ -299,7 +299,10 @@ def bench_dvc(dvc: Path, work: Path, tree_src: Path, big_srcs: list[Path]) -> di
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
 
     def run(*args: str) -> None:
-        subprocess.run([str(dvc), *args], cwd=ws, check=True, capture_output=True, env=env, timeout=3600)
+        done = subprocess.run([str(dvc), *args], cwd=ws, capture_output=True, env=env, timeout=3600)
+        if done.returncode:
+            tail = (done.stderr or done.stdout).decode(errors="replace")[-2000:]
+            raise RuntimeError(f"dvc {' '.join(args)} exited with {done.returncode}:\n{tail}")
 
     run("init", "--no-scm")
     run("remote", "add", "-d", "local", str(work / "dvc-remote"))
