@@ -118,26 +118,32 @@ class IngestPool:
         self.root, self.size = root, size
         self._idle: list[_Worker] = []
         self._all: list[_Worker] = []
-        self._free = threading.Semaphore(size)
+        self._free: asyncio.Semaphore | None = None  # made in the server's loop, on first use
         self._lock = threading.Lock()
         self._closed = False
 
     async def ingest_many(self, items: Sequence[tuple[str, str | None]]) -> list[Ingested]:
-        return await asyncio.to_thread(self._call, items)
+        # Calls beyond the number of workers wait here, on the event loop: waiting on a thread would
+        # hold one of the loop's few executor threads each, and every other to_thread of the server
+        # would queue behind a burst of uploads.
+        if self._free is None:
+            self._free = asyncio.Semaphore(self.size)
+        async with self._free:
+            return await asyncio.to_thread(self._call, items)
 
     def _call(self, items: Sequence[tuple[str, str | None]]) -> list[Ingested]:
-        with self._free:
-            worker = self._take()
-            try:
-                results = worker.call(items)
-            except WorkerFailed:
-                self._drop(worker)
-                raise
-            except BaseException:
-                self._give_back(worker)
-                raise
+        """One batch on an idle (or new) worker; blocking. Callers bound the concurrency."""
+        worker = self._take()
+        try:
+            results = worker.call(items)
+        except WorkerFailed:
+            self._drop(worker)
+            raise
+        except BaseException:
             self._give_back(worker)
-            return results
+            raise
+        self._give_back(worker)
+        return results
 
     def _take(self) -> _Worker:
         with self._lock:

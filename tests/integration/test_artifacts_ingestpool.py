@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psutil
@@ -158,3 +160,29 @@ def test_a_worker_dying_during_a_call_fails_it_as_unavailable_and_is_replaced(
         assert again.digest == stored.digest == sha(b"content") and pool.pids() not in ([], [pid])
     finally:
         pool.close()
+
+
+async def test_calls_waiting_for_a_worker_hold_no_executor_thread(tmp_path: Path) -> None:
+    """A burst of uploads larger than the pool queues on the event loop: the server's other
+    blocking work (asyncio.to_thread) still runs meanwhile."""
+    (tmp_path / "f").write_bytes(b"content")
+    pool = IngestPool(tmp_path / "store", 1)
+    release = threading.Event()
+    real = pool._call
+
+    def slow(items: Any) -> Any:
+        release.wait(10)
+        return real(items)
+
+    pool._call = slow  # type: ignore[method-assign]
+    try:
+        burst = [asyncio.create_task(pool.ingest_many([(str(tmp_path / "f"), None)])) for _ in range(20)]
+        await asyncio.sleep(0.2)
+        other = await asyncio.wait_for(asyncio.to_thread(lambda: "done"), 5)
+        assert other == "done" and not any(t.done() for t in burst)
+        release.set()
+        results = await asyncio.gather(*burst)
+        assert {r[0].digest for r in results} == {sha(b"content")}
+    finally:
+        release.set()
+        await asyncio.to_thread(pool.close)
