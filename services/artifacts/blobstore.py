@@ -36,7 +36,7 @@ import grpc
 
 from eventlog.errors import InvalidArgument, ModelogError
 
-from .localcopy import SourceChanged, copy_hashed, read_exactly, start_writeback, syncfs
+from .localcopy import SourceChanged, copy_hashed, copy_then_hash, read_exactly, start_writeback, syncfs
 from .seal import last_used, seal, seal_key, touch
 
 CHECKPOINT_BYTES = 512 << 20
@@ -161,6 +161,7 @@ class FileBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.objects = root / "sha256"
+        self._objects = str(self.objects)
         self.uploads = root / "uploads"
         self.tmp = root / "tmp"
         for d in (self.uploads, self.objects, self.tmp):
@@ -178,9 +179,14 @@ class FileBlobStore:
     def path(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest[2:]
 
+    def blob_str(self, digest: str) -> str:
+        """path() as a str: ingest and commit ask once per file, and building a Path (about 20 µs)
+        was a tenth of storing a 100 KB file."""
+        return f"{self._objects}/{digest[:2]}/{digest[2:]}"
+
     def size(self, digest: str) -> int | None:
         try:
-            return os.stat(self.path(digest)).st_size
+            return os.stat(self.blob_str(digest)).st_size
         except FileNotFoundError:
             return None
 
@@ -265,7 +271,9 @@ class FileBlobStore:
             tmp = f"{self.writer_tmp()}/ingest.{os.getpid()}.{time.monotonic_ns()}"
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, NEW_BLOB_MODE)
             try:
-                digest = copy_hashed(src, fd, st.st_size, writeback=True)
+                digest = copy_then_hash(src, fd, st.st_size, writeback=True) or copy_hashed(
+                    src, fd, st.st_size, writeback=True
+                )
                 _unchanged(src, st)
                 _expect(digest, expected)
                 seal_read_only(fd, self.seal_key, digest)
@@ -485,7 +493,7 @@ class _Batch:
         if digest in self.new:
             return False
         try:
-            touch(self.store.path(digest))
+            touch(self.store.blob_str(digest))
         except FileNotFoundError:
             return True
         return False
@@ -578,12 +586,13 @@ class _GroupSync:
         list(_SYNCS.map(_fsync_dir, self._rename(new)))
 
     def _rename(self, new: list[tuple[str, str]]) -> set[Path]:
-        shards = set()
+        store, shards = self.store, set()
         for digest, tmp in new:
-            shard = self.store._shard(digest)
-            os.rename(tmp, shard / digest[2:])  # a concurrent writer's copy is the same bytes
-            shards.add(shard)
-        return shards
+            if digest[:2] not in store._shards:
+                store._shard(digest)
+            os.rename(tmp, store.blob_str(digest))  # a concurrent writer's copy is the same bytes
+            shards.add(digest[:2])
+        return {store.objects / name for name in shards}
 
 
 def _fsync_path(path: str | Path) -> None:
@@ -609,6 +618,16 @@ class Ingested:
     @staticmethod
     def of(digest: str, st: os.stat_result, *, created: bool) -> Ingested:
         return Ingested(digest, st.st_size, created, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+    def row(self) -> list[object]:
+        """The fields in order, for an ingest worker's answer (dataclasses.asdict cost 10 µs each)."""
+        return [self.digest, self.size, self.created, self.mtime_ns, self.ctime_ns, self.inode, self.error]
+
+    @staticmethod
+    def from_row(row: object) -> Ingested:
+        if not isinstance(row, list) or len(row) != 7:
+            raise ValueError("an ingest result must be a list of 7 fields")
+        return Ingested(*row)
 
 
 class _Refused(Exception):

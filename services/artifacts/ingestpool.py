@@ -96,7 +96,11 @@ class _Worker:
                 f"ingest worker {self.proc.pid} "
                 + (f"exited with status {code}" if code is not None else "sent an answer that does not fit")
             )
-        return [Ingested(**row) for row in answer]
+        try:
+            return [Ingested.from_row(row) for row in answer]
+        except (TypeError, ValueError) as exc:
+            pid = self.proc.pid
+            raise WorkerFailed(f"ingest worker {pid} sent an answer that does not fit: {exc}") from exc
 
     def close(self, timeout: float = 2.0) -> None:
         if self.proc.stdin is not None:

@@ -8,7 +8,6 @@ its parent dies.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import os
 import signal
 import sys
@@ -49,7 +48,7 @@ def main(argv: list[str]) -> int:
         except Exception as exc:  # noqa: BLE001 - the server raises it for the call that sent the batch
             write_frame(out, {"error": f"{type(exc).__name__}: {exc}"})
             continue
-        write_frame(out, [dataclasses.asdict(r) for r in results])
+        write_frame(out, [r.row() for r in results])
     return 0
 
 

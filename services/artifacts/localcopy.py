@@ -2,13 +2,17 @@
 file system (IngestLocal on the server, the download fast path in the SDK).
 
 SHA-256 is the bottleneck (about 1.5 GiB/s on one core; a page-cache copy is several times faster),
-so the copy is arranged to keep the hash fed and nothing else: the calling thread reads the source
-into a few small buffers and writes each to the destination, and a second thread hashes each buffer
-once written (hashlib releases the GIL). The buffers stay in the CPU's cache, so the hash reads them
-at the speed of hashing a buffer in memory; hashing the destination through mmap, or behind an
-in-kernel copy_file_range, ran about 20% slower (page-table work, cache misses). What is hashed is
-exactly what was written, so the digest vouches for the bytes kept, whatever happened to the source
-meanwhile.
+so the copy is arranged to keep the hash fed and nothing else. Either way, what is hashed is exactly
+what was written, so the digest vouches for the bytes kept, whatever happened to the source meanwhile:
+
+- copy_then_hash (a destination open for reading too, as the blob store's temporary files are): the
+  kernel copies 8 MiB at a time (copy_file_range: no trip through this process, extents shared on
+  file systems that can), and a second thread hashes each copied range read back from the
+  destination. A 1 GiB file: 0.85-1.07 s against 0.87-1.38 s for copy_hashed, 0.12 s less CPU
+  (four rounds each, interleaved). Hashing through mmap instead was slower (page faults).
+- copy_hashed (any destination): the calling thread reads the source into a few small buffers and
+  writes each to the destination, and a second thread hashes each buffer once written (hashlib
+  releases the GIL), while it is still in the CPU's cache.
 """
 
 from __future__ import annotations
@@ -147,6 +151,62 @@ def copy_hashed(src: int, dst: int, size: int, *, writeback: bool = False) -> st
 
 
 _NO_COPY_FILE_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
+CHUNK = 8 << 20
+"""Bytes per copy_file_range step of copy_then_hash (and per writeback start)."""
+
+
+def copy_then_hash(src: int, dst: int, size: int, *, writeback: bool = False) -> str | None:
+    """copy_hashed for a destination opened O_RDWR: the kernel copies, a thread hashes each copied
+    range read back from `dst`. None, with nothing written, where the kernel cannot copy between
+    these files (the caller then uses copy_hashed)."""
+    hasher = hashlib.sha256()
+    copied: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+    failed: list[BaseException] = []
+
+    def hash_behind() -> None:
+        buf = bytearray(BUFFER * BUFFERS)
+        try:
+            while (item := copied.get()) is not None:
+                offset, end = item
+                while offset < end:
+                    n = os.preadv(dst, [memoryview(buf)[: min(len(buf), end - offset)]], offset)
+                    if n == 0:
+                        raise OSError(errno.EIO, f"the copy ended at {offset} bytes, before {end}")
+                    hasher.update(memoryview(buf)[:n])
+                    offset += n
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+            failed.append(exc)
+            while copied.get() is not None:  # let the copy finish; its result is discarded
+                pass
+
+    offset = 0
+    thread: threading.Thread | None = None
+    try:
+        while offset < size:
+            start, end = offset, min(size, offset + CHUNK)
+            while offset < end:
+                try:
+                    n = os.copy_file_range(src, dst, end - offset, offset, offset)
+                except OSError as exc:
+                    if thread is None and offset == 0 and exc.errno in _NO_COPY_FILE_RANGE:
+                        return None
+                    raise
+                if n == 0:
+                    raise SourceChanged(errno.EIO, f"the file ended at {offset} bytes, before {size}")
+                offset += n
+            if writeback:
+                start_writeback(dst, start, end - start)
+            if thread is None:
+                thread = threading.Thread(target=hash_behind, name="copy-hash", daemon=True)
+                thread.start()
+            copied.put((start, end))
+    finally:
+        if thread is not None:
+            copied.put(None)
+            thread.join()
+    if failed:
+        raise failed[0]
+    return hasher.hexdigest()
 
 
 def copy_plain(src: int, dst: int, size: int) -> None:

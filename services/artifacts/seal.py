@@ -36,7 +36,7 @@ def seal_key(proof: bytes) -> bytes:
 
 
 def _value(key: bytes, digest: str, st: os.stat_result) -> bytes:
-    return hmac.new(key, f"{digest}\0{st.st_size}\0{st.st_mtime_ns}".encode(), "sha256").digest()
+    return hmac.digest(key, f"{digest}\0{st.st_size}\0{st.st_mtime_ns}".encode(), "sha256")
 
 
 def seal(fd: int, key: bytes, digest: str) -> bool:

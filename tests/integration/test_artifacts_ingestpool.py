@@ -21,6 +21,7 @@ import pytest
 
 import modelog.artifacts as art
 from modelog_services.artifacts import ingestpool
+from modelog_services.artifacts.blobstore import Ingested
 from modelog_services.artifacts.ingestpool import IngestPool, read_frame, workers_from_env, write_frame
 from tests.integration.test_artifacts_samehost import files, sdk
 from tests.integration.test_artifacts_stack import ArtifactStack, read_tree, sha, stack, tree
@@ -119,9 +120,9 @@ def test_a_worker_answers_a_malformed_batch_with_an_error_and_keeps_going(tmp_pa
         write_frame(worker.stdin, {"not": "a list"})
         assert read_frame(worker.stdout) == {"error": "a batch must be a list of [path, digest] pairs"}
         write_frame(worker.stdin, [[str(tmp_path / "f"), None], ["relative/path", None]])
-        stored, refused = read_frame(worker.stdout)  # type: ignore[misc]
-        assert stored["digest"] == sha(b"content") and stored["created"] and not stored["error"]
-        assert refused["error"] == "relative/path is not an absolute path"
+        stored, refused = map(Ingested.from_row, read_frame(worker.stdout))  # type: ignore[arg-type]
+        assert stored.digest == sha(b"content") and stored.created and not stored.error
+        assert refused.error == "relative/path is not an absolute path"
     finally:
         worker.stdin.close()
         assert worker.wait(10) == 0

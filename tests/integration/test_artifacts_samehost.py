@@ -215,6 +215,55 @@ def test_copy_hashed_copies_exactly_and_hashes_what_it_wrote(tmp_path: Path, siz
             copy("short", size)
 
 
+@pytest.mark.parametrize("size", [0, 1, localcopy.CHUNK - 1, localcopy.CHUNK, 2 * localcopy.CHUNK + 12_345])
+def test_copy_then_hash_copies_exactly_and_hashes_what_it_wrote(tmp_path: Path, size: int) -> None:
+    data = os.urandom(2 * localcopy.CHUNK + 12_345)
+    (tmp_path / "src").write_bytes(data)
+
+    def copy(name: str, n: int) -> str | None:
+        src = os.open(tmp_path / "src", os.O_RDONLY)
+        dst = os.open(tmp_path / name, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            return localcopy.copy_then_hash(src, dst, n, writeback=True)
+        finally:
+            os.close(src)
+            os.close(dst)
+
+    assert copy("out", size) == sha(data[:size]) and (tmp_path / "out").read_bytes() == data[:size]
+    (tmp_path / "src").write_bytes(data[: size // 2])  # shrank since its size was taken
+    if size:
+        with pytest.raises(localcopy.SourceChanged):
+            copy("short", size)
+
+
+def test_where_the_kernel_cannot_copy_ingest_copies_by_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """copy_then_hash declines with nothing written (another file system before Linux 5.19, or no
+    copy_file_range), and the store's ingest then copies through its own buffers."""
+    data = os.urandom(localcopy.CHUNK + 4_321)
+    (tmp_path / "big.bin").write_bytes(data)
+    calls: list[int] = []
+
+    def no_copy(src: int, dst: int, count: int, offset_src: int, offset_dst: int) -> int:
+        calls.append(count)
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(localcopy.os, "copy_file_range", no_copy)
+    src = os.open(tmp_path / "big.bin", os.O_RDONLY)
+    dst = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        assert localcopy.copy_then_hash(src, dst, len(data)) is None
+        assert os.fstat(dst).st_size == 0
+    finally:
+        os.close(src)
+        os.close(dst)
+    store = FileBlobStore(tmp_path / "store")
+    [stored] = store.ingest_many([(str(tmp_path / "big.bin"), None)])
+    assert calls and stored.error == "" and stored.digest == sha(data) and stored.created
+    assert store.path(sha(data)).read_bytes() == data
+
+
 class TouchOnFirstAdvance:
     """Progress that modifies the file being uploaded once bytes start to flow."""
 

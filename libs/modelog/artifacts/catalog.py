@@ -144,11 +144,12 @@ def log_artifacts(
     own_cache = cache is None
     cache = cache or HashCache()
     try:
-        files = scan(Path(path))
-        check_paths(files)
         with _connected(conn) as c:
             client = stub(c)
+            # Asked before the scan: a server on this host starts its ingest workers meanwhile.
             store = local_store(client) if local else None
+            files = scan(Path(path))
+            check_paths(files)
             # A server on this host hashes what it copies: hashing here first would read twice.
             hash_tree(files, cache, progress, stream_min=0 if store else STREAM_HASH_MIN)
             fresh = [f for f in files if f.digest is None]

@@ -97,7 +97,10 @@ def _ingest(
         return refused
 
     refused: list[LocalFile] = []
-    with ThreadPoolExecutor(max(1, min(_cores(workers), len(files)))) as pool:
+    # Two calls in flight per server core: while one call's answer travels back and the server
+    # records its BlobStored events, the next is already queued for the worker process, which
+    # would otherwise sit idle for that time (10-25 ms per call of 512 files on the bench VM).
+    with ThreadPoolExecutor(max(1, min(2 * _cores(workers), len(files)))) as pool:
         for rest in pool.map(
             one,
             groups(
