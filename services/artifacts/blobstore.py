@@ -180,8 +180,8 @@ class FileBlobStore:
         return self.objects / digest[:2] / digest[2:]
 
     def blob_str(self, digest: str) -> str:
-        """path() as a str: ingest and commit ask once per file, and building a Path (about 20 µs)
-        was a tenth of storing a 100 KB file."""
+        """path() as a str: ingest and commit ask once per file (or twice), and a Path takes 2.5 µs
+        to build against 0.2 µs for the str."""
         return f"{self._objects}/{digest[:2]}/{digest[2:]}"
 
     def size(self, digest: str) -> int | None:
@@ -620,7 +620,7 @@ class Ingested:
         return Ingested(digest, st.st_size, created, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
     def row(self) -> list[object]:
-        """The fields in order, for an ingest worker's answer (dataclasses.asdict cost 10 µs each)."""
+        """The fields in order, for an ingest worker's answer (dataclasses.asdict took 6 µs each)."""
         return [self.digest, self.size, self.created, self.mtime_ns, self.ctime_ns, self.inode, self.error]
 
     @staticmethod

@@ -194,37 +194,23 @@ async def test_a_blob_damaged_in_the_store_is_caught_by_a_local_pull(
     assert v.file_count == 1
 
 
-@pytest.mark.parametrize("size", [0, 1, localcopy.BUFFER, localcopy.BUFFER * localcopy.BUFFERS + 1, BIG])
-def test_copy_hashed_copies_exactly_and_hashes_what_it_wrote(tmp_path: Path, size: int) -> None:
-    data = os.urandom(BIG)
-    (tmp_path / "src").write_bytes(data)
-
-    def copy(name: str, n: int) -> str:
-        src = os.open(tmp_path / "src", os.O_RDONLY)
-        dst = os.open(tmp_path / name, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            return localcopy.copy_hashed(src, dst, n, writeback=True)
-        finally:
-            os.close(src)
-            os.close(dst)
-
-    assert copy("out", size) == sha(data[:size]) and (tmp_path / "out").read_bytes() == data[:size]
-    (tmp_path / "src").write_bytes(data[: size // 2])  # shrank since its size was taken
-    if size:
-        with pytest.raises(localcopy.SourceChanged):
-            copy("short", size)
+SIZES = [0, 1, localcopy.BUFFER, localcopy.BUFFER * localcopy.BUFFERS + 1, BIG, localcopy.CHUNK - 1]
+SIZES += [localcopy.CHUNK, 2 * localcopy.CHUNK + 12_345]
 
 
-@pytest.mark.parametrize("size", [0, 1, localcopy.CHUNK - 1, localcopy.CHUNK, 2 * localcopy.CHUNK + 12_345])
-def test_copy_then_hash_copies_exactly_and_hashes_what_it_wrote(tmp_path: Path, size: int) -> None:
-    data = os.urandom(2 * localcopy.CHUNK + 12_345)
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("copier", [localcopy.copy_hashed, localcopy.copy_then_hash])
+def test_a_local_copy_copies_exactly_and_hashes_what_it_wrote(
+    tmp_path: Path, size: int, copier: Callable[..., str | None]
+) -> None:
+    data = os.urandom(max(SIZES))
     (tmp_path / "src").write_bytes(data)
 
     def copy(name: str, n: int) -> str | None:
         src = os.open(tmp_path / "src", os.O_RDONLY)
         dst = os.open(tmp_path / name, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            return localcopy.copy_then_hash(src, dst, n, writeback=True)
+            return copier(src, dst, n, writeback=True)
         finally:
             os.close(src)
             os.close(dst)
