@@ -177,7 +177,7 @@ class FileBlobStore:
         self._lock = threading.Lock()
 
     def path(self, digest: str) -> Path:
-        return self.objects / digest[:2] / digest[2:]
+        return Path(self.blob_str(digest))
 
     def blob_str(self, digest: str) -> str:
         """path() as a str: ingest and commit ask once per file (or twice), and a Path takes 2.5 µs

@@ -188,7 +188,7 @@ def copy_then_hash(src: int, dst: int, size: int, *, writeback: bool = False) ->
                 try:
                     n = os.copy_file_range(src, dst, end - offset, offset, offset)
                 except OSError as exc:
-                    if thread is None and offset == 0 and exc.errno in _NO_COPY_FILE_RANGE:
+                    if offset == 0 and exc.errno in _NO_COPY_FILE_RANGE:  # nothing written yet
                         return None
                     raise
                 if n == 0:
