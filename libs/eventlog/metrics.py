@@ -18,6 +18,10 @@ healed_gaps = meter.create_counter(
 consumer_errors = meter.create_counter(
     "modelog.projection.consumer_errors", description="Kafka consumer failures (reconnects) and bad messages"
 )
+relay_refusals = meter.create_counter(
+    "modelog.relay.refusals",
+    description="Events the broker refused (published as ce_omitted stand-ins; read them from the log)",
+)
 
 _lag_sources: list[Callable[[], Iterable[tuple[int, dict[str, str]]]]] = []
 

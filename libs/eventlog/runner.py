@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from eventlog.cloudevents import NotAModelogEvent, from_message, topic_for, traceparent_of
+from eventlog.cloudevents import Assembler, NotAModelogEvent, topic_for, traceparent_of
 from eventlog.metrics import consumer_errors, healed_gaps, register_lag, unregister_lag
 from eventlog.projection import Projection, Tables, apply_in_order, checkpoint
 from eventlog.records import RecordedEvent
@@ -75,6 +75,7 @@ class ProjectionRunner:
         self.tables = Tables(projection.schema)
         self.sources = {s: SourceState() for s in projection.sources}
         self.stats = RunnerStats()
+        self.assembler = Assembler()
 
     def _lag(self) -> list[tuple[int, dict[str, str]]]:
         return [
@@ -154,10 +155,12 @@ class ProjectionRunner:
 
     def _offer(self, value: bytes, headers: tuple[tuple[str, bytes], ...] | list[tuple[str, bytes]]) -> None:
         try:
-            ev = from_message(value, headers)
+            ev = self.assembler.offer(value, headers)
         except NotAModelogEvent as exc:
             self.stats.consumer_errors += 1
             log.warning("projection %s: %s", self.projection.name, exc)
+            return
+        if ev is None:  # a chunk of an unfinished event, or a stand-in that healing fills from the log
             return
         state = self.sources.get(ev.log)
         if state is None:

@@ -149,7 +149,12 @@ class Platform:
         self.reader = reader
         if bootstrap:
             for store in self.stores.values():
-                relay = Relay(store, bootstrap, topic_prefix=self.settings.topic_prefix)
+                relay = Relay(
+                    store,
+                    bootstrap,
+                    topic_prefix=self.settings.topic_prefix,
+                    max_message_bytes=self.settings.kafka_max_message_bytes,
+                )
                 self.relays.append(relay)
                 self._tasks.append(asyncio.create_task(relay.run(), name=f"relay-{store.log}"))
         for spec in self.specs.values():

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     pool_size: int = 32
     topic_prefix: str = "modelog"
     """Kafka topics are `<prefix>.<service>.events.v1`."""
+    kafka_max_message_bytes: int = Field(default=1_000_000, ge=16_384)
+    """Largest Kafka message the relays write; larger events go out as chunks. Keep it at or below
+    the broker's `message.max.bytes` (Apache Kafka's default is 1,048,588)."""
     peers: str = ""
     """Where other services' EventLog APIs are, for healing: `tracking=host:port,audit=host:port`.
     Logs not named here are read from MODELOG_URL (or this process's own address)."""

@@ -4,13 +4,12 @@ does, for rebuilding a downstream system."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Iterator
 from itertools import islice
 
-from eventlog.cloudevents import to_headers, to_structured
+from eventlog.cloudevents import to_structured
 from eventlog.records import RecordedEvent
-from eventlog.relay import kafka_broker
+from eventlog.relay import kafka_broker, send
 
 BATCH = 1_000
 
@@ -28,19 +27,7 @@ async def publish(events: Iterable[RecordedEvent], bootstrap: str, topic: str) -
     sent = 0
     try:
         for chunk in _chunks(events):
-            pending = []
-            for ev in chunk:
-                headers = {k: v.decode() for k, v in to_headers(ev, None)}
-                pending.append(
-                    await broker.publish(
-                        ev.payload_json.encode(),
-                        topic,
-                        key=ev.stream_id.encode(),
-                        headers=headers,
-                        no_confirm=True,
-                    )
-                )
-            await asyncio.gather(*pending)
+            await send(broker, topic, chunk)
             sent += len(chunk)
     finally:
         await broker.stop()

@@ -15,6 +15,8 @@ from cloudevents.v1.kafka import KafkaMessage, from_binary
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from eventlog import Metadata, NewEvent
+from eventlog import relay as relay_module
 from eventlog.cloudevents import to_headers, topic_for
 from eventlog.projection import SHADOW
 from eventlog.rebuild import rebuild
@@ -250,3 +252,43 @@ async def test_metrics_report_append_latency_lag_heals_and_errors(
     lags = [p for p in points("modelog.projection.lag") if p.attributes.get("projection") == "audit_trail"]  # type: ignore[attr-defined]
     assert lags and all(p.value >= 0 for p in lags)  # type: ignore[attr-defined]
     assert points("modelog.relay.lag")
+
+
+async def test_an_event_the_broker_refuses_is_stood_in_for_and_the_rest_of_the_log_flows(
+    fresh_db: str,
+    modelog_home: Path,
+    kafka_bootstrap: str,
+    metric_reader: InMemoryMetricReader,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A broker whose size limit is below the relay's message size (Kafka's message.max.bytes set low)
+    # refuses the event the same way: MessageSizeTooLargeError, which retrying never cures.
+    real = relay_module.kafka_broker
+    monkeypatch.setattr(relay_module, "kafka_broker", lambda bootstrap, _max=0: real(bootstrap, 200_000))
+    bus = await start_bus(fresh_db, modelog_home, kafka_bootstrap)
+    try:
+        store = bus.platform.stores["tracking"]
+        big = json.dumps({"blob": "x" * 500_000})
+        await store.append("big", None, [NewEvent("Thing", 1, big)], Metadata(actor="alice"))
+        await bus.append("tracking", 5, stream="after")
+
+        msgs = await consume(kafka_bootstrap, topic_for("tracking", bus.prefix), 6)
+        headers = {int(dict(m.headers)["ce_position"]): dict(m.headers) for m in msgs}  # type: ignore[attr-defined]
+        assert sorted(headers) == [1, 2, 3, 4, 5, 6]
+        assert b"MessageSizeTooLargeError" in headers[1]["ce_omitted"]
+        assert all("ce_omitted" not in headers[p] for p in range(2, 7))
+        [relay] = [r for r in bus.platform.relays if r.store.log == "tracking"]
+        assert [p for p, _ in relay.refused] == [1]
+        refusals = [
+            p
+            for rm in metric_reader.get_metrics_data().resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == "modelog.relay.refusals"
+            for p in m.data.data_points
+        ]
+        assert any(p.attributes.get("log") == "tracking" for p in refusals)  # type: ignore[attr-defined]
+        # The projection reads the refused event from the log instead.
+        await eventually(bus.trail_matches_logs, what="audit trail has the refused event")
+    finally:
+        await stop_bus(bus)
