@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from pydantic import ValidationError
 
@@ -160,27 +162,53 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self, behavior: Callable[..., AsyncIterator[Any]], method: str, md: dict[str, str]
     ) -> Callable[..., AsyncIterator[Any]]:
         async def run(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            with tracer.start_as_current_span(
-                method, kind=trace.SpanKind.SERVER, context=propagate.extract(md)
-            ) as span:
-                try:
-                    token = context.bind(await self._enter(method, md))
-                except ModelogError as exc:
-                    span.set_status(trace.StatusCode.ERROR, exc.message)
-                    await self._fail(ctx, exc, method)
-                    return
-                try:
-                    async for item in behavior(request, ctx):
-                        yield item
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - mapped to a status, never a crash
-                    span.record_exception(exc)
-                    span.set_status(trace.StatusCode.ERROR, str(exc))
-                    await self._fail(ctx, exc, method)
-                finally:
-                    # A cancelled stream is finalised in another context; the binding dies with it.
-                    with contextlib.suppress(ValueError):
-                        context.unbind(token)
+            # A client that leaves mid-stream gets this generator closed later, by the event loop's
+            # finalizer in a context of its own: nothing may stay attached across a `yield`. So the
+            # span and the request are made current only around each step of the handler.
+            span = tracer.start_span(method, kind=trace.SpanKind.SERVER, context=propagate.extract(md))
+            items: AsyncIterator[Any] | None = None
+            try:
+                with _current(span, None):
+                    try:
+                        request_ctx = await self._enter(method, md)
+                    except ModelogError as exc:
+                        span.set_status(trace.StatusCode.ERROR, exc.message)
+                        await self._fail(ctx, exc, method)
+                        return
+                    items = aiter(behavior(request, ctx))
+                while True:
+                    with _current(span, request_ctx):
+                        try:
+                            item = await anext(items)
+                        except StopAsyncIteration:
+                            return
+                        except grpc.aio.AbortError:
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - mapped to a status, never a crash
+                            span.record_exception(exc)
+                            span.set_status(trace.StatusCode.ERROR, str(exc))
+                            await self._fail(ctx, exc, method)
+                    yield item
+            except (GeneratorExit, asyncio.CancelledError):
+                span.set_attribute("rpc.grpc.client_left", True)
+                raise
+            finally:
+                if items is not None and hasattr(items, "aclose"):
+                    with contextlib.suppress(Exception), _current(span, None):
+                        await items.aclose()
+                span.end()
 
         return run
+
+
+@contextlib.contextmanager
+def _current(span: trace.Span, request: context.RequestContext | None) -> Iterator[None]:
+    """The span (and the request, when known) current for one step of a streaming handler."""
+    otel_token = otel_context.attach(trace.set_span_in_context(span))
+    bound = context.bind(request) if request is not None else None
+    try:
+        yield
+    finally:
+        if bound is not None:
+            context.unbind(bound)
+        otel_context.detach(otel_token)
