@@ -56,20 +56,34 @@ async def _range(reader: LogReader, log: str, scope: Scope) -> tuple[int, int, b
 
 
 async def _model_streams(reader: LogReader, name: str, last: int) -> set[str]:
-    """The registry streams of every model that was ever called `name`."""
+    """The registry streams of every model that was called `name` up to position `last`. A name that
+    no model had by then is NOT_FOUND, and the message says whether a model took it later."""
     streams = {f"model-name-{name}"}
-    position = 1
-    while position <= last:
+    later: RecordedEvent | None = None
+    position, head = 1, await reader.head("registry")
+    while position <= head and later is None:
         batch = await reader.read("registry", position, BATCH)
         if not batch:
             break
         for ev in batch:
-            if ev.position <= last and ev.type in ("ModelRegistered", "ModelRenamed"):
-                body = json.loads(ev.payload_json)
-                if body.get("name") == name:
+            if (
+                ev.type in ("ModelRegistered", "ModelRenamed")
+                and json.loads(ev.payload_json).get("name") == name
+            ):
+                if ev.position <= last:
                     streams.add(ev.stream_id)
+                elif later is None:
+                    later = ev
         position = batch[-1].position + 1
-    return streams
+    if len(streams) > 1:
+        return streams
+    if later is None:
+        raise NotFound(f"no registered model was ever named {name!r} (in the registry log)")
+    how = "registered" if later.type == "ModelRegistered" else "renamed to that name"
+    raise NotFound(
+        f"model {name!r} exists but has no events in this range: it was {how} at "
+        f"{iso(micros(later.recorded_at))} (registry #{later.position}), after the range ends"
+    )
 
 
 async def export_bundle(
@@ -82,8 +96,6 @@ async def export_bundle(
     if scope.model:
         registry_last = ranges["registry"][1] if "registry" in ranges else 0
         streams = await _model_streams(reader, scope.model, registry_last)
-        if len(streams) == 1:  # only the name claim: no model was ever registered under that name
-            raise NotFound(f"no registered model was ever named {scope.model!r} (in the registry log)")
 
         def disclose(ev: RecordedEvent) -> bool:
             return ev.log == "registry" and ev.stream_id in streams

@@ -17,36 +17,7 @@ import asyncpg
 from eventlog import RecordedEvent
 from eventlog.projection import Projection, Tables
 from modelog_services.audit.lineage_facts import SOURCES, EdgeClose, EdgeOpen, facts_of
-from modelog_services.registry import events as registry_events
-from modelog_services.registry.history import summary as registry_summary
-
-_SUMMARISED = frozenset(
-    {"RunStarted", "RunFinished", "DatasetInputLogged", "ArtifactVersionCommitted", "MonitorConfigured"}
-)
-
-
-def _summary(ev: RecordedEvent, actor: str) -> str:
-    """One sentence for a timeline; the registry's own wording for its events."""
-    if ev.log == "registry":
-        try:
-            return registry_summary(ev.decode(registry_events.registry), actor)
-        except Exception:  # noqa: BLE001 - a newer schema than this process knows still gets a line
-            return f"{actor}: {ev.type}"
-    if ev.type not in _SUMMARISED:
-        return f"{actor}: {ev.type}"
-    p = ev.payload()
-    match ev.type:
-        case "RunStarted":
-            return f"{actor} started run {p.get('name', '')!r}"
-        case "RunFinished":
-            return f"{actor} finished the run as {p.get('status', '')}"
-        case "DatasetInputLogged":
-            return f"{actor} logged dataset {p.get('name', '')!r} ({p.get('digest', '')}) as an input"
-        case "ArtifactVersionCommitted":
-            return f"{actor} committed {p.get('name')}:v{p.get('version')} ({p.get('kind')})"
-        case "MonitorConfigured":
-            return f"{actor} configured monitor {p.get('name')!r} on {p.get('model_ref') or p.get('model')}"
-    return f"{actor}: {ev.type}"
+from modelog_services.audit.summaries import summary
 
 
 class LineageGraph(Projection):
@@ -113,7 +84,7 @@ CREATE INDEX ON {t.model_names} (model_id);
                 continue
             at, where = ev.recorded_at, (ev.log, ev.position)
             actor = json.loads(ev.metadata_json).get("actor", "system")
-            line = _summary(ev, actor)
+            line = summary(ev, actor)
             timeline += [(e, *where, at, actor, ev.type, ev.stream_id, line) for e in facts.entities]
             nodes += [(n.node, *where, n.kind, at, json.dumps(n.attrs)) for n in facts.nodes]
             if facts.model_name:

@@ -35,6 +35,11 @@ def _quoted(text: str, limit: int = 200) -> str:
     return f": {short!r}"
 
 
+def _stage(name: str) -> str:
+    """MLflow's stage "None" is no stage at all; a sentence says so."""
+    return "no stage" if name == "None" else name
+
+
 def _stage_policy(stage: str, p: StagePolicy) -> str:
     who = "" if p.approvals_required == 0 else f" from {p.approver_role}s"
     own = ", self-approval allowed" if p.allow_self_approval else ""
@@ -96,7 +101,7 @@ def _transition_summary(e: DomainEvent, actor: str) -> str | None:
     match e:
         case TransitionRequested(version=n, to_stage=to, comment=comment, approvals_required=k):
             needs = "no approval" if k == 0 else f"{k} approval(s)"
-            return f"{actor} requested {to} for version {n} (needs {needs}){_quoted(comment)}"
+            return f"{actor} requested {_stage(to)} for version {n} (needs {needs}){_quoted(comment)}"
         case TransitionApproved(version=n, request_id=rid, comment=comment):
             return f"{actor} approved request {rid} for version {n}{_quoted(comment)}"
         case TransitionRejected(version=n, request_id=rid, comment=comment):
@@ -105,7 +110,7 @@ def _transition_summary(e: DomainEvent, actor: str) -> str | None:
             return f"{actor} cancelled request {rid} for version {n}{_quoted(reason)}"
         case VersionStageChanged(version=n, from_stage=a, to_stage=b, reason=reason):
             why = f" ({reason})" if reason else ""
-            return f"version {n} moved from {a} to {b}{why}, on {actor}'s decision"
+            return f"version {n} moved from {_stage(a)} to {_stage(b)}{why}, on {actor}'s decision"
     return None
 
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import queue
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import UTC
 from typing import Any
 
 import click
-import grpc
 
 from modelog._client import Connection
-from modelog.cli.common import emit, grpc_errors
+from modelog.cli.common import ModelogGroup, emit, grpc_errors
 
 
-@click.group()
+@click.group(cls=ModelogGroup, name="modelog")
 @click.version_option(package_name="modelog")
 def main() -> None:
     """Modelog: experiment tracking, model registry and a verifiable audit log."""
@@ -98,14 +100,15 @@ def token_list(as_json: bool) -> None:
 
 @token.command("revoke")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
 @grpc_errors
-def token_revoke(name: str) -> None:
+def token_revoke(name: str, as_json: bool) -> None:
     """Revoke a token; it stops working within seconds."""
     from modelog._gen.identity.v1 import identity_pb2
 
     with Connection() as conn:
         conn.identity.RevokeToken(identity_pb2.RevokeTokenRequest(name=name))
-    click.echo(f"revoked {name}")
+    emit({"name": name, "revoked": True}, as_json, f"revoked {name}")
 
 
 @main.group()
@@ -194,44 +197,72 @@ def _event_row(e: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @grpc_errors
 def events_tail(services: tuple[str, ...], from_position: int | None, as_json: bool) -> None:
-    """Follow logs live, as events commit. Ctrl-C stops."""
-    import queue
-    import threading
-
+    """Follow logs live, as events commit. Ctrl-C stops (exit 0); so does closing its output
+    (`modelog events tail | head`, exit 141)."""
     from modelog._gen.eventlog.v1 import eventlog_pb2
 
     with Connection() as conn:
         names = list(services) or [
             h.service for h in conn.eventlog.ListLogs(eventlog_pb2.ListLogsRequest()).logs
         ]
-        out: queue.Queue[Any] = queue.Queue()
-
-        def follow(name: str) -> None:
+        with Followers(conn, names, from_position or 0) as followers:
             try:
-                for e in conn.eventlog.Tail(
-                    eventlog_pb2.TailRequest(service=name, from_position=from_position or 0)
-                ):
-                    out.put(e)
-            except grpc.RpcError as exc:
-                out.put(exc)
+                for item in followers:
+                    row = _event_row(item)
+                    if as_json:
+                        click.echo(json.dumps(row, default=str))
+                    else:
+                        click.echo(
+                            f"{row['service']:<11} #{row['position']:<8} {row['recorded_at'][:23]} "
+                            f"{row['type']:<24} {row['stream_id']:<40} by {row['actor']}"
+                        )
+            except KeyboardInterrupt:
+                pass
 
-        for name in names:
-            threading.Thread(target=follow, args=(name,), daemon=True).start()
+
+class Followers:
+    """One thread per log, each following its Tail stream into one queue. Leaving the block (the
+    reader went away, Ctrl-C, an error) stops them without a word: a thread whose stream ends
+    because we are stopping has nothing to report."""
+
+    def __init__(self, conn: Connection, names: list[str], from_position: int) -> None:
+        self.conn, self.names, self.from_position = conn, names, from_position
+        self.out: queue.Queue[Any] = queue.Queue()
+        self.stopping = threading.Event()
+        self.calls: list[Any] = []
+
+    def __enter__(self) -> Followers:
+        for name in self.names:
+            threading.Thread(target=self._follow, args=(name,), daemon=True, name=f"tail-{name}").start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for call in list(self.calls):
+            call.cancel()
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self.out.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _follow(self, name: str) -> None:
+        from modelog._gen.eventlog.v1 import eventlog_pb2
+
         try:
-            while True:
-                item = out.get()
-                if isinstance(item, grpc.RpcError):
-                    raise item
-                row = _event_row(item)
-                if as_json:
-                    click.echo(json.dumps(row, default=str))
-                else:
-                    click.echo(
-                        f"{row['service']:<11} #{row['position']:<8} {row['recorded_at'][:23]} "
-                        f"{row['type']:<24} {row['stream_id']:<40} by {row['actor']}"
-                    )
-        except KeyboardInterrupt:
-            pass
+            call = self.conn.eventlog.Tail(
+                eventlog_pb2.TailRequest(service=name, from_position=self.from_position)
+            )
+            self.calls.append(call)
+            if self.stopping.is_set():
+                call.cancel()
+            for e in call:
+                self.out.put(e)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread, or not at all
+            if not self.stopping.is_set():
+                self.out.put(exc)
 
 
 @main.group()

@@ -1,3 +1,3 @@
 from modelog.cli import main
 
-main()
+main(prog_name="modelog")

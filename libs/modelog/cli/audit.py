@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from eventlog.records import RecordedEvent
-from modelog.cli.common import emit, grpc_errors, table
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+from modelog.cli.common import die, emit, grpc_errors, instant, table
 
 
 @click.group()
@@ -31,17 +23,22 @@ def audit() -> None:
 @click.option("--from", "from_time", help="first recorded-at time to include (ISO 8601, UTC if no zone)")
 @click.option("--to", "to_time", help="recorded-at time to stop before (ISO 8601)")
 @click.option("--model", help="disclose only this registered model's events (others stay as hashes)")
+@click.option("--json", "as_json", is_flag=True)
 @grpc_errors
-def export_cmd(out: Path, from_time: str | None, to_time: str | None, model: str | None) -> None:
+def export_cmd(
+    out: Path, from_time: str | None, to_time: str | None, model: str | None, as_json: bool
+) -> None:
     """Write a signed, self-contained bundle of every log's events in range."""
     from modelog import audit as sdk
 
-    try:
-        start, end = _parse_time(from_time), _parse_time(to_time)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    start, end = instant(from_time, "--from"), instant(to_time, "--to")
     path = sdk.export(out, from_time=start, to_time=end, model=model)
-    click.echo(f"wrote {path} ({path.stat().st_size:,} bytes); check it with `modelog audit verify {path}`")
+    size = path.stat().st_size
+    emit(
+        {"path": str(path), "bytes": size, "from": from_time, "to": to_time, "model": model},
+        as_json,
+        f"wrote {path} ({size:,} bytes); check it with `modelog audit verify {path}`",
+    )
 
 
 @audit.command("public-key")
@@ -132,7 +129,11 @@ def verify_cmd(file: Path, key: str | None, as_json: bool) -> None:
 @click.option("--stream", "streams", multiple=True, help="a stream id or prefix* (repeatable)")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line, each with its cursor")
 @click.option("--to-topic", help="re-deliver to this Kafka topic (CloudEvents, key = stream id) instead")
-@click.option("--bootstrap", help="Kafka bootstrap servers for --to-topic (default MODELOG_KAFKA_BOOTSTRAP)")
+@click.option(
+    "--bootstrap",
+    help="Kafka bootstrap servers for --to-topic (default MODELOG_KAFKA_BOOTSTRAP, else the broker of "
+    "the `modelog up` running on MODELOG_HOME)",
+)
 @click.option("--to-webhook", help="re-deliver to this URL instead (signed CloudEvents JSON)")
 @click.option("--secret", help="whsec_<base64> to sign --to-webhook deliveries with")
 @grpc_errors
@@ -182,15 +183,33 @@ def replay(
 
 def _to_topic(events: Iterator[Any], topic: str, bootstrap: str | None) -> None:
     import asyncio
+    import logging
+
+    from aiokafka.errors import KafkaError
 
     from modelog_platform.settings import Settings
     from modelog_services.audit.redeliver import publish
 
-    target = bootstrap or Settings().kafka_bootstrap
+    settings = Settings()
+    target = bootstrap or settings.client_bootstrap()
     if not target:
-        raise click.UsageError("--to-topic needs --bootstrap or MODELOG_KAFKA_BOOTSTRAP")
+        raise click.UsageError(
+            "--to-topic needs --bootstrap or MODELOG_KAFKA_BOOTSTRAP (or a `modelog up` running on "
+            f"MODELOG_HOME={settings.home}, which records its broker in {settings.bootstrap_path.name})"
+        )
+    source = (
+        "--bootstrap"
+        if bootstrap
+        else "MODELOG_KAFKA_BOOTSTRAP"
+        if settings.kafka_bootstrap
+        else f"{settings.bootstrap_path}, written by `modelog up`: is it still running?"
+    )
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the one line below says it all
     last: list[str] = []
-    sent = asyncio.run(publish(_records(events, last), target, topic))
+    try:
+        sent = asyncio.run(publish(_records(events, last), target, topic))
+    except KafkaError as exc:
+        die(f"UNAVAILABLE: cannot publish to Kafka at {target} ({source}): {exc}")
     click.echo(f"re-delivered {sent:,} events to {topic}" + (f"; next cursor: {last[-1]}" if last else ""))
 
 

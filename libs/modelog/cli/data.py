@@ -20,8 +20,10 @@ import grpc
 
 import modelog.artifacts as art
 from eventlog.errors import ModelogError
+from modelog import errors as sdk_errors
 from modelog._client import Connection
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
+from modelog.cli.common import CliError, die, error_line
 from modelog_platform.settings import Settings
 from modelog_services.artifacts.domain import check_name, parse_ref
 from modelog_services.artifacts.manifest import Manifest, diff
@@ -29,6 +31,8 @@ from modelog_services.artifacts.manifest import Manifest, diff
 F = TypeVar("F", bound=Callable[..., Any])
 POINTER_SUFFIX = ".modelog"
 EXIT_ERROR, EXIT_CHANGED = 1, 3
+CHANGE_LETTERS = {"added": "A", "modified": "M", "removed": "D"}
+"""One letter per kind of change, the same in `data status` and `data diff` (as git prints them)."""
 
 
 def _errors(fn: F) -> F:
@@ -38,23 +42,18 @@ def _errors(fn: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except grpc.RpcError as exc:
-            code = exc.code().name if isinstance(exc, grpc.Call) else "ERROR"
-            detail = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-            if code == "UNAVAILABLE":
-                detail = f"{detail} (is `modelog up` running? set MODELOG_URL to reach another server)"
-            _die(code, detail or "")
-        except ModelogError as exc:
-            _die(exc.code.name, exc.message)
+        except (grpc.RpcError, ModelogError, sdk_errors.ModelogError) as exc:
+            die(error_line(exc))
         except OSError as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise  # our reader left: `modelog` exits quietly (see ModelogGroup)
             _die("OS_ERROR", f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
 
     return run  # type: ignore[return-value]
 
 
 def _die(code: str, message: str) -> None:
-    click.echo(f"modelog: {code}: {message}", err=True)
-    sys.exit(EXIT_ERROR)
+    die(f"{code}: {message}", EXIT_ERROR)
 
 
 def _emit(data: Any, as_json: bool, text: str) -> None:
@@ -122,7 +121,7 @@ def _read_pointer(path: Path) -> dict[str, Any]:
         check_name(str(value["artifact"]))
         int(value["version"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise click.ClickException(f"{path} is not a modelog pointer file ({exc})") from None
+        raise CliError("INVALID_ARGUMENT", f"{path} is not a modelog pointer file ({exc})") from None
     return value
 
 
@@ -261,10 +260,16 @@ def data_pull(source: str, directory: Path | None, exact: bool | None, verify: b
 @click.option("--json", "as_json", is_flag=True)
 @_errors
 def data_status(path: Path, as_json: bool) -> None:
-    """What changed in PATH since PATH.modelog (exit code 3 when anything did)."""
+    """What changed in PATH since PATH.modelog: A added, M modified, D deleted (the letters of `data
+    diff`).
+
+    Exit status: 0 when PATH matches PATH.modelog, 3 when anything changed, 1 on an error, 2 on bad
+    usage, so that `modelog data status PATH || ...` can gate a script."""
     pointer_file = pointer_path(path.resolve())
     if not pointer_file.exists():
-        raise click.ClickException(f"{pointer_file} does not exist: run `modelog data add {path}` first")
+        raise CliError(
+            "FAILED_PRECONDITION", f"{pointer_file} does not exist: run `modelog data add {path}` first"
+        )
     pointer = _read_pointer(pointer_file)
     recorded = _pointer_manifest(pointer, None)
     cache = art.HashCache()
@@ -280,7 +285,7 @@ def data_status(path: Path, as_json: bool) -> None:
         "modified": [c.path for c in changes.modified],
     }
     clean = not any(rows.values())
-    lines = [f"{kind[0].upper()} {p}" for kind, paths in rows.items() for p in paths]
+    lines = [f"{CHANGE_LETTERS[kind]} {p}" for kind, paths in rows.items() for p in paths]
     head = f"{pointer['artifact']}:v{pointer['version']}"
     _emit(
         {"artifact": pointer["artifact"], "version": pointer["version"], "clean": clean, **rows},
@@ -314,9 +319,12 @@ def data_diff(a: str, b: str, as_json: bool) -> None:
         "unchanged": resp.unchanged,
     }
     lines = [f"{rows['a']} -> {rows['b']}: {resp.unchanged} unchanged"]
-    lines += [f"A {c.path}  {_size(c.new_size)}" for c in resp.added]
-    lines += [f"D {c.path}  {_size(c.old_size)}" for c in resp.removed]
-    lines += [f"M {c.path}  {_size(c.old_size)} -> {_size(c.new_size)}" for c in resp.modified]
+    letter = CHANGE_LETTERS
+    lines += [f"{letter['added']} {c.path}  {_size(c.new_size)}" for c in resp.added]
+    lines += [f"{letter['removed']} {c.path}  {_size(c.old_size)}" for c in resp.removed]
+    lines += [
+        f"{letter['modified']} {c.path}  {_size(c.old_size)} -> {_size(c.new_size)}" for c in resp.modified
+    ]
     _emit(rows, as_json, "\n".join(lines))
 
 

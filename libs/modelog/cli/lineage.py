@@ -44,5 +44,5 @@ def lineage_command(entity: str, direction: str, depth: int, as_of: str | None, 
 def timeline_command(entity: str, as_of: str | None, as_json: bool) -> None:
     """Every event across the logs that touched ENTITY, oldest first, with who did it."""
     entries = list(timeline(entity, as_of=instant(as_of)))
-    lines = [f"{when(e.recorded_at)}  {e.service}#{e.position:<7} {e.summary}" for e in entries]
+    lines = [f"{when(e.recorded_at)}  {f'{e.service}#{e.position}':<18} {e.summary}" for e in entries]
     emit([plain(dataclasses.asdict(e)) for e in entries], as_json, "\n".join(lines) or "(no events)")

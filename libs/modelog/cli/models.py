@@ -30,16 +30,21 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     return out
 
 
+def stage_text(stage: str | None) -> str:
+    """MLflow's stage "None" means no stage: print that, not a word that reads like a missing value."""
+    return stage if stage and stage != "None" else "(none)"
+
+
 def _version_row(v: ModelVersion) -> dict[str, Any]:
     pending = v.open_request
     return {
         "version": v.version,
-        "stage": v.stage,
+        "stage": stage_text(v.stage),
         "status": v.status,
         "aliases": ",".join(v.aliases),
         "run": v.run_id,
         "artifact": v.artifact,
-        "pending": f"{pending.to_stage} ({len(pending.approvals)}/{pending.approvals_required})"
+        "pending": f"{stage_text(pending.to_stage)} ({len(pending.approvals)}/{pending.approvals_required})"
         if pending
         else None,
         "created": when(v.created_at),
@@ -48,23 +53,32 @@ def _version_row(v: ModelVersion) -> dict[str, Any]:
 
 
 def _request_text(r: TransitionRequest) -> str:
-    approvals = ", ".join(a.by for a in r.approvals) or "none yet"
+    if r.approvals_required == 0 and not r.approvals:
+        approvals = "no approval needed (policy)"
+    else:
+        who = ", ".join(a.by for a in r.approvals) or "none yet"
+        approvals = f"approvals {len(r.approvals)}/{r.approvals_required} ({who})"
     return (
-        f"request {r.request_id}: {r.model}/{r.version} {r.from_stage} -> {r.to_stage}, {r.status}, "
-        f"by {r.requested_by}; approvals {len(r.approvals)}/{r.approvals_required} ({approvals})"
+        f"request {r.request_id}: {r.model}/{r.version} {stage_text(r.from_stage)} -> "
+        f"{stage_text(r.to_stage)}, {r.status}, by {r.requested_by}; {approvals}"
     )
 
 
 def _version_as_of_text(v: VersionAsOf) -> str:
     lines = [
-        f"{v.ref}: {v.stage}, {v.status}" + (f", aliases {', '.join(v.aliases)}" if v.aliases else ""),
+        f"{v.ref}: {stage_text(v.stage)}, {v.status}"
+        + (f", aliases {', '.join(v.aliases)}" if v.aliases else ""),
         f"  created by {v.created_by} at {when(v.created_at)} from run {v.run_id} and {v.artifact}",
     ]
     if v.stage_changed_by:
-        approved = ", ".join(v.stage_approved_by) or "no approval needed"
+        approved = (
+            f"approved by {', '.join(v.stage_approved_by)}"
+            if v.stage_approved_by
+            else "no approval needed (policy)"
+        )
         lines.append(
-            f"  entered {v.stage} at {when(v.stage_changed_at)} on {v.stage_changed_by}'s decision; "
-            f"requested by {v.stage_requested_by or '-'}, approved by {approved}"
+            f"  entered {stage_text(v.stage)} at {when(v.stage_changed_at)} on {v.stage_changed_by}'s "
+            f"decision; requested by {v.stage_requested_by or '-'}, {approved}"
         )
     lines += [f"  dataset {d['name']} {d['digest']} {d['context']}".rstrip() for d in v.datasets]
     if v.open_request_id:
@@ -137,7 +151,7 @@ def models_show(ref: str, as_of: str | None, as_json: bool) -> None:
     with _registry() as reg:
         if "/" in ref or "@" in ref:
             v = reg.get(ref)
-            lines = [f"{k}: {val}" for k, val in _version_row(v).items()]
+            lines = [f"{k}: {'-' if val in (None, '') else val}" for k, val in _version_row(v).items()]
             if v.open_request:
                 lines.append(_request_text(v.open_request))
             emit(
@@ -224,11 +238,12 @@ def models_lineage(ref: str, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--description", default="")
 @click.option("--tag", "tags", multiple=True, help="key=value; repeatable")
+@click.option("--json", "as_json", is_flag=True)
 @grpc_errors
-def models_create(name: str, description: str, tags: tuple[str, ...]) -> None:
+def models_create(name: str, description: str, tags: tuple[str, ...], as_json: bool) -> None:
     with _registry() as reg:
         m = reg.create(name, description, _pairs(tags, "--tag"))
-    click.echo(f"registered model {m.name} ({m.model_id})")
+    emit(plain(m), as_json, f"registered model {m.name} ({m.model_id})")
 
 
 @models.command("register")
@@ -273,11 +288,16 @@ def models_alias(model: str, version: int, alias: str, as_json: bool) -> None:
 @models.command("unalias")
 @click.argument("model")
 @click.argument("alias")
+@click.option("--json", "as_json", is_flag=True)
 @grpc_errors
-def models_unalias(model: str, alias: str) -> None:
+def models_unalias(model: str, alias: str, as_json: bool) -> None:
     with _registry() as reg:
         version = reg.remove_alias(model, alias)
-    click.echo(f"removed {model}@{alias} (it pointed at version {version})")
+    emit(
+        {"model": model, "alias": alias, "version": version, "removed": True},
+        as_json,
+        f"removed {model}@{alias} (it pointed at version {version})",
+    )
 
 
 @models.command("request")
@@ -292,7 +312,7 @@ def models_request(model: str, version: int, stage: str, comment: str, as_json: 
     with _registry() as reg:
         v = reg.get(f"{model}/{version}")
         r = v.request_transition(stage, comment)
-    done = f"; {v.ref} is now in {v.stage}" if r.status == "APPROVED" else ""
+    done = f"; {v.ref} is now in {stage_text(v.stage)}" if r.status == "APPROVED" else ""
     emit(plain(r), as_json, _request_text(r) + done)
 
 
@@ -302,9 +322,13 @@ def _review(model: str, version: int, verb: str, comment: str, request_id: str, 
         if verb == "approve":
             v.approve(comment, request_id)
             still = v.open_request
-            wait = f"; {still.to_stage} waits for more approvals ({len(still.approvals)}/" if still else ""
+            wait = (
+                f"; {stage_text(still.to_stage)} waits for more approvals ({len(still.approvals)}/"
+                if still
+                else ""
+            )
             wait += f"{still.approvals_required})" if still else ""
-            emit(plain(v), as_json, f"approved; {v.ref} is in {v.stage}{wait}")
+            emit(plain(v), as_json, f"approved; {v.ref} is in {stage_text(v.stage)}{wait}")
             return
         r = v.reject(comment, request_id) if verb == "reject" else v.cancel_request(comment, request_id)
     emit(plain(r), as_json, _request_text(r))
@@ -410,20 +434,22 @@ def models_policy(
 @click.argument("model")
 @click.argument("version", type=int)
 @click.option("--reason", default="")
+@click.option("--json", "as_json", is_flag=True)
 @grpc_errors
-def models_deprecate(model: str, version: int, reason: str) -> None:
+def models_deprecate(model: str, version: int, reason: str, as_json: bool) -> None:
     with _registry() as reg:
         v = reg.get(f"{model}/{version}").deprecate(reason)
-    click.echo(f"{v.ref} is {v.status}")
+    emit(plain(v), as_json, f"{v.ref} is {v.status}")
 
 
 @models.command("download")
 @click.argument("ref")
 @click.argument("target", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
 @grpc_errors
-def models_download(ref: str, target: str) -> None:
+def models_download(ref: str, target: str, as_json: bool) -> None:
     """Write the files of a version (`churn@champion`, `churn/3`) under TARGET."""
     with _registry() as reg:
         v = reg.get(ref)
         path = v.download(target)
-    click.echo(f"{v.ref} ({v.artifact}) -> {path}")
+    emit({**plain(v), "path": str(path)}, as_json, f"{v.ref} ({v.artifact}) -> {path}")

@@ -11,7 +11,7 @@ import click
 
 from modelog._gen.tracking.v1 import tracking_pb2
 from modelog._session import Client
-from modelog.cli.common import emit, grpc_errors, table
+from modelog.cli.common import CliError, emit, grpc_errors, table
 from modelog.tracking import STATUS_NAMES, RunData
 
 
@@ -79,36 +79,43 @@ def _experiment_id(client: Client, name_or_id: str) -> str:
 @experiments.command("rename")
 @click.argument("experiment")
 @click.argument("new_name")
+@click.option("--json", "as_json", is_flag=True)
 @grpc_errors
-def experiments_rename(experiment: str, new_name: str) -> None:
+def experiments_rename(experiment: str, new_name: str, as_json: bool) -> None:
     client = _client()
+    experiment_id = _experiment_id(client, experiment)
     client._online().call(
-        "RenameExperiment",
-        tracking_pb2.RenameExperimentRequest(experiment_id=_experiment_id(client, experiment), name=new_name),
+        "RenameExperiment", tracking_pb2.RenameExperimentRequest(experiment_id=experiment_id, name=new_name)
     )
-    click.echo(f"renamed {experiment} to {new_name}")
+    emit({"id": experiment_id, "name": new_name}, as_json, f"renamed {experiment} to {new_name}")
 
 
 @experiments.command("delete")
 @click.argument("experiment")
+@click.option("--json", "as_json", is_flag=True)
 @grpc_errors
-def experiments_delete(experiment: str) -> None:
+def experiments_delete(experiment: str, as_json: bool) -> None:
     client = _client()
+    experiment_id = _experiment_id(client, experiment)
     client._online().call(
-        "DeleteExperiment",
-        tracking_pb2.DeleteExperimentRequest(experiment_id=_experiment_id(client, experiment)),
+        "DeleteExperiment", tracking_pb2.DeleteExperimentRequest(experiment_id=experiment_id)
     )
-    click.echo(f"deleted {experiment} (restore with `modelog experiments restore`)")
+    emit(
+        {"id": experiment_id, "deleted": True},
+        as_json,
+        f"deleted {experiment} (restore with `modelog experiments restore {experiment_id}`)",
+    )
 
 
 @experiments.command("restore")
 @click.argument("experiment_id")
+@click.option("--json", "as_json", is_flag=True)
 @grpc_errors
-def experiments_restore(experiment_id: str) -> None:
+def experiments_restore(experiment_id: str, as_json: bool) -> None:
     _client()._online().call(
         "RestoreExperiment", tracking_pb2.RestoreExperimentRequest(experiment_id=experiment_id)
     )
-    click.echo(f"restored {experiment_id}")
+    emit({"id": experiment_id, "deleted": False}, as_json, f"restored {experiment_id}")
 
 
 @click.group()
@@ -236,6 +243,12 @@ def ascii_plot(series: dict[str, list[tuple[int, float]]], width: int = 72, heig
 def metrics_plot(run_id: str, keys: tuple[str, ...], width: int, as_json: bool) -> None:
     """Plot metric histories in the terminal (long series are downsampled keeping extremes)."""
     client = _client()
+    logged = client.get_run(run_id).metric_summaries
+    missing = [k for k in keys if k not in logged]
+    if missing:
+        has = ", ".join(sorted(logged)) or "none"
+        names = ", ".join(repr(k) for k in missing)
+        raise CliError("NOT_FOUND", f"run {run_id} has no metric {names}; its metrics: {has}")
     series = {k: [(s, v) for s, v, _ in client.metric_history(run_id, k, max_points=width * 4)] for k in keys}
     emit(
         {k: [{"step": s, "value": v} for s, v in pts] for k, pts in series.items()},

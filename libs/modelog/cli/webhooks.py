@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from modelog.cli.common import emit, grpc_errors, table
+from modelog.cli.common import die, emit, grpc_errors, table
 
 
 def _row(w: Any) -> dict[str, Any]:
@@ -220,14 +220,26 @@ def delete_cmd(webhook_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @grpc_errors
 def redeliver_cmd(webhook_id: str, delivery_id: int, from_cursor: str, to_cursor: str, as_json: bool) -> None:
-    """Send one delivery again, or a range of events (same webhook-id as the first time)."""
+    """Send one delivery again, or a range of events (same webhook-id as the first time). Exit status
+    1 unless the receiver accepted every one (the first refusal is named on stderr)."""
     from modelog import webhooks as sdk
 
     if not delivery_id and not from_cursor:
         raise click.UsageError("give --delivery ID or --from CURSOR")
     ds = sdk.redeliver(webhook_id, delivery_id=delivery_id, from_cursor=from_cursor, to_cursor=to_cursor)
-    ok = sum(d.status == "delivered" for d in ds)
-    emit([d.as_dict() for d in ds], as_json, f"{ok} of {len(ds)} delivered\n{_deliveries_table(ds)}")
+    failed = [d for d in ds if d.status != "delivered"]
+    emit(
+        [d.as_dict() for d in ds],
+        as_json,
+        f"{len(ds) - len(failed)} of {len(ds)} delivered\n{_deliveries_table(ds)}",
+    )
+    if failed:
+        d = failed[0]
+        why = d.last_error or (f"HTTP {d.response_code}" if d.response_code else d.status)
+        die(
+            f"UNAVAILABLE: {len(failed)} of {len(ds)} not delivered; the first, delivery {d.id} "
+            f"({d.service}#{d.position} {d.event_type}): {why}"
+        )
 
 
 @webhooks.command("test")
