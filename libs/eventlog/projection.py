@@ -62,6 +62,11 @@ class Projection(abc.ABC):
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent], t: Tables) -> None:
         """Write the effect of `events` (all handled, in log order, one source log)."""
 
+    def upgrade(self, t: Tables) -> str:
+        """Idempotent DDL that brings tables an older release made up to date (`ADD COLUMN IF NOT
+        EXISTS ...`); run when the tables exist, so a new column never needs a rebuild."""
+        return ""
+
     def wants(self, ev: RecordedEvent) -> bool:
         return self.handles is None or ev.type in self.handles
 
@@ -75,6 +80,8 @@ class Projection(abc.ABC):
         first = getattr(t, self.tables[0])
         if await conn.fetchval("SELECT to_regclass($1)", first) is None:
             await conn.execute(self.ddl(t))
+        elif upgrade := self.upgrade(t):
+            await conn.execute(upgrade)
 
 
 async def checkpoint(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC
 from typing import Any, Protocol
 
@@ -33,12 +34,21 @@ class StoreReader:
 class GrpcLogReader:
     """Reads other services' logs through EventLog.ReadLog / Head (how gaps are healed).
 
-    `routes` names the address of each log's service; logs not named go to `target`.
+    `routes` names the address of each log's service; logs not named go to `target`. With
+    `credentials` every channel is TLS (trusting the server's CA, presenting a client certificate
+    when the credentials carry one).
     """
 
-    def __init__(self, target: str, token: str | None, routes: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        token: str | None,
+        routes: dict[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self.target = target
         self.routes = routes or {}
+        self.credentials = credentials
         self._md = [("authorization", f"Bearer {token}")] if token else []
         self._stubs: dict[str, Any] = {}
         self._channels: list[grpc.aio.Channel] = []
@@ -48,12 +58,17 @@ class GrpcLogReader:
 
         target = self.routes.get(log, self.target)
         if target not in self._stubs:
-            channel = grpc.aio.insecure_channel(
-                target, options=[("grpc.max_receive_message_length", 64 << 20)]
-            )
+            channel = self.channel(target)
             self._channels.append(channel)
             self._stubs[target] = eventlog_pb2_grpc.EventLogStub(channel)
         return self._stubs[target]
+
+    def channel(self, target: str) -> grpc.aio.Channel:
+        """A channel to `target` as this reader connects (TLS or not); for peer calls too."""
+        options = [("grpc.max_receive_message_length", 64 << 20)]
+        if self.credentials is None:
+            return grpc.aio.insecure_channel(target, options=options)
+        return grpc.aio.secure_channel(target, self.credentials, options=options)
 
     async def read(self, log: str, from_position: int, limit: int) -> list[RecordedEvent]:
         from modelog._gen.eventlog.v1 import eventlog_pb2
@@ -61,7 +76,7 @@ class GrpcLogReader:
         out: list[RecordedEvent] = []
         call = self._stub(log).ReadLog(
             eventlog_pb2.ReadLogRequest(service=log, from_position=from_position, limit=limit),
-            metadata=self._md,
+            metadata=self._metadata(poll=False),
             timeout=60,
         )
         async for batch in call:
@@ -88,9 +103,22 @@ class GrpcLogReader:
         from modelog._gen.eventlog.v1 import eventlog_pb2
 
         resp = await self._stub(log).Head(
-            eventlog_pb2.HeadRequest(service=log), metadata=self._md, timeout=10
+            eventlog_pb2.HeadRequest(service=log), metadata=self._metadata(poll=True), timeout=10
         )
         return int(resp.position)
+
+    def _metadata(self, *, poll: bool) -> list[tuple[str, str]]:
+        """The token, and the caller's trace context so the server's span joins the caller's trace.
+
+        A head check outside any trace is a projection runner's once-a-second poll: it goes out as a
+        W3C trace whose sampled flag is off, so the server (sampling parent-based, the SDK default)
+        records nothing for it, and an idle platform exports no traces of its own polling. A heal
+        (ReadLog) outside a trace stays a trace of its own: it is rare, and worth seeing."""
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        if poll and "traceparent" not in carrier:
+            carrier["traceparent"] = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
+        return [*self._md, *carrier.items()]
 
     async def close(self) -> None:
         for channel in self._channels:

@@ -68,7 +68,14 @@ class Connection:
         settings = Settings()
         self.url = url or settings.client_url()
         self.token = token or settings.client_token()
-        self._raw = grpc.insecure_channel(self.url, options=[("grpc.max_receive_message_length", 64 << 20)])
+        options = [("grpc.max_receive_message_length", 64 << 20)]
+        if settings.ca_file:  # MODELOG_CA_FILE: TLS, trusting that CA (`modelog up --tls` prints it)
+            from modelog_platform.tls import channel_credentials
+
+            creds = channel_credentials(settings.ca_file)
+            self._raw = grpc.secure_channel(self.url, creds, options=options)
+        else:
+            self._raw = grpc.insecure_channel(self.url, options=options)
         self.channel = grpc.intercept_channel(self._raw, _AuthInterceptor(self.token))
         self.eventlog = eventlog_pb2_grpc.EventLogStub(self.channel)
         self.identity = identity_pb2_grpc.IdentityStub(self.channel)

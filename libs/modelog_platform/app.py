@@ -15,9 +15,9 @@ from pathlib import Path
 
 import asyncpg
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from eventlog import AlreadyExists, EventStore, Metadata, create_log
 from eventlog.projection import Projection, inline
@@ -26,13 +26,22 @@ from eventlog.runner import ProjectionRunner
 from eventlog.sources import GrpcLogReader, LogReader
 from modelog._gen.admin.v1 import admin_pb2, admin_pb2_grpc
 from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
-from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
-from modelog_platform import identity
+from modelog._gen.identity.v1 import access_pb2, access_pb2_grpc, identity_pb2, identity_pb2_grpc
+from modelog_platform import identity, tls
+from modelog_platform.access import AccessControl, AccessView
+from modelog_platform.authz import Authorizer, Place, Resolver
+from modelog_platform.grpc_std import Health, enable_reflection
 from modelog_platform.service import ServiceSpec
-from modelog_platform.settings import SERVICES, Settings
+from modelog_platform.settings import SERVICES, Settings, redact_dsn
 from modelog_services import spec as service_spec
 
 log = logging.getLogger("modelog.platform")
+
+
+def _methods(services: Iterable[str]) -> list[str]:
+    """Every method of the named gRPC services, as `/package.Service/Method`."""
+    pool = descriptor_pool.Default()
+    return [f"/{name}/{m.name}" for name in services for m in pool.FindServiceByName(name).methods]
 
 
 class StartupError(RuntimeError):
@@ -43,7 +52,7 @@ async def connect(dsn: str, size: int) -> asyncpg.Pool:
     try:
         pool = await asyncpg.create_pool(dsn, min_size=2, max_size=size, command_timeout=60)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise StartupError(f"cannot reach PostgreSQL at {dsn}: {exc}") from None
+        raise StartupError(f"cannot reach PostgreSQL at {redact_dsn(dsn)}: {exc}") from None
     assert pool is not None
     return pool
 
@@ -63,6 +72,7 @@ class Platform:
     specs: dict[str, ServiceSpec] = field(default_factory=dict)
     stores: dict[str, EventStore] = field(default_factory=dict)
     authority: identity.TokenAuthority | None = None
+    access: AccessControl | None = None
     relays: list[Relay] = field(default_factory=list)
     runners: dict[str, ProjectionRunner] = field(default_factory=dict)
     reader: LogReader | None = None
@@ -79,7 +89,7 @@ class Platform:
         for name in (*platform.specs, identity.LOG):
             store = EventStore(pool, name, group_commit_max=settings.group_commit_max)
             platform.stores[name] = store
-        inline_views: dict[str, list[Projection]] = {identity.LOG: [identity.TokensView()]}
+        inline_views: dict[str, list[Projection]] = {identity.LOG: [identity.TokensView(), AccessView()]}
         for name, spec in platform.specs.items():
             inline_views.setdefault(name, []).extend(spec.inline_projections)
         async with pool.acquire() as conn:
@@ -90,10 +100,11 @@ class Platform:
                     await view.ensure(conn)
                     store.inline_hooks.append(inline(view, store))
         platform.authority = identity.TokenAuthority(platform.stores[identity.LOG])
+        platform.access = AccessControl(platform.stores[identity.LOG])
         return platform
 
     def projections(self) -> list[Projection]:
-        inline_views: list[Projection] = [identity.TokensView()]
+        inline_views: list[Projection] = [identity.TokensView(), AccessView()]
         for spec in self.specs.values():
             inline_views.extend(spec.inline_projections)
         return [*inline_views, *(p for spec in self.specs.values() for p in spec.projections)]
@@ -144,6 +155,22 @@ class Platform:
         _write_secret(path, secret)
         return path
 
+    def authorizer(self) -> Authorizer:
+        """The permission table, with the resolvers of the resources this process's services own."""
+        from modelog_services.permissions import rules
+
+        assert self.access is not None
+        access = self.access
+
+        async def projects(names: list[str]) -> dict[str, Place]:
+            return {n: Place(n) for n in names if await access.project_exists(n)}
+
+        resolvers: dict[str, Resolver] = {"project": projects}
+        for spec in self.specs.values():
+            if spec.resolvers is not None:
+                resolvers.update(spec.resolvers(self))
+        return Authorizer(rules(), resolvers, access.grants_for)
+
     def start_bus(self, bootstrap: str | None, reader: LogReader) -> None:
         """Relays for the hosted logs, runners for the hosted async projections, all as tasks."""
         self.reader = reader
@@ -192,6 +219,18 @@ class Server:
     server: grpc.aio.Server
     health: HealthServicer
     port: int
+    tls: tls.TlsFiles | None = None
+    """The certificate served (and its CA, when it is the local one); None: plaintext."""
+
+    def client_credentials(self, settings: Settings) -> grpc.ChannelCredentials | None:
+        """How this process's own clients (the log reader, peer calls) connect: trusting
+        MODELOG_CA_FILE, else the local CA, else the system's roots; presenting our certificate when
+        peers require client certificates. None (plaintext) when neither side asks for TLS."""
+        if self.tls is None and settings.ca_file is None:
+            return None
+        ca = settings.ca_file or (self.tls.ca if self.tls else None)
+        mine = self.tls if settings.tls_client_ca and self.tls else None
+        return tls.channel_credentials(ca, *((mine.cert, mine.key) if mine else ()))
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -199,34 +238,57 @@ class Server:
 
 
 async def start_server(platform: Platform, addr: str) -> Server:
+    from modelog_platform.access_api import AccessServicer
     from modelog_platform.admin_api import AdminServicer
     from modelog_platform.eventlog_api import EventLogServicer
     from modelog_platform.identity_api import IdentityServicer
     from modelog_platform.interceptor import PlatformInterceptor
 
     assert platform.authority is not None
+    authorizer = platform.authorizer()
     server = grpc.aio.server(
-        interceptors=[PlatformInterceptor(platform.authority)],
+        interceptors=[PlatformInterceptor(platform.authority, authorizer)],
         options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)],
     )
     eventlog_pb2_grpc.add_EventLogServicer_to_server(EventLogServicer(platform.stores), server)
     identity_pb2_grpc.add_IdentityServicer_to_server(IdentityServicer(platform.authority), server)
+    assert platform.access is not None
+    access_pb2_grpc.add_AccessServicer_to_server(AccessServicer(platform.access, platform.authority), server)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(platform), server)
     names = [
         eventlog_pb2.DESCRIPTOR.services_by_name["EventLog"].full_name,
         identity_pb2.DESCRIPTOR.services_by_name["Identity"].full_name,
+        access_pb2.DESCRIPTOR.services_by_name["Access"].full_name,
         admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
     ]
     for spec in platform.specs.values():
         if spec.register is not None:
             names.extend(spec.register(server, platform))
-    health = HealthServicer()
+    missing = authorizer.uncovered(_methods(names))
+    if missing:
+        raise StartupError(
+            f"no rule in the permission table (services/permissions.py) for {', '.join(missing)}: "
+            "every method of a served API must name what it needs"
+        )
+    health = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
-    )
+    enable_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
+    settings = platform.settings
+    files: tls.TlsFiles | None = None
     try:
-        port = server.add_insecure_port(addr)
+        if settings.tls_cert or settings.tls_key:
+            if not (settings.tls_cert and settings.tls_key):
+                raise tls.TlsError("MODELOG_TLS_CERT and MODELOG_TLS_KEY go together: set both")
+            files = tls.TlsFiles(settings.tls_cert, settings.tls_key, settings.ca_file)
+        elif settings.tls:
+            files = await asyncio.to_thread(tls.ensure_local, settings.home, tls.server_hosts(addr))
+        if settings.tls_client_ca and files is None:
+            raise tls.TlsError("MODELOG_TLS_CLIENT_CA needs TLS: add --tls or MODELOG_TLS_CERT/KEY")
+        creds = tls.server_credentials(files, settings.tls_client_ca) if files else None
+    except tls.TlsError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        port = server.add_secure_port(addr, creds) if creds else server.add_insecure_port(addr)
     except RuntimeError:
         port = 0
     if port == 0:
@@ -238,4 +300,4 @@ async def start_server(platform: Platform, addr: str) -> Server:
     platform.address = f"127.0.0.1:{port}"
     for name in ("", *names):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Server(server, health, port)
+    return Server(server, health, port, files)

@@ -6,6 +6,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from eventlog.events import Metadata
+from modelog_platform.authz import Access, Perm, Visible
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,10 @@ class RequestContext:
     idempotency_key: str | None = None
     method: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    access: Access | None = None
+    """What the caller may do (its roles and grants), checked by the interceptor before the handler."""
+    perms: frozenset[Perm] = frozenset()
+    """What the caller holds where this request acts (the permission table's resource)."""
 
     def metadata(self, *, causation_id: str | None = None, idempotency_key: str | None = None) -> Metadata:
         """Event metadata for an append made on behalf of this request."""
@@ -33,7 +38,7 @@ class RequestContext:
         )
 
 
-SYSTEM = RequestContext(actor="system", roles=("admin",))
+SYSTEM = RequestContext(actor="system", roles=("admin",), perms=frozenset(Perm))
 _current: ContextVar[RequestContext] = ContextVar("modelog_request", default=SYSTEM)
 
 
@@ -47,3 +52,9 @@ def bind(ctx: RequestContext) -> object:
 
 def unbind(token: object) -> None:
     _current.reset(token)  # type: ignore[arg-type]
+
+
+def visible(kind: str) -> Visible | None:
+    """What a list of `kind` may show the caller (None: everything), from the permission check."""
+    access = _current.get().access
+    return access.visible(kind) if access is not None else None

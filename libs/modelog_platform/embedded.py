@@ -96,13 +96,24 @@ def _die_with_parent(sig: int) -> Callable[[], None] | None:
     return setup
 
 
+_CHILD_ENV = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR")
+
+
+def child_env() -> dict[str, str]:
+    """What a child process may see of our environment: locale, time zone and paths, never our
+    secrets (MODELOG_PG_DSN's password, MODELOG_TOKEN, OTLP headers, PGPASSWORD, cloud keys), which a
+    child's /proc/PID/environ would otherwise show to anyone who can read it. Tansu's own RUST_*
+    variables pass, so RUST_LOG still works."""
+    return {k: v for k, v in os.environ.items() if k in _CHILD_ENV or k.startswith(("LC_", "RUST_"))}
+
+
 def _spawn(
     argv: list[str], out: IO[bytes], sig: int, pw: pwd.struct_passwd | None
 ) -> subprocess.Popen[bytes]:
     # A session of its own: a terminal's Ctrl-C reaches only us, and we stop children in our order.
     # extra_groups=[]: otherwise the unprivileged child keeps root's supplementary groups.
     return subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/",
+        argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/", env=child_env(),
         start_new_session=True, preexec_fn=_die_with_parent(sig),
         user=pw.pw_uid if pw else None, group=pw.pw_gid if pw else None, extra_groups=[] if pw else None,
     )  # fmt: skip
@@ -233,7 +244,9 @@ class EmbeddedPostgres(_Child):
         conn = ["-h", str(sockdir), "-p", str(PG_PORT), "-U", "postgres", "-d", "postgres"]
         isready = [str(POSTGRES_BIN_PATH / "pg_isready"), "-q", *conn]
         try:
-            self._wait_until(lambda: subprocess.run(isready, timeout=10).returncode == 0, offset, deadline)
+            self._wait_until(
+                lambda: subprocess.run(isready, timeout=10, env=child_env()).returncode == 0, offset, deadline
+            )
             if self._psql(conn, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'") != "1":
                 self._psql(conn, f"CREATE DATABASE {DATABASE}")
         except BaseException:
@@ -325,7 +338,7 @@ class EmbeddedPostgres(_Child):
 
     def _psql(self, conn: list[str], sql: str) -> str:
         argv = [str(POSTGRES_BIN_PATH / "psql"), "-X", "-v", "ON_ERROR_STOP=1", *conn, "-tAc", sql]
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=child_env())
         if res.returncode != 0:
             raise EmbeddedError(f"{self}: could not create database {DATABASE}: {res.stderr.strip()}")
         return res.stdout.strip()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import uuid
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from eventlog.errors import InvalidArgument, ModelogError, Unauthenticated
 from modelog_platform import context
+from modelog_platform.authz import Access, Authorizer, Resource, Rule
 from modelog_platform.grpc_errors import from_validation_error, to_status
 from modelog_platform.identity import TokenAuthority
 
@@ -49,8 +51,9 @@ def _checked_id(md: dict[str, str], key: str) -> str | None:
 
 
 class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, authority: TokenAuthority) -> None:
+    def __init__(self, authority: TokenAuthority, authorizer: Authorizer) -> None:
         self.authority = authority
+        self.authorizer = authorizer
 
     async def intercept_service(
         self,
@@ -62,26 +65,29 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or method.startswith(PUBLIC_PREFIXES):
             return handler
         md = _metadata(details)
+        rule = self.authorizer.rule(method)
+        if rule is None:  # start-up refuses such servicers; never let one through regardless
+            return _refuse(handler, f"{method} is not in the permission table")
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method, md),
+                self._unary(handler.unary_unary, method, md, rule),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._streaming(handler.unary_stream, method, md),
+                self._streaming(handler.unary_stream, method, md, rule),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._unary(handler.stream_unary, method, md),
+                self._unary(handler.stream_unary, method, md, rule, client_streams=True),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._streaming(handler.stream_stream, method, md),
+            self._streaming(handler.stream_stream, method, md, rule, client_streams=True),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -131,15 +137,45 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         log.exception("unhandled error in %s", method, exc_info=exc)
         await ctx.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see the server log")
 
+    async def _admit(
+        self, method: str, md: dict[str, str], rule: Rule, request: Any, client_streams: bool
+    ) -> tuple[context.RequestContext, Any]:
+        """Who calls and whether the table lets it: before the handler runs, for every call. A
+        client stream's messages are each checked as they arrive (each may name another resource)."""
+        rc = await self._enter(method, md)
+        access = await self.authorizer.access(rc.actor, rc.roles)
+        if client_streams:
+            return dataclasses.replace(rc, access=access), self._checked(request, rule, method, access)
+        perms = await self.authorizer.authorize(rule, method, request, access)
+        return dataclasses.replace(rc, access=access, perms=perms), request
+
+    async def _checked(
+        self, requests: AsyncIterator[Any], rule: Rule, method: str, access: Access
+    ) -> AsyncIterator[Any]:
+        allowed: set[tuple[Resource, ...]] = set()
+        async for message in requests:
+            key = tuple(rule.resources(message)) if rule.resources is not None else ()
+            if key not in allowed:
+                await self.authorizer.authorize(rule, method, message, access)
+                allowed.add(key)
+            yield message
+
     def _unary(
-        self, behavior: Callable[..., Awaitable[Any]], method: str, md: dict[str, str]
+        self,
+        behavior: Callable[..., Awaitable[Any]],
+        method: str,
+        md: dict[str, str],
+        rule: Rule,
+        *,
+        client_streams: bool = False,
     ) -> Callable[..., Awaitable[Any]]:
         async def run(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             with tracer.start_as_current_span(
                 method, kind=trace.SpanKind.SERVER, context=propagate.extract(md)
             ) as span:
                 try:
-                    token = context.bind(await self._enter(method, md))
+                    rc, request = await self._admit(method, md, rule, request, client_streams)
+                    token = context.bind(rc)
                 except ModelogError as exc:
                     span.set_status(trace.StatusCode.ERROR, exc.message)
                     await self._fail(ctx, exc, method)
@@ -159,7 +195,13 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return run
 
     def _streaming(
-        self, behavior: Callable[..., AsyncIterator[Any]], method: str, md: dict[str, str]
+        self,
+        behavior: Callable[..., AsyncIterator[Any]],
+        method: str,
+        md: dict[str, str],
+        rule: Rule,
+        *,
+        client_streams: bool = False,
     ) -> Callable[..., AsyncIterator[Any]]:
         async def run(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             # A client that leaves mid-stream gets this generator closed later, by the event loop's
@@ -170,7 +212,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 with _current(span, None):
                     try:
-                        request_ctx = await self._enter(method, md)
+                        request_ctx, request = await self._admit(method, md, rule, request, client_streams)
                     except ModelogError as exc:
                         span.set_status(trace.StatusCode.ERROR, exc.message)
                         await self._fail(ctx, exc, method)
@@ -199,6 +241,27 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 span.end()
 
         return run
+
+
+def _refuse(handler: grpc.RpcMethodHandler, why: str) -> grpc.RpcMethodHandler:
+    async def deny(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+        await ctx.abort(grpc.StatusCode.PERMISSION_DENIED, why)
+
+    async def deny_stream(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await ctx.abort(grpc.StatusCode.PERMISSION_DENIED, why)
+        yield None
+
+    ser = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(deny, **ser)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(deny_stream, **ser)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(deny, **ser)
+    return grpc.stream_stream_rpc_method_handler(deny_stream, **ser)
 
 
 @contextlib.contextmanager

@@ -63,7 +63,9 @@ class PeerClient:
     def _channel(self, service: str) -> grpc.aio.Channel:
         target = self.target(service)
         if target not in self._channels:
-            self._channels[target] = grpc.aio.insecure_channel(target)
+            reader = self.platform.reader  # it knows how this process connects (TLS or not)
+            opened = reader.channel(target) if isinstance(reader, GrpcLogReader) else None
+            self._channels[target] = opened or grpc.aio.insecure_channel(target)
         return self._channels[target]
 
     async def _call(self, service: str, what: str, field: str, call: Any, request: Any) -> Any:

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from eventlog.sources import GrpcLogReader, parse_routes
-from modelog_platform.app import Platform, StartupError, start_server
+from modelog_platform.app import Platform, Server, StartupError, start_server
 from modelog_platform.embedded import EmbeddedBroker, EmbeddedError, EmbeddedPostgres, port_in_use
-from modelog_platform.settings import SERVICES, Settings
-from modelog_platform.telemetry import setup_logging, setup_metrics, setup_tracing
+from modelog_platform.settings import SERVICES, Settings, redact_dsn
+from modelog_platform.telemetry import TelemetryError, setup_logging, setup_metrics, setup_tracing
 
 log = logging.getLogger("modelog.up")
 
@@ -118,13 +118,14 @@ async def serve(
         server = await start_server(platform, settings.addr)
         own = f"127.0.0.1:{server.port}"
         internal = await platform.ensure_internal_token()
-        platform.start_bus(bootstrap, GrpcLogReader(settings.url or own, internal, routes))
+        creds = server.client_credentials(settings)
+        platform.start_bus(bootstrap, GrpcLogReader(settings.url or own, internal, routes, creds))
         if supervisor is not None:
             watcher = asyncio.create_task(supervisor.watch())
         print(
-            f"modelog ready on {settings.addr} | services: {','.join(services)} | "
+            f"modelog ready on {settings.addr}{_tls_note(server)} | services: {','.join(services)} | "
             f"admin token: {token_path} | "
-            f"postgres: {dsn} | kafka: {bootstrap} | home: {settings.home}",
+            f"postgres: {redact_dsn(dsn)} | kafka: {bootstrap} | home: {settings.home}",
             flush=True,
         )
         await stop.wait()
@@ -137,20 +138,47 @@ async def serve(
         await platform.close()
 
 
+def _tls_note(server: Server) -> str:
+    if server.tls is None:
+        return ""
+    if server.tls.ca is None:
+        return " (TLS)"
+    return f" (TLS; clients trust MODELOG_CA_FILE={server.tls.ca})"
+
+
 def _configure(settings: Settings) -> None:
     setup_logging(settings.log_level, settings.log_format)
-    setup_tracing("modelog")
-    setup_metrics("modelog")
+    try:
+        setup_tracing("modelog")
+        setup_metrics("modelog")
+    except TelemetryError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def _record_bootstrap(settings: Settings, bootstrap: str, stack: ExitStack) -> None:
+    """Tell the CLI where the broker is (`events replay --to-topic`), for as long as we run: a restarted
+    embedded broker keeps its port, so the file stays true until we stop."""
+    path = settings.bootstrap_path
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(bootstrap + "\n")
+    partial.replace(path)
+
+    def forget() -> None:
+        with suppress(OSError):
+            if path.read_text().strip() == bootstrap:
+                path.unlink()
+
+    stack.callback(forget)
 
 
 def up(settings: Settings | None = None) -> int:
     """Run every service until SIGINT/SIGTERM. Embedded parts start in the main thread so their death
     signal (PR_SET_PDEATHSIG) is tied to this process, not to a worker thread."""
     settings = settings or Settings()
-    _configure(settings)
     supervisor = Supervisor()
     with ExitStack() as stack:
         try:
+            _configure(settings)
             _check_home(settings)
             _check_addr_free(settings.addr)
             dsn = settings.pg_dsn
@@ -165,6 +193,7 @@ def up(settings: Settings | None = None) -> int:
                 bootstrap = broker.start()
                 stack.callback(broker.stop)
                 supervisor.parts["broker"] = broker
+            _record_bootstrap(settings, bootstrap, stack)
             asyncio.run(serve(settings, dsn, bootstrap, supervisor=supervisor))
         except (StartupError, EmbeddedError) as exc:
             print(f"modelog: {exc}", file=sys.stderr, flush=True)
@@ -178,7 +207,6 @@ def up(settings: Settings | None = None) -> int:
 def serve_one(service: str, settings: Settings | None = None) -> int:
     """One service in this process (horizontal scaling): external PostgreSQL and Kafka required."""
     settings = settings or Settings()
-    _configure(settings)
     if service not in SERVICES:
         print(f"modelog: unknown service {service!r}; services are: {', '.join(SERVICES)}", file=sys.stderr)
         return 2
@@ -190,6 +218,7 @@ def serve_one(service: str, settings: Settings | None = None) -> int:
         )
         return 2
     try:
+        _configure(settings)
         _check_addr_free(settings.addr)
         asyncio.run(serve(settings, settings.pg_dsn, settings.kafka_bootstrap, services=[service]))
     except StartupError as exc:

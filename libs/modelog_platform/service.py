@@ -12,10 +12,13 @@ from eventlog.projection import Projection
 
 if TYPE_CHECKING:
     from modelog_platform.app import Platform
+    from modelog_platform.authz import Resolver
 
 Register = Callable[[grpc.aio.Server, "Platform"], list[str]]
 """Adds servicers to the server; returns their full service names (for health and reflection)."""
 Task = Callable[["Platform"], Coroutine[Any, Any, None]]
+Resolvers = Callable[["Platform"], dict[str, "Resolver"]]
+"""Where the service's resources live (experiment -> project, ...), for the permission table's checks."""
 """A background job of the service (the audit service's webhook dispatcher), run until the bus stops."""
 
 
@@ -29,3 +32,4 @@ class ServiceSpec:
     """Views updated in the append transaction of the service's own log (read-your-writes)."""
     tasks: list[Task] = field(default_factory=list)
     """Started with the bus (after the server, so they can read other services' logs)."""
+    resolvers: Resolvers | None = None

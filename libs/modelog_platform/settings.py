@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +16,30 @@ SERVICES: tuple[str, ...] = ("tracking", "registry", "artifacts", "monitoring", 
 
 PLATFORM_LOGS: tuple[str, ...] = ("identity",)
 """Logs the platform itself keeps (tokens), hosted beside the services' logs."""
+
+
+_SECRET_KEYS = frozenset({"password", "sslpassword", "passfile", "sslkey"})
+_KEYWORD_SECRET = re.compile(r"\b(password|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+REDACTED = "***"
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN as it may be printed or logged: any password (in the user info, a `password=` query
+    parameter or a libpq `key=value` string) replaced by ***. The one helper for every place that
+    shows a DSN."""
+    if "://" not in dsn:
+        return _KEYWORD_SECRET.sub(lambda m: f"{m.group(1)}={REDACTED}", dsn)
+    try:
+        parts = urlsplit(dsn)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hosts = netloc.rpartition("@")
+            user, colon, _ = userinfo.partition(":")
+            netloc = f"{user}:{REDACTED}@{hosts}" if colon else netloc
+        query = [(k, REDACTED if k.lower() in _SECRET_KEYS else v) for k, v in parse_qsl(parts.query, True)]
+        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/*")))
+    except ValueError:
+        return f"{dsn.partition('://')[0]}://{REDACTED}"
 
 
 class Settings(BaseSettings):
@@ -38,6 +64,17 @@ class Settings(BaseSettings):
     peers: str = ""
     """Where other services' EventLog APIs are, for healing: `tracking=host:port,audit=host:port`.
     Logs not named here are read from MODELOG_URL (or this process's own address)."""
+    tls: bool = False
+    """Serve gRPC over TLS (`modelog up --tls`). Without MODELOG_TLS_CERT/KEY, a local CA and a server
+    certificate are created in MODELOG_HOME/tls (ca.pem is what clients trust) and reused."""
+    tls_cert: Path | None = None
+    """This process's certificate (PEM, chain allowed); implies TLS. Presented to peers too."""
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    """Require client certificates signed by this CA (mutual TLS between services)."""
+    ca_file: Path | None = None
+    """What the SDK, CLI and services' internal clients trust when connecting over TLS; setting it
+    makes clients use TLS."""
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     webhook_allow: str = ""
@@ -58,6 +95,11 @@ class Settings(BaseSettings):
         return self.home / "admin-token"
 
     @cached_property
+    def bootstrap_path(self) -> Path:
+        """Where a running `modelog up` says its Kafka broker is (written at start, removed at stop)."""
+        return self.home / "kafka-bootstrap"
+
+    @cached_property
     def pgdata(self) -> Path:
         return self.home / "postgres"
 
@@ -65,9 +107,22 @@ class Settings(BaseSettings):
     def log_dir(self) -> Path:
         return self.home / "logs"
 
+    @property
+    def serves_tls(self) -> bool:
+        return self.tls or self.tls_cert is not None
+
     def client_url(self) -> str:
         """Where the SDK and CLI connect: MODELOG_URL, else the embedded address."""
         return self.url or self.addr
+
+    def client_bootstrap(self) -> str | None:
+        """MODELOG_KAFKA_BOOTSTRAP, else the broker of the `modelog up` running on MODELOG_HOME."""
+        if self.kafka_bootstrap:
+            return self.kafka_bootstrap
+        try:
+            return self.bootstrap_path.read_text().strip() or None
+        except OSError:
+            return None
 
     def client_token(self) -> str | None:
         """MODELOG_TOKEN, else the admin token the embedded stack wrote on first start."""

@@ -30,19 +30,6 @@ per-file system calls (and the GIL hand-offs between them) dominate, not for a f
 whose copy and hash run outside the GIL anyway."""
 
 
-def _require(*roles: str) -> context.RequestContext:
-    rc = context.current()
-    if not set(rc.roles) & set(roles):
-        raise PermissionDenied(
-            f"{rc.actor!r} may not do this: one of the roles {', '.join(roles)} is required"
-        )
-    return rc
-
-
-def _writer() -> context.RequestContext:
-    return _require("admin", "member")
-
-
 def _ts(value: object) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(value)  # type: ignore[arg-type]
@@ -115,7 +102,7 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
     async def Upload(
         self, requests: AsyncIterator[pb.UploadRequest], ctx: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.UploadResponse]:
-        meta = without_key(_writer().metadata())
+        meta = without_key(context.current().metadata())
 
         async def record(digest: str, size: int) -> None:
             await self.service.record_blob(digest, size, meta)
@@ -144,7 +131,7 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
     async def IngestLocal(
         self, request: pb.IngestLocalRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.IngestLocalResponse:
-        meta = without_key(_writer().metadata())
+        meta = without_key(context.current().metadata())
         if not isinstance(self.blobs, FileBlobStore) or not self.blobs.check_proof(request.proof):
             raise PermissionDenied(
                 "IngestLocal needs the content of the store's proof file (LocalStore.proof_path): only a "
@@ -179,7 +166,7 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
     async def CommitVersion(
         self, request: pb.CommitVersionRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.CommitVersionResponse:
-        rc = _writer()
+        rc = context.current()
         view, created = await self.service.commit(
             request.name,
             [Entry(e.path, e.digest, e.size, e.mode) for e in request.entries],
@@ -259,7 +246,7 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
     async def SetAlias(
         self, request: pb.SetAliasRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.SetAliasResponse:
-        rc = _writer()
+        rc = context.current()
         if request.version < 1:
             raise InvalidArgument.field("version", "must be >= 1")
         view, previous = await self.service.set_alias(
@@ -270,14 +257,14 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
     async def RemoveAlias(
         self, request: pb.RemoveAliasRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.RemoveAliasResponse:
-        rc = _writer()
+        rc = context.current()
         await self.service.remove_alias(request.name, request.alias, rc.metadata())
         return pb.RemoveAliasResponse()
 
     async def TagVersion(
         self, request: pb.TagVersionRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.TagVersionResponse:
-        rc = _writer()
+        rc = context.current()
         if not request.tags:
             raise InvalidArgument.field("tags", "at least one tag is required")
         view = await self.service.tag(ref_of(request.ref), dict(request.tags), rc.metadata())
@@ -286,7 +273,7 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
     async def GarbageCollect(
         self, request: pb.GarbageCollectRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.GarbageCollectResponse:
-        rc = _require("admin")
+        rc = context.current()
         if request.grace_seconds < 0:
             raise InvalidArgument.field("grace_seconds", "must be >= 0")
         report = await collect(
@@ -312,7 +299,6 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
     async def VerifyStore(
         self, request: pb.VerifyStoreRequest, ctx: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.VerifyStoreProgress]:
-        _require("admin")
         if not isinstance(self.blobs, FileBlobStore):
             raise FailedPrecondition(
                 f"VerifyStore re-hashes the files of the local blob store (MODELOG_HOME/blobs), but this "

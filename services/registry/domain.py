@@ -82,7 +82,12 @@ _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _VERSIONISH = re.compile(r"^v\d+$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TAG_KEY = re.compile(r"^[\w.\-/: ]+$")
-_ROLE_RANK = {"viewer": 0, "member": 1, "admin": 2}
+_REQUIRES = {"viewer": "READ", "member": "EDIT", "approver": "APPROVE", "admin": "MANAGE"}
+_ROLE_PERMS = {
+    "viewer": ("READ",),
+    "member": ("READ", "EDIT"),
+    "admin": ("READ", "EDIT", "APPROVE", "MANAGE"),
+}
 
 RequestStatus = Literal["OPEN", "APPROVED", "REJECTED", "CANCELLED"]
 
@@ -181,16 +186,22 @@ def model_name_stream_id(name: str) -> str:
 
 @dataclass(frozen=True)
 class Actor:
+    """Who acts, with the permissions it holds on this model (found by the permission table)."""
+
     name: str
-    roles: tuple[str, ...] = ()
+    perms: frozenset[str] = frozenset()
 
-    def holds(self, role: str) -> bool:
-        """Roles are ranked: an admin holds member's rights, a member holds viewer's."""
-        have = max((_ROLE_RANK.get(r, -1) for r in self.roles), default=-1)
-        return have >= _ROLE_RANK[role]
+    @classmethod
+    def of_roles(cls, name: str, *roles: str) -> Actor:
+        """An actor holding what these roles give everywhere (viewer: READ, member: EDIT, admin: all)."""
+        return cls(name, frozenset(p for r in roles for p in _ROLE_PERMS.get(r, ())))
+
+    def holds(self, requirement: str) -> bool:
+        """A policy's approver requirement: member = EDIT, approver = APPROVE, admin = MANAGE."""
+        return _REQUIRES[requirement] in self.perms
 
 
-SYSTEM = Actor("system", ("admin",))
+SYSTEM = Actor.of_roles("system", "admin")
 
 # ---------------------------------------------------------------- commands
 
@@ -201,6 +212,7 @@ class RegisterModel:
     name: str
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    project: str = "default"
 
 
 @dataclass(frozen=True)
@@ -439,7 +451,11 @@ def _register(cmd: RegisterModel, state: ModelState) -> list[DomainEvent]:
     check_tags("tags", cmd.tags)
     return [
         ModelRegistered(
-            model_id=cmd.model_id, name=cmd.name, description=cmd.description, tags=dict(cmd.tags)
+            model_id=cmd.model_id,
+            name=cmd.name,
+            description=cmd.description,
+            tags=dict(cmd.tags),
+            project=cmd.project,
         )
     ]
 
@@ -467,7 +483,7 @@ def _set_policy(cmd: SetPolicy, state: ModelState) -> list[DomainEvent]:
     if not cmd.actor.holds("admin"):
         raise PermissionDenied(
             f"{cmd.actor.name!r} may not change the policy of model {state.name!r}: "
-            "the admin role is required"
+            "it needs MANAGE on the model (the admin role, or a MANAGE grant)"
         )
     old = state.policy
     if cmd.max_production_versions is not None and not 1 <= cmd.max_production_versions <= 100:
@@ -673,9 +689,11 @@ def _open_request(state: ModelState, version: int, request_id: str | None) -> Re
 def _check_reviewer(state: ModelState, req: RequestState, actor: Actor, verb: str) -> None:
     what = f"request {req.request_id!r} ({_ref(state, req.version)} to {req.to_stage})"
     if not actor.holds(req.approver_role):
+        need = _REQUIRES[req.approver_role]
         raise PermissionDenied(
-            f"{actor.name!r} may not {verb} {what}: the {req.approver_role} role is required "
-            f"({actor.name!r} has {', '.join(actor.roles) or 'no role'})"
+            f"{actor.name!r} may not {verb} {what}: the policy's approvers are {req.approver_role}s, "
+            f"who hold {need} on the model ({actor.name!r} holds "
+            f"{', '.join(sorted(actor.perms)) or 'nothing'} there)"
         )
     if actor.name == req.by and not req.allow_self_approval:
         raise PermissionDenied(

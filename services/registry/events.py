@@ -26,7 +26,8 @@ STAGES: tuple[Stage, ...] = ("None", "Staging", "Production", "Archived")
 TargetStage = Literal["Staging", "Production", "Archived"]
 TARGET_STAGES: tuple[TargetStage, ...] = ("Staging", "Production", "Archived")
 VersionStatus = Literal["READY", "DEPRECATED", "DELETED"]
-ApproverRole = Literal["member", "admin"]
+ApproverRole = Literal["member", "approver", "admin"]
+"""Who may approve: holders of EDIT (member), of APPROVE (approver) or of MANAGE (admin) on the model."""
 
 # ---------------------------------------------------------------- values inside events
 
@@ -127,6 +128,8 @@ class ModelRegistered(DomainEvent):
     name: str
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
+    project: str = "default"
+    """Events from before projects have none: they are in "default"."""
 
 
 @registry.register

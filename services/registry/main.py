@@ -12,6 +12,7 @@ from modelog_platform.service import ServiceSpec
 
 from .api import RegistryServicer
 from .peers import Peers
+from .places import resolvers
 from .projections import RegistryView
 
 if TYPE_CHECKING:
@@ -24,4 +25,9 @@ def register(server: grpc.aio.Server, platform: Platform) -> list[str]:
     return [registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name]
 
 
-SPEC = ServiceSpec(name="registry", register=register, inline_projections=[RegistryView()])
+SPEC = ServiceSpec(
+    name="registry",
+    register=register,
+    inline_projections=[RegistryView()],
+    resolvers=lambda platform: resolvers(platform.pool),
+)

@@ -83,6 +83,9 @@ class RegistryView(Projection):
     tables = ("models", "versions", "aliases", "transitions")
     handles = _types(*MODEL_EVENTS, *VERSION_EVENTS, *TRANSITION_EVENTS)
 
+    def upgrade(self, t: Tables) -> str:
+        return f"ALTER TABLE {t.models} ADD COLUMN IF NOT EXISTS project text NOT NULL DEFAULT 'default';"
+
     def ddl(self, t: Tables) -> str:
         return f"""
 CREATE TABLE {t.models} (
@@ -95,9 +98,11 @@ CREATE TABLE {t.models} (
     deleted        boolean     NOT NULL DEFAULT false,
     created_by     text        NOT NULL,
     created_at     timestamptz NOT NULL,
-    updated_at     timestamptz NOT NULL
+    updated_at     timestamptz NOT NULL,
+    project        text        NOT NULL DEFAULT 'default'
 );
 CREATE INDEX ON {t.models} (name);
+CREATE INDEX ON {t.models} (project);
 CREATE INDEX ON {t.models} (created_at DESC, model_id);
 CREATE TABLE {t.versions} (
     model_id         text        NOT NULL,
@@ -173,7 +178,7 @@ async def _model_event(
     if isinstance(e, ModelRegistered):
         await conn.execute(
             f"INSERT INTO {t.models} (model_id, name, description, tags, policy, created_by, created_at, "
-            "updated_at) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $7)",
+            "updated_at, project) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $7, $8)",
             model_id,
             e.name,
             e.description,
@@ -181,6 +186,7 @@ async def _model_event(
             DEFAULT_POLICY,
             actor,
             at,
+            e.project,
         )
         return
     value: object

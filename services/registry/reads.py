@@ -15,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from eventlog import InvalidArgument, NotFound
 from modelog._gen.registry.v1 import registry_pb2 as pb
+from modelog_platform.authz import Visible
 
 from .domain import check_alias, check_model_name
 from .events import ModelPolicy, StagePolicy, decode_float
@@ -77,7 +78,7 @@ def policy_pb(p: ModelPolicy) -> pb.ModelPolicy:
 
 MODEL_SELECT = f"""
 SELECT m.model_id, m.name, m.description, m.tags::text, m.deleted, m.latest_version, m.policy::text,
-       m.created_by, m.created_at, m.updated_at,
+       m.created_by, m.created_at, m.updated_at, m.project,
        (SELECT coalesce(jsonb_object_agg(a.alias, a.version), '{{}}')::text FROM {T.aliases} a
          WHERE a.model_id = m.model_id) AS aliases,
        (SELECT coalesce(array_agg(v.version ORDER BY v.stage_position), '{{}}') FROM {T.versions} v
@@ -99,7 +100,14 @@ def model_pb(r: asyncpg.Record) -> pb.Model:
         created_by=r["created_by"],
         created_at=ts(r["created_at"]),
         updated_at=ts(r["updated_at"]),
+        project=r["project"],
     )
+
+
+def _visible_sql(visible: Visible, p: Params) -> str:
+    """Only models the caller may read: of its projects, or granted to it by name."""
+    projects, names = p.add(sorted(visible.projects)), p.add(sorted(visible.keys))
+    return f"(m.project = ANY({projects}::text[]) OR m.name = ANY({names}::text[]))"
 
 
 async def get_model(conn: asyncpg.Connection, name: str) -> pb.Model:
@@ -171,10 +179,13 @@ async def search_models(
     include_deleted: bool,
     size: int,
     token: str,
+    visible: Visible | None = None,
 ) -> tuple[list[pb.Model], str]:
     size = page_size(size)
     p = Params([])
     where = ["true" if include_deleted else "NOT m.deleted"]
+    if visible is not None:
+        where.append(_visible_sql(visible, p))
     if name_contains:
         escaped = name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         where.append(f"m.name ILIKE {p.add(f'%{escaped}%')}")
@@ -340,11 +351,13 @@ class VersionQuery:
 
 
 async def search_versions(
-    conn: asyncpg.Connection, q: VersionQuery, size: int, token: str
+    conn: asyncpg.Connection, q: VersionQuery, size: int, token: str, visible: Visible | None = None
 ) -> tuple[list[pb.ModelVersion], str]:
     size = page_size(size)
     p = Params([])
     where = [f"v.status = ANY({p.add(list(q.statuses or ('READY', 'DEPRECATED')))}::text[])"]
+    if visible is not None:
+        where.append(_visible_sql(visible, p))
     if q.model:
         where.append(f"m.name = {p.add(check_model_name(q.model, 'model'))}")
     if q.tags:

@@ -29,6 +29,8 @@ from eventlog.locks import StreamLocks
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
 from modelog_platform import context
+from modelog_platform.access import project_name
+from modelog_platform.authz import DEFAULT_PROJECT
 
 from . import domain as d
 from . import reads
@@ -98,10 +100,16 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
         return await self._experiment(cmd.experiment_id)
 
     async def _create_experiment(
-        self, scope: str, name: str, description: str = "", tags: dict[str, str] | None = None
+        self,
+        scope: str,
+        name: str,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        project: str = "",
     ) -> pb.Experiment:
         experiment_id = new_id(scope, context.current().idempotency_key)
-        cmd = d.CreateExperiment(experiment_id, name, now_ms(), description, tags or {})
+        project = project_name(project or DEFAULT_PROJECT)
+        cmd = d.CreateExperiment(experiment_id, name, now_ms(), description, tags or {}, project)
         d.experiment_decider.decide(cmd, d.ExperimentState())  # bad input fails before the name is claimed
         # Shielded: a caller hanging up between the claim and the create must not strand the name.
         await asyncio.shield(self._claim_and_create(cmd, _metadata(scope)))
@@ -132,7 +140,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
         self, request: pb.CreateExperimentRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.CreateExperimentResponse:
         experiment = await self._create_experiment(
-            "CreateExperiment", request.name, request.description, dict(request.tags)
+            "CreateExperiment", request.name, request.description, dict(request.tags), request.project
         )
         return pb.CreateExperimentResponse(experiment=experiment)
 
@@ -154,7 +162,11 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
     ) -> pb.ListExperimentsResponse:
         async with self.pool.acquire() as conn:
             found, token = await reads.list_experiments(
-                conn, _view(request.view), request.page_size, request.page_token
+                conn,
+                _view(request.view),
+                request.page_size,
+                request.page_token,
+                context.visible("experiment"),
             )
         return pb.ListExperimentsResponse(experiments=found, next_page_token=token)
 
@@ -238,7 +250,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
         if not request.create_experiment:
             raise NotFound(f"no experiment named {name!r} (set create_experiment to create it)")
         try:
-            return await self._create_once(name)
+            return await self._create_once(name, request.project)
         except AlreadyExists:  # another process claimed the name first: use its experiment
             found = await self._experiment_named(name)
             if found is not None:
@@ -247,7 +259,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
                 f"experiment {name!r} is being created by a concurrent call; retry in a moment"
             ) from None
 
-    async def _create_once(self, name: str) -> str:
+    async def _create_once(self, name: str, project: str) -> str:
         """Create an experiment for StartRun; concurrent StartRuns of this process wait for that one
         (a sweep starting eight runs in a new experiment makes one experiment, not seven errors)."""
         pending = self.creating.get(name)
@@ -256,7 +268,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.creating[name] = future
         try:
-            experiment_id = (await self._create_experiment("StartRun.experiment", name)).experiment_id
+            made = await self._create_experiment("StartRun.experiment", name, project=project)
+            experiment_id = made.experiment_id
             future.set_result(experiment_id)
             return experiment_id
         except BaseException as exc:

@@ -154,6 +154,7 @@ class CreateExperiment:
     created_at_ms: int
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    project: str = "default"
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,7 @@ def decide_experiment(cmd: ExperimentCommand, state: ExperimentState) -> Sequenc
                 description=cmd.description,
                 tags=dict(cmd.tags),
                 created_at_ms=cmd.created_at_ms,
+                project=cmd.project,
             )
         ]
     if not state.exists:

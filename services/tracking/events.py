@@ -79,6 +79,8 @@ class ExperimentCreated(DomainEvent):
     description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
     created_at_ms: int
+    project: str = "default"
+    """Events from before projects have none: they are in "default"."""
 
 
 @registry.register

@@ -10,6 +10,7 @@ from modelog._gen.tracking.v1 import tracking_pb2, tracking_pb2_grpc
 from modelog_platform.service import ServiceSpec
 
 from .api import TrackingServicer
+from .places import resolvers
 from .projections import ExperimentsView, RunsView
 
 if TYPE_CHECKING:
@@ -21,4 +22,9 @@ def register(server: grpc.aio.Server, platform: Platform) -> list[str]:
     return [tracking_pb2.DESCRIPTOR.services_by_name["Tracking"].full_name]
 
 
-SPEC = ServiceSpec(name="tracking", register=register, inline_projections=[ExperimentsView(), RunsView()])
+SPEC = ServiceSpec(
+    name="tracking",
+    register=register,
+    inline_projections=[ExperimentsView(), RunsView()],
+    resolvers=lambda platform: resolvers(platform.pool),
+)

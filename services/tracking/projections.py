@@ -78,11 +78,18 @@ CREATE TABLE {t.experiments} (
     tags          jsonb   NOT NULL,
     created_at_ms bigint  NOT NULL,
     updated_at_ms bigint  NOT NULL,
-    deleted       boolean NOT NULL DEFAULT false
+    deleted       boolean NOT NULL DEFAULT false,
+    project       text    NOT NULL DEFAULT 'default'
 );
 CREATE INDEX ON {t.experiments} (name);
 CREATE INDEX ON {t.experiments} (created_at_ms DESC, experiment_id);
+CREATE INDEX ON {t.experiments} (project);
 """
+
+    def upgrade(self, t: Tables) -> str:
+        return (
+            f"ALTER TABLE {t.experiments} ADD COLUMN IF NOT EXISTS project text NOT NULL DEFAULT 'default';"
+        )
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent], t: Tables) -> None:
         for ev in events:
@@ -92,13 +99,14 @@ CREATE INDEX ON {t.experiments} (created_at_ms DESC, experiment_id);
             if isinstance(e, ExperimentCreated):
                 await conn.execute(
                     f"INSERT INTO {t.experiments} (experiment_id, name, description, tags, created_at_ms, "
-                    "updated_at_ms) VALUES ($1, $2, $3, $4::jsonb, $5, $6)",
+                    "updated_at_ms, project) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)",
                     e.experiment_id,
                     e.name,
                     e.description,
                     json.dumps(e.tags),
                     e.created_at_ms,
                     at,
+                    e.project,
                 )
                 continue
             assignment, value = _experiment_change(e)

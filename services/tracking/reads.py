@@ -11,12 +11,15 @@ import asyncpg
 
 from eventlog import InvalidArgument, NotFound
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
+from modelog_platform.authz import Visible
 
 from .domain import RunState
 from .projections import VIEWS
 from .search import RUN_COLUMNS, Params, SortKey, after, decode_token, encode_token, page_size
 
-EXPERIMENT_COLUMNS = "experiment_id, name, description, tags::text, created_at_ms, updated_at_ms, deleted"
+EXPERIMENT_COLUMNS = (
+    "experiment_id, name, description, tags::text, created_at_ms, updated_at_ms, deleted, project"
+)
 MAX_COMPARE = 100
 _VIEW_SQL = {"active": "NOT deleted", "deleted": "deleted", "all": "true"}
 
@@ -30,6 +33,7 @@ def experiment_message(r: asyncpg.Record) -> pb.Experiment:
         created_at_ms=r[4],
         updated_at_ms=r[5],
         deleted=r[6],
+        project=r[7],
     )
 
 
@@ -50,12 +54,15 @@ _EXPERIMENT_ORDER = [SortKey("created_at_ms", "bigint", True), SortKey("experime
 
 
 async def list_experiments(
-    conn: asyncpg.Connection, view: str, size: int, token: str
+    conn: asyncpg.Connection, view: str, size: int, token: str, visible: Visible | None = None
 ) -> tuple[list[pb.Experiment], str]:
-    """Newest first, keyset-paged like SearchRuns."""
+    """Newest first, keyset-paged like SearchRuns; only what the caller may read (`visible`)."""
     size = page_size(size)
     p = Params()
     where = [_VIEW_SQL[view]]
+    if visible is not None:
+        projects, keys = p.add(sorted(visible.projects), "text[]"), p.add(sorted(visible.keys), "text[]")
+        where.append(f"(project = ANY({projects}) OR experiment_id = ANY({keys}))")
     fingerprint = f"experiments:{view}"
     if token:
         where.append(after(_EXPERIMENT_ORDER, decode_token(token, fingerprint, _EXPERIMENT_ORDER), p))

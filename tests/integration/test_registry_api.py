@@ -285,7 +285,7 @@ async def test_forbidden_moves_are_refused_with_clear_errors_and_write_nothing(s
                 pb.SetAliasRequest(model="churn", alias="champion", version=1), metadata=stack.md("vic")
             ),
             grpc.StatusCode.PERMISSION_DENIED,
-            "member or admin role",
+            "it needs EDIT there and holds READ",
         ),
         (
             stack.api.SetPolicy(
@@ -293,7 +293,7 @@ async def test_forbidden_moves_are_refused_with_clear_errors_and_write_nothing(s
                 metadata=stack.md("bob"),
             ),
             grpc.StatusCode.PERMISSION_DENIED,
-            "admin role is required",
+            "it needs MANAGE there and holds EDIT, READ",
         ),
         (
             stack.api.ApproveTransition(

@@ -49,11 +49,11 @@ from modelog_services.registry.events import (
     VersionStageChanged,
 )
 
-ALICE = Actor("alice", ("member",))
-BOB = Actor("bob", ("member",))
-CAROL = Actor("carol", ("member",))
-ROOT = Actor("root", ("admin",))
-VIC = Actor("vic", ("viewer",))
+ALICE = Actor.of_roles("alice", "member")
+BOB = Actor.of_roles("bob", "member")
+CAROL = Actor.of_roles("carol", "member")
+ROOT = Actor.of_roles("root", "admin")
+VIC = Actor.of_roles("vic", "viewer")
 
 REGISTERED = ModelRegistered(model_id="m1", name="churn")
 
@@ -426,16 +426,25 @@ def test_self_approval_is_allowed_when_the_policy_says_so() -> None:
     assert then[-1] == moved(1, "Staging", "Production", "r")
 
 
-def test_an_approver_needs_the_role_the_policy_names() -> None:
+def test_an_approver_needs_the_permission_the_policy_names() -> None:
     given = [*with_versions(1), *in_staging(1), requested("r", 1, "Production", "Staging")]
-    with pytest.raises(PermissionDenied, match=r"member role is required .*'vic' has viewer"):
+    with pytest.raises(PermissionDenied, match=r"approvers are members, who hold EDIT .*'vic' holds READ"):
         when(given, d.ApproveTransition(1, VIC))
     admin_only = requested("r", 1, "Production", "Staging").model_copy(update={"approver_role": "admin"})
-    with pytest.raises(PermissionDenied, match="admin role"):
+    with pytest.raises(PermissionDenied, match="approvers are admins, who hold MANAGE"):
         when([*with_versions(1), *in_staging(1), admin_only], d.ApproveTransition(1, BOB))
     assert when([*with_versions(1), *in_staging(1), admin_only], d.ApproveTransition(1, ROOT))[-1].type == (
         "VersionStageChanged"
     )
+
+
+def test_an_approve_grant_is_what_an_approver_policy_asks_for() -> None:
+    approvers = requested("r", 1, "Production", "Staging").model_copy(update={"approver_role": "approver"})
+    given = [*with_versions(1), *in_staging(1), approvers]
+    with pytest.raises(PermissionDenied, match="who hold APPROVE"):
+        when(given, d.ApproveTransition(1, BOB))  # EDIT alone is not enough
+    dana = Actor("dana", frozenset({"READ", "APPROVE"}))
+    assert when(given, d.ApproveTransition(1, dana))[-1] == moved(1, "Staging", "Production", "r")
 
 
 def test_two_approvals_move_the_version_and_one_person_approves_once() -> None:

@@ -22,25 +22,37 @@ def main() -> None:
     """Modelog: experiment tracking, model registry and a verifiable audit log."""
 
 
+_TLS_HELP = (
+    "serve gRPC over TLS: MODELOG_TLS_CERT/KEY, else a local CA and certificate in MODELOG_HOME/tls "
+    "(clients set MODELOG_CA_FILE to the ca.pem the ready line names)"
+)
+
+
 @main.command()
-def up() -> None:
+@click.option("--tls", is_flag=True, help=_TLS_HELP)
+def up(tls: bool) -> None:
     """Run the whole platform locally (embedded PostgreSQL and broker unless MODELOG_PG_DSN /
     MODELOG_KAFKA_BOOTSTRAP name external ones). Ctrl-C stops everything."""
     from modelog_platform.runner import up as run_up
+    from modelog_platform.settings import Settings
 
-    sys.exit(run_up())
+    settings = Settings()
+    settings.tls = settings.tls or tls
+    sys.exit(run_up(settings))
 
 
 @main.command()
 @click.argument("service")
 @click.option("--addr", help="host:port to listen on (default MODELOG_ADDR)")
-def serve(service: str, addr: str | None) -> None:
+@click.option("--tls", is_flag=True, help=_TLS_HELP)
+def serve(service: str, addr: str | None, tls: bool) -> None:
     """Run one service in this process, against MODELOG_PG_DSN and MODELOG_KAFKA_BOOTSTRAP.
     Run several copies to scale out: they share work as a Kafka consumer group."""
     from modelog_platform.runner import serve_one
     from modelog_platform.settings import Settings
 
     settings = Settings(addr=addr) if addr else Settings()
+    settings.tls = settings.tls or tls
     sys.exit(serve_one(service, settings))
 
 
