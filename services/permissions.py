@@ -14,6 +14,7 @@ from typing import Any
 
 from modelog_platform.authz import (
     DEFAULT_PROJECT,
+    NEW_IN,
     PUBLIC,
     Extract,
     Perm,
@@ -25,6 +26,9 @@ from modelog_platform.authz import (
 )
 
 READ, EDIT, MANAGE, APPROVE, ADMIN = Perm.READ, Perm.EDIT, Perm.MANAGE, Perm.APPROVE, Perm.ADMIN
+LISTED = PUBLIC
+"""Lists and searches: open to every caller, and each shows only what the caller may read (the
+handler filters by `context.visible`), so a caller with no grant sees an empty list, not an error."""
 
 
 def _one(kind: str, value: str) -> list[Resource]:
@@ -37,7 +41,7 @@ def project() -> Extract:
 
 
 def _creating_in(r: Any) -> Resource:
-    return Resource("project", r.project or DEFAULT_PROJECT)
+    return Resource(NEW_IN, r.project or DEFAULT_PROJECT)
 
 
 def experiment(r: Any) -> Iterable[Resource]:
@@ -84,6 +88,11 @@ def new_version(r: Any) -> Iterable[Resource]:
 
 def artifact(attr: str) -> Extract:
     return lambda r: _one("artifact", getattr(r, attr))
+
+
+def commit(r: Any) -> Iterable[Resource]:
+    """A version of an existing artifact, or the first of one in the request's project."""
+    return [*_one("artifact", r.name), _creating_in(r)]
 
 
 def artifact_ref(*attrs: str) -> Extract:
@@ -135,7 +144,7 @@ TABLE: dict[str, dict[str, Rule]] = {
     "modelog.tracking.v1.Tracking": {
         "CreateExperiment": on(EDIT, project()),
         "GetExperiment": on(READ, experiment),
-        "ListExperiments": anywhere(READ),
+        "ListExperiments": LISTED,
         "RenameExperiment": on(EDIT, experiment),
         "SetExperimentDescription": on(EDIT, experiment),
         "SetExperimentTags": on(EDIT, experiment),
@@ -161,7 +170,7 @@ TABLE: dict[str, dict[str, Rule]] = {
     "modelog.registry.v1.Registry": {
         "CreateModel": on(EDIT, project()),
         "GetModel": on(READ, model("name")),
-        "SearchModels": anywhere(READ),
+        "SearchModels": LISTED,
         "RenameModel": on(EDIT, model("name")),
         "SetModelDescription": on(EDIT, model("name")),
         "SetModelTags": on(EDIT, model("name")),
@@ -194,10 +203,10 @@ TABLE: dict[str, dict[str, Rule]] = {
         "Download": on(READ, blobs),
         "LocalStore": anywhere(EDIT),
         "IngestLocal": anywhere(EDIT),
-        "CommitVersion": on(EDIT, artifact("name")),
+        "CommitVersion": on(EDIT, commit),
         "GetVersion": on(READ, artifact_ref("ref")),
         "ListVersions": on(READ, artifact("name")),
-        "ListArtifacts": anywhere(READ),
+        "ListArtifacts": LISTED,
         "DiffVersions": on(READ, artifact_ref("a", "b")),
         "SetAlias": on(EDIT, artifact("name")),
         "RemoveAlias": on(EDIT, artifact("name")),
@@ -208,7 +217,7 @@ TABLE: dict[str, dict[str, Rule]] = {
     "modelog.monitoring.v1.Monitoring": {
         "CreateMonitor": on(EDIT, project()),
         "GetMonitor": on(READ, monitor("name")),
-        "ListMonitors": anywhere(READ),
+        "ListMonitors": LISTED,
         "SetBaseline": on(EDIT, monitor("monitor")),
         "LogPredictions": on(EDIT, monitor("monitor")),
         "LogLabels": on(EDIT, monitor("monitor")),

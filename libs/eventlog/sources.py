@@ -7,6 +7,7 @@ from datetime import UTC
 from typing import Any, Protocol
 
 import grpc
+from opentelemetry import propagate
 
 from eventlog.records import RecordedEvent
 from eventlog.store import EventStore

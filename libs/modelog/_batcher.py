@@ -5,11 +5,17 @@ into columnar batches per run, and hands them to `send` with a fresh idempotency
 fails transiently is resent with the same key, so the server stores it once. When more than
 `max_queued` points wait (the network is down, say), new points spill to files under `spill_dir`
 instead of blocking the caller or growing memory without bound; they are sent once the queue drains.
+
+A batch the server refuses (a `modelog.errors` class that is not transient: the run finished, a bad
+key) stops the sender: that first refusal is raised by every later `log`, `flush` and `close`, so
+it is seen at once instead of points piling up that nobody will take. `flush` and `close` wait at
+most their timeout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -21,7 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelog.errors import FailedPrecondition, Internal, ModelogError
+
 log = logging.getLogger("modelog.sdk")
+
+FLUSH_TIMEOUT = 60.0
+"""How long `flush` and `close` wait for the server by default."""
 
 Point = tuple[str, str, float, int, int]
 """(run_id, key, value, step, timestamp_ms)"""
@@ -71,6 +82,8 @@ class MetricBatcher:
         self.acknowledged = 0
         self.spilled = 0
         self.last_error: BaseException | None = None
+        self.failure: ModelogError | None = None
+        """The first refusal: set, the sender has stopped for good."""
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="modelog-metrics", daemon=True)
         self._thread.start()
@@ -78,7 +91,9 @@ class MetricBatcher:
     # ------------------------------------------------------------ the training thread's side
 
     def log(self, run_id: str, metrics: dict[str, float], step: int, timestamp_ms: int | None = None) -> None:
-        """Queue points and return at once. Never blocks on the network."""
+        """Queue points and return at once. Never blocks on the network; raises the server's refusal
+        of an earlier batch, or FailedPrecondition once closed."""
+        self._check()
         ts = timestamp_ms if timestamp_ms is not None else time.time_ns() // 1_000_000
         queue = self._queue
         if len(queue) < self.max_queued:
@@ -108,35 +123,59 @@ class MetricBatcher:
         self._spill_files.append(path)
         self._spill = []
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every point queued before this call is acknowledged by the server."""
+    def _check(self) -> None:
+        if self.failure is not None:
+            raise copy.copy(self.failure)  # a fresh one each time: tracebacks do not pile up
+        if self._closed:
+            raise FailedPrecondition("metrics can no longer be logged: their sender is closed")
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Wait until every point queued before this call is acknowledged by the server: True once
+        they are, False if `timeout` seconds passed first (the points stay queued: the server may be
+        unreachable). Raises the server's refusal of a batch as soon as it is known."""
         target = self.enqueued
         self._wake.set()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = time.monotonic() + timeout
         with self._idle:
             while self.acknowledged < target:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                if self.failure is not None or not self._thread.is_alive():
+                    break  # nobody will send what is left
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     return False
-                self._idle.wait(min(0.5, remaining) if remaining is not None else 0.5)
+                self._idle.wait(min(0.5, remaining))
                 self._wake.set()
-        return True
+        if self.failure is not None:
+            raise copy.copy(self.failure)
+        return self.acknowledged >= target
 
-    def close(self, timeout: float | None = 60.0) -> bool:
-        done = self.flush(timeout)
-        self._closed = True
-        self._wake.set()
-        self._thread.join(5)
-        return done
+    def close(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Flush (as `flush`, raising what the server refused), then stop the sender."""
+        try:
+            return self.flush(timeout)
+        finally:
+            self._closed = True
+            self._wake.set()
+            self._thread.join(5)
 
     # ------------------------------------------------------------ the background thread
 
     def _run(self) -> None:
-        while not self._closed:
-            self._wake.wait(self.interval)
-            self._wake.clear()
-            while self._drain_once():
-                pass
+        try:
+            while not self._closed and self.failure is None:
+                self._wake.wait(self.interval)
+                self._wake.clear()
+                while self.failure is None and self._drain_once():
+                    pass
+        except BaseException as exc:  # a sender that died must make later calls raise, not wait
+            self._stop(Internal(f"the metric sender stopped: {type(exc).__name__}: {exc}"))
+            raise
+
+    def _stop(self, failure: ModelogError) -> None:
+        with self._idle:
+            if self.failure is None:
+                self.failure = failure
+            self._idle.notify_all()
 
     def _take(self) -> list[Point]:
         points: list[Point] = []
@@ -173,31 +212,39 @@ class MetricBatcher:
                 b.values.extend(p[2] for p in pts)
                 b.steps.extend(p[3] for p in pts)
                 b.timestamps_ms.extend(p[4] for p in pts)
-        self._deliver(list(batches.values()))
+        if not self._deliver(list(batches.values())):
+            return False
         with self._idle:
             self.acknowledged += len(points)
             self._idle.notify_all()
         return True
 
-    def _deliver(self, batches: list[Batch]) -> None:
+    def _deliver(self, batches: list[Batch]) -> bool:
+        """Send until acknowledged (True); False when the server refused the batches for good."""
         attempt = 0
         while True:
             try:
                 self._send(batches)
                 self.last_error = None
-                return
-            except Exception as exc:  # noqa: BLE001 - retried below; the caller never sees it
+                return True
+            except ModelogError as exc:
+                if not exc.transient:
+                    log.warning("the server refused %d metric batches: %s", len(batches), exc.message)
+                    self._stop(exc)
+                    return False
                 self.last_error = exc
-                delay = self.retry_delays[min(attempt, len(self.retry_delays) - 1)]
-                attempt += 1
-                if attempt in (1, 10) or attempt % 50 == 0:
-                    log.warning(
-                        "sending %d metric batches failed (%s); retrying every %.1fs",
-                        len(batches),
-                        exc,
-                        delay,
-                    )
-                if self._closed and attempt > len(self.retry_delays):
-                    log.error("giving up on %d metric batches at exit: %s", len(batches), exc)
-                    return
-                time.sleep(delay)
+            except Exception as exc:  # noqa: BLE001 - retried below (a broken connection, say)
+                self.last_error = exc
+            delay = self.retry_delays[min(attempt, len(self.retry_delays) - 1)]
+            attempt += 1
+            if attempt in (1, 10) or attempt % 50 == 0:
+                log.warning(
+                    "sending %d metric batches failed (%s); retrying every %.1fs",
+                    len(batches),
+                    self.last_error,
+                    delay,
+                )
+            if self._closed and attempt > len(self.retry_delays):
+                log.error("giving up on %d metric batches at exit: %s", len(batches), self.last_error)
+                return False
+            time.sleep(delay)

@@ -10,11 +10,12 @@ from typing import Any
 from modelog._client import Connection
 from modelog._gen.tracking.v1 import tracking_pb2
 from modelog._transport import Journal, Online, Transport
+from modelog.errors import FailedPrecondition
 from modelog.tracking import ActiveRun, RunData, start_run
 from modelog_platform.settings import Settings
 
 
-class OfflineError(RuntimeError):
+class OfflineError(FailedPrecondition, RuntimeError):
     """A read (search, get) asked of an offline client: reads need the server."""
 
 

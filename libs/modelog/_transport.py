@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from modelog._client import Connection
 from modelog._gen.tracking.v1 import tracking_pb2
-from modelog.errors import from_rpc
 
 
 class Transport(Protocol):
@@ -46,10 +44,7 @@ class Online:
 
     def call(self, rpc: str, request: Message, key: str | None = None) -> Any:
         md = [("idempotency-key", key or uuid.uuid4().hex)]
-        try:
-            return getattr(self.tracking, rpc)(request, metadata=md, timeout=60)
-        except grpc.RpcError as exc:
-            raise from_rpc(exc) from None
+        return getattr(self.tracking, rpc)(request, metadata=md, timeout=60)  # raises modelog.errors
 
     def send_metrics(self, batches: list[tracking_pb2.MetricBatch]) -> None:
         # One client stream per flush; every batch carries its own idempotency key, so resending

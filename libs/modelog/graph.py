@@ -17,14 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import grpc
-
 from modelog._client import Connection
 from modelog._gen.audit.v1 import lineage_pb2 as pb
 from modelog._gen.audit.v1 import lineage_pb2_grpc
 from modelog._time import when as _when
 from modelog.asof import timestamp
-from modelog.errors import InvalidArgument, from_rpc
+from modelog.errors import InvalidArgument
 
 DIRECTIONS = {"up": pb.DIRECTION_UPSTREAM, "down": pb.DIRECTION_DOWNSTREAM, "both": pb.DIRECTION_BOTH}
 
@@ -100,9 +98,7 @@ class _Call:
         conn = self.connection or Connection()
         try:
             method: Callable[..., Any] = getattr(lineage_pb2_grpc.LineageStub(conn.channel), rpc)
-            return method(request, timeout=60)
-        except grpc.RpcError as exc:
-            raise from_rpc(exc) from None
+            return method(request, timeout=60)  # raises modelog.errors (modelog._client)
         finally:
             if self.connection is None:
                 conn.close()

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import grpc
 import pyarrow as pa
 import pyarrow.ipc as ipc
 from google.protobuf.message import Message
@@ -37,7 +36,7 @@ from modelog._client import Connection
 from modelog._gen.monitoring.v1 import monitoring_pb2 as pb
 from modelog._gen.monitoring.v1 import monitoring_pb2_grpc
 from modelog._time import when as _when
-from modelog.errors import FailedPrecondition, InvalidArgument, ModelogError, from_rpc
+from modelog.errors import FailedPrecondition, InvalidArgument, ModelogError
 
 BATCH_ROWS = 65_536
 """Rows per Arrow IPC message: big enough to amortise a Parquet blob and an event, small enough
@@ -360,8 +359,6 @@ class _Sender:
             sent = [0]
             try:
                 self.client.stub.LogPredictions(self._requests(first, sent), timeout=600)
-            except grpc.RpcError as exc:
-                self.error = from_rpc(exc)
             except Exception as exc:  # noqa: BLE001 - kept for the caller: a dead thread would hang flush()
                 self.error = exc
             self._done(max(sent[0], 1))
@@ -431,10 +428,7 @@ class Monitors:
 
     def call(self, rpc: str, request: Message) -> Any:
         method: Callable[..., Any] = getattr(self.stub, rpc)
-        try:
-            return method(request, timeout=120)
-        except grpc.RpcError as exc:
-            raise from_rpc(exc) from None
+        return method(request, timeout=120)  # raises modelog.errors (modelog._client)
 
     def create(
         self,

@@ -24,7 +24,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, overload
 
-import grpc
 from google.protobuf.message import Message
 
 from modelog._client import Connection
@@ -32,7 +31,7 @@ from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog._gen.registry.v1 import registry_pb2_grpc
 from modelog._time import when as _when
 from modelog.asof import ModelAsOf, VersionAsOf, get_as_of
-from modelog.errors import FailedPrecondition, InvalidArgument, from_rpc
+from modelog.errors import FailedPrecondition, InvalidArgument
 
 STAGES = {
     "none": pb.STAGE_NONE,
@@ -393,10 +392,7 @@ class Registry:
 
     def call(self, rpc: str, request: Message) -> Any:
         method: Callable[..., Any] = getattr(self.stub, rpc)
-        try:
-            return method(request, timeout=60)
-        except grpc.RpcError as exc:
-            raise from_rpc(exc) from None
+        return method(request, timeout=60)  # raises modelog.errors (modelog._client)
 
     def _paged(self, rpc: str, request: Any, field: str) -> Iterator[Any]:
         """Every item of a paged search, page after page."""
@@ -545,7 +541,7 @@ def artifact_ref(artifact: Any) -> pb.ArtifactRef:
     """An artifact version: "name:v3", "name:alias", "name" (the latest), or an ArtifactVersion."""
     if not isinstance(artifact, str):
         return pb.ArtifactRef(name=artifact.name, version=artifact.version)
-    from modelog_services.artifacts.domain import parse_ref
+    from modelog.artifacts._base import parse_ref  # the server's rule, raising SDK errors
 
     parsed = parse_ref(artifact, "artifact")
     return pb.ArtifactRef(name=parsed.name, version=parsed.version or 0, alias=parsed.alias or "")

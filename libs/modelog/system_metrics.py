@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from modelog.errors import ModelogError
+
 if TYPE_CHECKING:
     from modelog.tracking import ActiveRun
 
@@ -60,7 +62,10 @@ class SystemMetrics:
     def _loop(self) -> None:
         step = 0
         while not self._stop.wait(self.interval):
-            self.run.log_metrics(sample(), step=step)
+            try:
+                self.run.log_metrics(sample(), step=step)
+            except ModelogError:
+                return  # the run takes no more metrics; its owner hears why from the run itself
             step += 1
 
     def stop(self) -> None:

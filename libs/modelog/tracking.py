@@ -2,12 +2,18 @@
 
 A run's metrics go through a background batcher (the training loop never waits on the network);
 everything else is a direct call that retries transient failures with its idempotency key.
+
+A finished run (FINISHED, FAILED or KILLED) takes no more data: params, metrics and dataset inputs
+are refused with FailedPrecondition — at once when this process finished it, and by the server
+otherwise (for metrics, at the next `log_metrics`, `flush` or `finish` after the refusal). Tags are
+annotations: a finished run still takes them, as the server allows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import getpass
+import logging
 import os
 import socket
 import subprocess
@@ -20,9 +26,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from modelog._batcher import Batch, MetricBatcher
+from modelog._batcher import FLUSH_TIMEOUT, Batch, MetricBatcher
 from modelog._gen.tracking.v1 import tracking_pb2
 from modelog._transport import Transport
+from modelog.errors import FailedPrecondition, ModelogError
 
 if TYPE_CHECKING:
     from modelog.system_metrics import SystemMetrics
@@ -34,6 +41,8 @@ STATUS = {
     "KILLED": tracking_pb2.RUN_STATUS_KILLED,
 }
 STATUS_NAMES = {v: k for k, v in STATUS.items()}
+
+log = logging.getLogger("modelog.sdk")
 
 
 def _source() -> tracking_pb2.RunSource:
@@ -117,7 +126,8 @@ class ActiveRun:
         self.experiment = experiment
         self._t = transport
         self._batcher = MetricBatcher(self._send, spill_dir=spill_dir)
-        self._finished = False
+        self._finished: str | None = None
+        """The status this process finished the run with."""
         self._step = 0
         self._system: SystemMetrics | None = None
 
@@ -145,10 +155,18 @@ class ActiveRun:
 
     # --------------------------------------------------------------- logging
 
+    def _writable(self) -> None:
+        if self._finished is not None:
+            raise FailedPrecondition(
+                f"run {self.name!r} ({self.id}) is {self._finished}; a finished run accepts no more data"
+            )
+
     def log_metrics(
         self, metrics: Mapping[str, float], step: int | None = None, timestamp_ms: int | None = None
     ) -> None:
-        """Queue metric points and return at once (NaN and ±inf are fine)."""
+        """Queue metric points and return at once (NaN and ±inf are fine). Raises FailedPrecondition
+        on a finished run, and the server's refusal of earlier points once it is known."""
+        self._writable()
         if step is None:
             step = self._step
             self._step += 1
@@ -159,6 +177,7 @@ class ActiveRun:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Params are set once: logging a different value for an existing key is an error."""
+        self._writable()
         self._t.call("LogParams", tracking_pb2.LogParamsRequest(run_id=self.id, params=_str_map(params)))
 
     def log_param(self, key: str, value: Any) -> None:
@@ -177,6 +196,7 @@ class ActiveRun:
         self, name: str, digest: str, *, source: str = "", context: str = "", source_type: str = ""
     ) -> None:
         """Record a dataset the run read (name and content digest), e.g. context="training"."""
+        self._writable()
         ds = tracking_pb2.DatasetInput(
             name=name, digest=digest, source=source, context=context, source_type=source_type
         )
@@ -188,23 +208,40 @@ class ActiveRun:
 
         return artifacts.log_artifacts(path, name=name, kind=kind, run_id=self.id, message=message)
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every metric point logged so far is acknowledged by the server."""
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Wait until every metric point logged so far is acknowledged by the server: True once they
+        are, False if `timeout` seconds pass first (the server is unreachable: they stay queued).
+        Raises the server's first refusal of a batch (FailedPrecondition for a run finished
+        elsewhere) as a `modelog.errors` class."""
         return self._batcher.flush(timeout)
 
-    def finish(self, status: str = "FINISHED") -> None:
-        if self._finished:
+    def finish(self, status: str = "FINISHED", *, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Send what is queued (waiting at most `timeout` seconds), then mark the run `status`.
+        Raises what the server refused: a metric batch first, else the finish itself. Finishing
+        twice does nothing."""
+        if self._finished is not None:
             return
-        self._finished = True
+        self._finished = status
         if self._system is not None:
             self._system.stop()
-        self._batcher.close()
-        self._t.call(
-            "FinishRun",
-            tracking_pb2.FinishRunRequest(
-                run_id=self.id, status=STATUS[status], end_time_ms=time.time_ns() // 1_000_000
-            ),
-        )
+        refused: ModelogError | None = None
+        try:
+            if not self._batcher.close(timeout):
+                log.warning("%s: %d metric points not sent within %ss", self, self.pending_points, timeout)
+        except ModelogError as exc:
+            refused = exc  # the run is still marked finished: it would otherwise stay RUNNING
+        try:
+            self._t.call(
+                "FinishRun",
+                tracking_pb2.FinishRunRequest(
+                    run_id=self.id, status=STATUS[status], end_time_ms=time.time_ns() // 1_000_000
+                ),
+            )
+        except ModelogError:
+            if refused is None:
+                raise
+        if refused is not None:
+            raise refused
 
     @property
     def pending_points(self) -> int:
@@ -218,10 +255,11 @@ class ActiveRun:
     ) -> None:
         if exc_type is None:
             self.finish("FINISHED")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.finish("KILLED")
-        else:
-            self.finish("FAILED")
+            return
+        try:
+            self.finish("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+        except ModelogError as error:  # the block's own exception is the one to see
+            log.warning("%s: finishing it after %s failed: %s", self, exc_type.__name__, error)
 
     def __repr__(self) -> str:
         return f"<ActiveRun {self.name} id={self.id} experiment={self.experiment!r}>"

@@ -14,13 +14,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-import grpc
-
 from modelog._client import Connection
 from modelog._gen.audit.v1 import webhooks_pb2 as pb
 from modelog._gen.audit.v1 import webhooks_pb2_grpc
 from modelog._time import when as _when
-from modelog.errors import from_rpc
 
 
 @dataclass(frozen=True)
@@ -130,10 +127,7 @@ def _call(connection: Connection | None, rpc: str, request: Any) -> Any:
 
         connection = default()._online().conn
     method: Callable[..., Any] = getattr(webhooks_pb2_grpc.WebhooksStub(connection.channel), rpc)
-    try:
-        return method(request, timeout=120)
-    except grpc.RpcError as exc:
-        raise from_rpc(exc) from None
+    return method(request, timeout=120)  # raises modelog.errors (modelog._client)
 
 
 def _filter(

@@ -29,7 +29,7 @@ from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
 from modelog._gen.identity.v1 import access_pb2, access_pb2_grpc, identity_pb2, identity_pb2_grpc
 from modelog_platform import identity, tls
 from modelog_platform.access import AccessControl, AccessView
-from modelog_platform.authz import Authorizer, Place, Resolver
+from modelog_platform.authz import NEW_IN, Authorizer, Place, Resolver
 from modelog_platform.grpc_std import Health, enable_reflection
 from modelog_platform.service import ServiceSpec
 from modelog_platform.settings import SERVICES, Settings, redact_dsn
@@ -165,7 +165,7 @@ class Platform:
         async def projects(names: list[str]) -> dict[str, Place]:
             return {n: Place(n) for n in names if await access.project_exists(n)}
 
-        resolvers: dict[str, Resolver] = {"project": projects}
+        resolvers: dict[str, Resolver] = {"project": projects, NEW_IN: projects}
         for spec in self.specs.values():
             if spec.resolvers is not None:
                 resolvers.update(spec.resolvers(self))

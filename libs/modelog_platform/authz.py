@@ -41,6 +41,8 @@ ROLE_PERM: Mapping[str, Perm] = {"viewer": Perm.READ, "member": Perm.EDIT, "admi
 GRANTABLE = (Perm.READ, Perm.EDIT, Perm.MANAGE, Perm.APPROVE)
 SCOPE_KINDS = ("project", "experiment", "model")
 DEFAULT_PROJECT = "default"
+NEW_IN = "new_in"
+"""The resource kind of "the project a create would put a new thing in" (resolved like a project)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +167,7 @@ _VERBS = {
 
 
 def _label(kind: str) -> str:
-    return {"model": "registered model", "blob": "blob"}.get(kind, kind)
+    return {"model": "registered model", NEW_IN: "project"}.get(kind, kind)
 
 
 def check(rule: Rule, access: Access, method: str, places: Mapping[Resource, Place | None]) -> None:
@@ -190,13 +192,13 @@ def check(rule: Rule, access: Access, method: str, places: Mapping[Resource, Pla
     if perm in access.everywhere:
         return
     # A request that may create what it names (StartRun's experiment, a model registered with its
-    # first version) names the project too: a name that does not exist yet is covered by it.
-    creating = [
-        p for r, p in places.items() if r.kind == "project" and p is not None and perm in access.at(p)
-    ]
-    for res, place in places.items():
-        if place is None and creating and res.kind != "project":
-            continue
+    # first version, an artifact's first version) also names where it would create it (NEW_IN): that
+    # project is checked only for names that do not exist yet.
+    new_in = [(r, p) for r, p in places.items() if r.kind == NEW_IN]
+    targets = [(r, p) for r, p in places.items() if r.kind != NEW_IN]
+    if new_in and (not targets or any(p is None for _, p in targets)):
+        targets = [(r, p) for r, p in targets if p is not None] + new_in
+    for res, place in targets:
         have = access.at(place) if place is not None else access.everywhere
         if place is None and Perm.READ not in have:
             raise NotFound(f"{_label(res.kind)} {res.key!r} not found")

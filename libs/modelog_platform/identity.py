@@ -33,6 +33,8 @@ from eventlog.projection import Projection, Tables
 LOG = "identity"
 TOKEN_PREFIX = "mlg_"
 ROLES = ("admin", "member", "viewer")
+NO_ROLE = "none"
+"""A token whose rights are only its grants (projects, experiments, models)."""
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 registry = EventRegistry()
@@ -121,9 +123,13 @@ def validate_name(name: str) -> str:
 
 
 def validate_roles(roles: Sequence[str]) -> tuple[str, ...]:
+    """Empty means member (as before projects); `none` alone means no role: only grants count."""
+    if list(roles) == [NO_ROLE]:
+        return ()
     for r in roles:
         if r not in ROLES:
-            raise InvalidArgument.field("roles", f"unknown role {r!r}; known roles: {', '.join(ROLES)}")
+            known = ", ".join((*ROLES, NO_ROLE))
+            raise InvalidArgument.field("roles", f"unknown role {r!r}; known roles: {known}")
     return tuple(dict.fromkeys(roles)) or ("member",)
 
 

@@ -42,7 +42,7 @@ def resource(service_name: str) -> Resource:
     """The process's resource: OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME as the SDK reads them,
     with `service_name` only when neither names the service."""
     named = SERVICE_NAME in OTELResourceDetector().detect().attributes
-    return Resource.create({SERVICE_NAME: service_name})
+    return Resource.create({} if named else {SERVICE_NAME: service_name})
 
 
 def exporter_names(signal: str, env: Mapping[str, str] | None = None) -> list[str]:

@@ -177,6 +177,7 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
             parent=request.parent_version,
             tags=dict(request.tags),
             aliases=list(request.aliases),
+            project=request.project,
         )
         return pb.CommitVersionResponse(version=version_pb(view), created=created)
 
@@ -204,7 +205,7 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
     async def ListArtifacts(
         self, request: pb.ListArtifactsRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.ListArtifactsResponse:
-        rows = await self.service.list_artifacts(request.kind)
+        rows = await self.service.list_artifacts(request.kind, context.visible("artifact"))
         return pb.ListArtifactsResponse(
             artifacts=[
                 pb.Artifact(
@@ -213,6 +214,7 @@ class ArtifactsServicer(artifacts_pb2_grpc.ArtifactsServicer):
                     latest_version=r["latest_version"],
                     created_at=_ts(r["created_at"]),
                     updated_at=_ts(r["updated_at"]),
+                    project=r["project"],
                 )
                 for r in rows
             ]

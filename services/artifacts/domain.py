@@ -157,6 +157,8 @@ class CommitVersion:
     parent: int | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     aliases: Sequence[str] = ()
+    project: str | None = None
+    """None: the artifact's (default for a new one)."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,7 @@ ArtifactCommand = CommitVersion | SetAlias | RemoveAlias | TagVersion
 class ArtifactState:
     name: str = ""
     kind: Kind | None = None
+    project: str | None = None
     manifests: tuple[str, ...] = ()
     """Manifest digest of v1, v2, ..."""
     aliases: Mapping[str, int] = field(default_factory=dict)
@@ -235,6 +238,11 @@ def _commit(cmd: CommitVersion, state: ArtifactState) -> list[DomainEvent]:
             f"artifact {cmd.name!r} holds {state.kind} versions; a {cmd.kind} cannot be committed to it "
             "(use another name)"
         )
+    if state.project and cmd.project and cmd.project != state.project:
+        raise FailedPrecondition(
+            f"artifact {cmd.name!r} belongs to project {state.project!r}; a version cannot be committed to "
+            f"it in project {cmd.project!r} (use another name)"
+        )
     if cmd.parent is not None:
         state.require_version(cmd.parent, "parent_version")
     latest = state.latest
@@ -253,6 +261,7 @@ def _commit(cmd: CommitVersion, state: ArtifactState) -> list[DomainEvent]:
         run_id=cmd.run_id,
         parent=cmd.parent if cmd.parent is not None else (latest or None),
         tags=dict(cmd.tags),
+        project=state.project or cmd.project or "default",
     )
     return [committed, *_alias_events(state, [LATEST, *cmd.aliases], version)]
 
@@ -261,7 +270,12 @@ def evolve_artifact(state: ArtifactState, event: DomainEvent) -> ArtifactState:
     if isinstance(event, ArtifactVersionCommitted):
         tags = {**state.tags, event.version: dict(event.tags)} if event.tags else state.tags
         return replace(
-            state, name=event.name, kind=event.kind, manifests=(*state.manifests, event.manifest), tags=tags
+            state,
+            name=event.name,
+            kind=event.kind,
+            project=event.project,
+            manifests=(*state.manifests, event.manifest),
+            tags=tags,
         )
     if isinstance(event, ArtifactAliasSet):
         return replace(state, aliases={**state.aliases, event.alias: event.version})

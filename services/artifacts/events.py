@@ -52,6 +52,8 @@ class ArtifactVersionCommitted(DomainEvent):
     run_id: str | None = None
     parent: int | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    project: str = "default"
+    """The artifact's project (its first version sets it); "default" before projects existed."""
 
 
 @registry.register

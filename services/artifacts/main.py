@@ -12,11 +12,13 @@ from modelog_platform.service import ServiceSpec
 from .api import ArtifactsServicer
 from .blobstore import FileBlobStore
 from .ingestpool import IngestPool, workers_from_env
+from .places import resolvers
 from .projections import ArtifactsView, BlobsView
 from .service import ArtifactService
 
 if TYPE_CHECKING:
     from modelog_platform.app import Platform
+    from modelog_platform.authz import Resolver
 
 
 def register(server: grpc.aio.Server, platform: Platform) -> list[str]:
@@ -30,4 +32,14 @@ def register(server: grpc.aio.Server, platform: Platform) -> list[str]:
     return [artifacts_pb2.DESCRIPTOR.services_by_name["Artifacts"].full_name]
 
 
-SPEC = ServiceSpec(name="artifacts", register=register, inline_projections=[ArtifactsView(), BlobsView()])
+def _resolvers(platform: Platform) -> dict[str, Resolver]:
+    service = ArtifactService(platform.stores["artifacts"], FileBlobStore(platform.settings.home / "blobs"))
+    return resolvers(platform.pool, service.manifest)
+
+
+SPEC = ServiceSpec(
+    name="artifacts",
+    register=register,
+    inline_projections=[ArtifactsView(), BlobsView()],
+    resolvers=_resolvers,
+)

@@ -42,6 +42,9 @@ class ArtifactsView(Projection):
     tables = ("artifacts", "versions", "aliases", "version_tags")
     handles = _types(ArtifactVersionCommitted, ArtifactAliasSet, ArtifactAliasRemoved, ArtifactTagged)
 
+    def upgrade(self, t: Tables) -> str:
+        return f"ALTER TABLE {t.artifacts} ADD COLUMN IF NOT EXISTS project text NOT NULL DEFAULT 'default';"
+
     def ddl(self, t: Tables) -> str:
         return f"""
 CREATE TABLE {t.artifacts} (
@@ -50,7 +53,8 @@ CREATE TABLE {t.artifacts} (
     latest_version bigint NOT NULL,
     created_at     timestamptz NOT NULL,
     updated_at     timestamptz NOT NULL,
-    position       bigint NOT NULL
+    position       bigint NOT NULL,
+    project        text NOT NULL DEFAULT 'default'
 );
 CREATE TABLE {t.versions} (
     name        text NOT NULL,
@@ -108,7 +112,7 @@ CREATE TABLE {t.version_tags} (
                 )
                 await conn.execute(
                     f"INSERT INTO {t.artifacts} AS a (name, kind, latest_version, created_at, updated_at, "
-                    "position) VALUES ($1, $2, $3, $4, $4, $5) ON CONFLICT (name) DO UPDATE SET "
+                    "position, project) VALUES ($1, $2, $3, $4, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET "
                     "latest_version = excluded.latest_version, updated_at = excluded.updated_at, "
                     "position = excluded.position",
                     name,
@@ -116,6 +120,7 @@ CREATE TABLE {t.version_tags} (
                     e.version,
                     ev.recorded_at,
                     ev.position,
+                    e.project,
                 )
                 await self._tags(conn, t, name, e.version, e.tags)
             elif isinstance(e, ArtifactAliasSet):

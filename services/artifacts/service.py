@@ -17,6 +17,8 @@ import asyncpg
 
 from eventlog import EventStore, FailedPrecondition, InvalidArgument, Metadata, NewEvent, NotFound, handle
 from eventlog.decider import Outcome
+from modelog_platform.access import project_name
+from modelog_platform.authz import Visible
 
 from .blobstore import BlobStore
 from .domain import (
@@ -164,8 +166,10 @@ class ArtifactService:
         parent: int = 0,
         tags: Mapping[str, str] | None = None,
         aliases: Sequence[str] = (),
+        project: str = "",
     ) -> tuple[VersionView, bool]:
         check_name(name)
+        in_project = project_name(project) if project else None
         if parent < 0:
             raise InvalidArgument.field("parent_version", "must be >= 0 (0: the latest version)")
         if len(aliases) > 20:
@@ -183,6 +187,7 @@ class ArtifactService:
             parent=parent or None,
             tags=check_tags(tags or {}),
             aliases=cmd_aliases,
+            project=in_project,
         )
         async with self.lock.shared():
             await asyncio.to_thread(self._check_blobs, manifest)
@@ -300,13 +305,18 @@ class ArtifactService:
             await self.resolve(Ref(name))  # NOT_FOUND for an unknown artifact
         return await self._views(name, [r[0] for r in rows])
 
-    async def list_artifacts(self, kind: str) -> list[asyncpg.Record]:
+    async def list_artifacts(self, kind: str, visible: Visible | None = None) -> list[asyncpg.Record]:
+        """Every artifact of a kind, or only those of the projects `visible` names."""
         check_kind(kind)
         return list(
             await self.pool.fetch(
-                f"SELECT name, kind, latest_version, created_at, updated_at FROM {VIEWS.artifacts} "
-                "WHERE $1 = '' OR kind = $1 ORDER BY name",
+                f"SELECT name, kind, latest_version, created_at, updated_at, project FROM {VIEWS.artifacts} "
+                "WHERE ($1 = '' OR kind = $1) "
+                "AND ($2::text[] IS NULL OR project = ANY($2) OR name = ANY($3)) "
+                "ORDER BY name",
                 kind,
+                sorted(visible.projects) if visible is not None else None,
+                sorted(visible.keys) if visible is not None else [],
             )
         )
 

@@ -148,6 +148,7 @@ def monitor_pb(row: asyncpg.Record) -> pb.Monitor:
         open_alerts=row["open_alerts"],
         created_by=row["created_by"],
         created_at=_ts(row["created_at"]),
+        project=row["project"],
     )
 
 
@@ -230,6 +231,7 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServicer):
             reference=request.reference,
             reference_path=request.reference_path,
             reference_arrow=request.reference_arrow,
+            project=request.project,
         )
         return pb.CreateMonitorResponse(monitor=await self._monitor(request.name))
 
@@ -241,8 +243,13 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServicer):
     async def ListMonitors(
         self, request: pb.ListMonitorsRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.ListMonitorsResponse:
+        visible = context.visible("monitor")
         rows = await self.pool.fetch(
-            f"SELECT * FROM {VIEWS.monitors} WHERE $1 = '' OR model = $1 ORDER BY name", request.model
+            f"SELECT * FROM {VIEWS.monitors} WHERE ($1 = '' OR model = $1) "
+            "AND ($2::text[] IS NULL OR project = ANY($2) OR name = ANY($3)) ORDER BY name",
+            request.model,
+            sorted(visible.projects) if visible is not None else None,
+            sorted(visible.keys) if visible is not None else [],
         )
         return pb.ListMonitorsResponse(monitors=[monitor_pb(r) for r in rows])
 

@@ -107,6 +107,7 @@ class Configure:
     reference: str = ""
     reference_path: str = ""
     baseline: BaselineSet | None = None
+    project: str = "default"
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,7 @@ def _configure(cmd: Configure, state: MonitorState) -> list[DomainEvent]:
             config=cmd.config,
             reference=cmd.reference,
             reference_path=cmd.reference_path,
+            project=cmd.project,
         )
     ]
     if cmd.baseline is not None:

@@ -91,6 +91,8 @@ class MonitorConfigured(DomainEvent):
     """The version the reference resolved to when the monitor was created."""
     deployment: str
     config: MonitorConfig
+    project: str = "default"
+    """Events from before projects have none: they are in "default"."""
     reference: str = ""
     """The artifact version the first baseline came from ("ds:v3"), or "" (rows uploaded, or none)."""
     reference_path: str = ""

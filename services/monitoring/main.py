@@ -13,6 +13,7 @@ from modelog_platform.service import ServiceSpec
 
 from .api import MonitoringServicer
 from .peers import MonitoringPeers
+from .places import resolvers
 from .projections import MonitoringView
 from .service import MonitorService
 
@@ -31,4 +32,9 @@ def register(server: grpc.aio.Server, platform: Platform) -> list[str]:
     return [monitoring_pb2.DESCRIPTOR.services_by_name["Monitoring"].full_name]
 
 
-SPEC = ServiceSpec(name="monitoring", register=register, inline_projections=[MonitoringView()])
+SPEC = ServiceSpec(
+    name="monitoring",
+    register=register,
+    inline_projections=[MonitoringView()],
+    resolvers=lambda platform: resolvers(platform.pool),
+)

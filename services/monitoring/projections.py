@@ -56,6 +56,9 @@ class MonitoringView(Projection):
     tables = ("monitors", "windows", "alerts")
     handles = frozenset(c.type for c in HANDLED)
 
+    def upgrade(self, t: Tables) -> str:
+        return f"ALTER TABLE {t.monitors} ADD COLUMN IF NOT EXISTS project text NOT NULL DEFAULT 'default';"
+
     def ddl(self, t: Tables) -> str:
         return f"""
 CREATE TABLE {t.monitors} (
@@ -73,7 +76,8 @@ CREATE TABLE {t.monitors} (
     open_alerts    bigint      NOT NULL DEFAULT 0,
     created_by     text        NOT NULL,
     created_at     timestamptz NOT NULL,
-    updated_at     timestamptz NOT NULL
+    updated_at     timestamptz NOT NULL,
+    project        text        NOT NULL DEFAULT 'default'
 );
 CREATE INDEX ON {t.monitors} (model);
 CREATE TABLE {t.windows} (
@@ -127,7 +131,8 @@ async def _apply(
         case MonitorConfigured():
             await conn.execute(
                 f"INSERT INTO {t.monitors} (name, model, model_ref, model_version, deployment, config, "
-                "created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $8)",
+                "created_by, created_at, updated_at, project) "
+                "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $8, $9)",
                 monitor,
                 e.model,
                 e.model_ref,
@@ -136,6 +141,7 @@ async def _apply(
                 e.config.model_dump_json(),
                 actor,
                 at,
+                e.project,
             )
         case BaselineSet():
             baseline = e.model_dump(mode="json", exclude={"profile"})

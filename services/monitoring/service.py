@@ -26,6 +26,8 @@ import pyarrow.compute as pc
 from eventlog import EventStore, FailedPrecondition, InvalidArgument, Metadata, NotFound
 from eventlog.commandpath import CommandPath, Executed
 from eventlog.locks import StreamLocks
+from modelog_platform.access import project_name
+from modelog_platform.authz import DEFAULT_PROJECT
 
 from . import drift, tables
 from .domain import (
@@ -116,6 +118,7 @@ class MonitorService:
         reference: str = "",
         reference_path: str = "",
         reference_arrow: bytes = b"",
+        project: str = "",
     ) -> MonitorState:
         check_monitor_name(name)
         check_config(config)
@@ -133,6 +136,7 @@ class MonitorService:
             reference=reference,
             reference_path=reference_path if reference else "",
             baseline=baseline,
+            project=project_name(project or DEFAULT_PROJECT),
         )
         return (await self.execute(name, cmd, metadata)).state
 

@@ -111,6 +111,8 @@ class Outcome:
     stdout: str
     stderr: str
     seconds: float
+    failed_line: int | None = None
+    """The block's line (1-based) that failed, when known."""
 
 
 class Shell:
@@ -148,6 +150,7 @@ class Shell:
             proc,
             f"__rt_dir={s}; __rt_n=0; __rt_base=\" $(compgen -v | tr '\\n' ' ') \"\n"
             "trap 'echo $? > \"$__rt_dir/$__rt_n.rc\"' EXIT\n"
+            "trap 'echo $LINENO > \"$__rt_dir/$__rt_n.line\"' ERR\n"
             f"source {shlex.quote(str(self.state))}\n"
             "set -euo pipefail\n",
         )
@@ -199,12 +202,23 @@ class Shell:
         if code_ is None:
             self._kill(self.proc.pid)
             self.proc.wait()
+        stderr = err.read_text(errors="replace") if err.exists() else ""
         return Outcome(
             code_,
             out.read_text(errors="replace") if out.exists() else "",
-            err.read_text(errors="replace") if err.exists() else "",
+            stderr,
             time.monotonic() - started,
+            self._failed_line(block, n, stderr) if code_ else None,
         )
+
+    def _failed_line(self, block: Block, n: int, stderr: str) -> int | None:
+        """Bash's ERR trap records the line of a sh block; a Python traceback names its own."""
+        if block.kind == "python":
+            lines = re.findall(rf'File "[^"]*block-{n}\.py", line (\d+)', stderr)
+            return int(lines[-1]) if lines else None
+        recorded = self.scratch / f"{n}.line"
+        text = recorded.read_text().strip() if recorded.exists() else ""
+        return int(text) if text.isdigit() else None
 
     @staticmethod
     def _kill(group: int) -> None:
@@ -235,9 +249,13 @@ def failure_report(block: Block, outcome: Outcome) -> str:
         if outcome.returncode is None
         else f"exited {outcome.returncode} after {outcome.seconds:.1f}s"
     )
-    numbered = "\n".join(f"{block.line + i:5d}  {t}" for i, t in enumerate(block.text.splitlines(), 1))
+    numbered = "\n".join(
+        f"{block.line + i:5d}{' >' if i == outcome.failed_line else '  '} {t}"
+        for i, t in enumerate(block.text.splitlines(), 1)
+    )
+    where = f" at line {block.line + outcome.failed_line}" if outcome.failed_line else ""
     return (
-        f"README line {block.line}: the {block.language} block {status}\n"
+        f"README line {block.line}: the {block.language} block {status}{where}\n"
         f"--- block\n{numbered}\n"
         f"--- stdout (tail)\n{tail(outcome.stdout)}\n"
         f"--- stderr (tail)\n{tail(outcome.stderr)}"

@@ -18,11 +18,11 @@ import grpc
 import pytest
 
 import modelog.artifacts as art
-from eventlog import FailedPrecondition
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog.artifacts import downloading as download_module
 from modelog.artifacts import samehost
 from modelog.artifacts import uploading as upload_module
+from modelog.errors import FailedPrecondition
 from modelog_services.artifacts import localcopy, seal
 from modelog_services.artifacts.blobstore import FileBlobStore
 from tests.integration.test_artifacts_stack import ArtifactStack, read_tree, sha, stack, tree

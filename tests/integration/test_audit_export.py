@@ -174,11 +174,10 @@ async def test_time_range_is_anchored_and_model_filter_discloses_only_that_model
 
 
 async def test_exporting_an_unknown_model_is_not_found(stack: Stack, tmp_path: Path) -> None:
-    import grpc
+    from modelog import errors
 
     await seed(stack)
-    with pytest.raises(grpc.RpcError) as info:
+    with pytest.raises(errors.NotFound) as info:
         await stack.export(tmp_path / "none.jsonl", model="no-such-model")
-    assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    assert "no-such-model" in (info.value.details() or "")
+    assert "no-such-model" in info.value.message
     assert not (tmp_path / "none.jsonl").exists()

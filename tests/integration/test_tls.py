@@ -117,3 +117,50 @@ def test_local_certificate_names_the_listen_host_and_is_reissued_when_it_does_no
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "modelog.internal" in names.get_values_for_type(x509.DNSName)
     assert wider.ca is not None and wider.ca.read_bytes() == ca, "same CA: clients keep trusting it"
+
+
+@pytest.mark.slow
+def test_mutual_tls_refuses_clients_without_a_certificate_and_the_platform_presents_its_own(
+    modelog_home: Path, addr: str, tmp_path: Path
+) -> None:
+    certs = tmp_path / "certs"
+    tls.main(["--out", str(certs), "tracking", "ci"])  # what infra/compose.tls.yml's `certs` runs
+    server_env = {
+        "MODELOG_TLS_CERT": str(certs / "tracking.pem"),
+        "MODELOG_TLS_KEY": str(certs / "tracking-key.pem"),
+        "MODELOG_TLS_CLIENT_CA": str(certs / "ca.pem"),
+        "MODELOG_CA_FILE": str(certs / "ca.pem"),
+    }
+    up = Up(env_for(modelog_home, addr, **server_env))
+    try:
+        up.wait_for("modelog ready on", 90)
+        ca = certs / "ca.pem"
+        with (
+            grpc.secure_channel(addr, tls.channel_credentials(ca)) as anonymous,
+            pytest.raises(grpc.RpcError) as refused,
+        ):
+            _health(anonymous)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        creds = tls.channel_credentials(ca, certs / "ci.pem", certs / "ci-key.pem")
+        secret = (modelog_home / "admin-token").read_text().strip()
+        with grpc.secure_channel(addr, creds) as ch:
+            assert _health(ch) == health_pb2.HealthCheckResponse.SERVING
+            # Lag is read through the platform's own log reader: it presents the server's
+            # certificate, or this call fails.
+            from modelog._gen.admin.v1 import admin_pb2_grpc
+
+            listed = admin_pb2_grpc.AdminStub(ch).ListProjections(
+                admin_pb2.ListProjectionsRequest(),
+                metadata=[("authorization", f"Bearer {secret}")],
+                timeout=30,
+            )
+            assert listed.projections
+        # The image's HEALTHCHECK command works against this server, with the service's own env.
+        dockerfile = (Path(__file__).resolve().parents[2] / "infra" / "Dockerfile").read_text()
+        check = dockerfile.split('CMD ["python", "-c", "', 1)[1].split('"]', 1)[0]
+        probe = subprocess.run(
+            [MODELOG[0], "-c", check], env=env_for(modelog_home, addr, **server_env), timeout=60, check=False
+        )
+        assert probe.returncode == 0
+    finally:
+        assert up.stop() == 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.readme_blocks import Block, ReadmeError, parse
+from tests.integration.readme_blocks import Block, Outcome, ReadmeError, failure_report, parse
 
 DOC = """# Title
 
@@ -85,3 +85,13 @@ def test_the_readme_parses_and_every_named_language_is_run_or_marked() -> None:
     blocks = parse((Path(__file__).resolve().parents[2] / "README.md").read_text())
     assert [b for b in blocks if b.language and b.kind is None and not b.skip] == []
     assert sum(1 for b in blocks if b.kind and not b.skip) >= 10
+
+
+def test_a_failure_report_names_the_readme_line_that_failed_and_shows_the_output() -> None:
+    block = Block(40, "sh", "modelog runs list -e churn\nmodelog runs show --bad\nmodelog x\n")
+    report = failure_report(block, Outcome(2, "out", "modelog: INVALID_ARGUMENT: --bad", 0.4, 2))
+    assert report.startswith("README line 40: the sh block exited 2 after 0.4s at line 42\n")
+    assert "   42 > modelog runs show --bad" in report and "   41   modelog runs list" in report
+    assert report.endswith("--- stderr (tail)\nmodelog: INVALID_ARGUMENT: --bad")
+    hung = failure_report(block, Outcome(None, "", "", 60.0))
+    assert hung.startswith("README line 40: the sh block did not finish within 60s\n")

@@ -10,15 +10,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import grpc
-
-from eventlog.errors import FailedPrecondition
 from modelog._client import Connection
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
-from modelog_services.artifacts.domain import Ref, parse_ref
-from modelog_services.artifacts.manifest import Entry, Manifest, check_path
+from modelog.errors import FailedPrecondition
+from modelog_services.artifacts.domain import Ref
+from modelog_services.artifacts.manifest import Entry, Manifest
 
-from ._base import CHUNK, STREAM_HASH_MIN, WORKERS, Progress, _connected, _TerminalProgress, stub
+from ._base import (
+    CHUNK,
+    STREAM_HASH_MIN,
+    WORKERS,
+    Progress,
+    _connected,
+    _TerminalProgress,
+    check_path,
+    parse_ref,
+    stub,
+)
 from .downloading import BlobReader, materialize
 from .samehost import local_store
 from .tree import HashCache, check_paths, hash_tree, manifest_of, scan
@@ -170,11 +178,9 @@ def log_artifacts(
             )
             try:
                 resp = client.CommitVersion(request)
-            except grpc.RpcError as exc:
+            except FailedPrecondition as exc:
                 # A garbage collection may have taken a blob HaveBlobs reported: upload again, once.
-                if not isinstance(exc, grpc.Call) or exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                    raise
-                if "not stored" not in (exc.details() or ""):
+                if "not stored" not in exc.message:
                     raise
                 _upload(client, files, progress, WORKERS, store)
                 resp = client.CommitVersion(request)

@@ -15,13 +15,24 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from eventlog.errors import FailedPrecondition
 from modelog._client import Connection
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
-from modelog_services.artifacts.manifest import Entry, Manifest, check_path
+from modelog.errors import FailedPrecondition
+from modelog_services.artifacts.manifest import Entry, Manifest
 
-from ._base import BATCH_BLOB_MAX, BATCH_BYTES, BATCH_FILES, CHUNK, WORKERS, Progress, groups, stub
+from ._base import (
+    BATCH_BLOB_MAX,
+    BATCH_BYTES,
+    BATCH_FILES,
+    CHUNK,
+    WORKERS,
+    Progress,
+    build_manifest,
+    check_path,
+    groups,
+    stub,
+)
 from .samehost import copy_all, local_store
 from .tree import HashCache, LocalFile, _local, _refuse
 
@@ -236,7 +247,7 @@ def materialize(
     """Make `root` hold the manifest's files; files already there with the right content are kept.
     With `local`, blobs of a store on this host are copied from it rather than streamed; `verify`
     hashes even those whose seal vouches for them (streamed bytes are always hashed)."""
-    Manifest.build(manifest.entries, field_name="path")  # every path rule, before anything is written
+    build_manifest(manifest.entries, field_name="path")  # every path rule, before anything is written
     root.mkdir(parents=True, exist_ok=True)
     own_cache = cache is None
     cache = cache or HashCache()

@@ -13,11 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
-from eventlog.errors import FailedPrecondition
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
+from modelog.errors import FailedPrecondition, ModelogError, Unauthenticated, Unavailable
 from modelog_services.artifacts.localcopy import copy_hashed, copy_plain
 from modelog_services.artifacts.manifest import Entry
 from modelog_services.artifacts.seal import seal_key, sealed
@@ -47,7 +45,9 @@ def local_store(stub: artifacts_pb2_grpc.ArtifactsStub) -> LocalStore | None:
         return None
     try:
         resp = call(pb.LocalStoreRequest())
-    except grpc.RpcError:  # an older server (UNIMPLEMENTED), or none of our business: stream
+    except (Unavailable, Unauthenticated):
+        raise  # no server, or not ours to use: streaming would fail the same way
+    except ModelogError:  # an older server (UNIMPLEMENTED), or none of our business: stream
         return None
     if not resp.root or not resp.proof_path:
         return None

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from eventlog.errors import InvalidArgument
+from modelog.errors import InvalidArgument
 from modelog_platform.settings import Settings
 from modelog_services.artifacts.manifest import Entry, Manifest, normal_mode
 
-from ._base import CHUNK, RACY_NS, WORKERS, Progress
+from ._base import CHUNK, RACY_NS, WORKERS, Progress, build_manifest
 
 
 @dataclass
@@ -81,7 +81,7 @@ class HashCache:
 
 
 def _refuse(path: str, why: str) -> InvalidArgument:
-    return InvalidArgument.field("path", f"{path!r} {why}")
+    return InvalidArgument(f"path: {path!r} {why}", field_violations=[("path", f"{path!r} {why}")])
 
 
 def scan(root: Path) -> list[LocalFile]:
@@ -157,9 +157,9 @@ def manifest_of(files: Sequence[LocalFile], *, checked: bool = False) -> Manifes
     entries = [Entry(f.path, f.digest or "", f.size, f.mode) for f in files]
     if checked:
         return Manifest(tuple(sorted(entries, key=lambda e: e.path)))
-    return Manifest.build(entries, field_name="path")
+    return build_manifest(entries, field_name="path")
 
 
 def check_paths(files: Sequence[LocalFile]) -> None:
     """Every path rule of a manifest, before any hashing or uploading."""
-    Manifest.build([Entry(f.path, "0" * 64, f.size, f.mode) for f in files], field_name="path")
+    build_manifest([Entry(f.path, "0" * 64, f.size, f.mode) for f in files], field_name="path")

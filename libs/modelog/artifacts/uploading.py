@@ -12,11 +12,9 @@ import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import grpc
-
-from eventlog.errors import FailedPrecondition
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
+from modelog.errors import Conflict, FailedPrecondition, ModelogError, Unavailable
 
 from ._base import BATCH_BLOB_MAX, BATCH_BYTES, BATCH_FILES, CHUNK, WORKERS, Progress
 from .samehost import LocalStore, _ingest, local_store
@@ -126,7 +124,7 @@ class _UploadStream:
                     if r.stored:
                         self.stored[key] = r
                     self.cond.notify_all()
-        except grpc.RpcError:
+        except ModelogError:
             if self.failure is not None:
                 raise self.failure from None
             raise
@@ -200,9 +198,8 @@ def _upload(
             try:
                 stream.run()
                 return
-            except grpc.RpcError as exc:
-                code = exc.code() if isinstance(exc, grpc.Call) else None
-                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED) or attempt == 4:
+            except (Unavailable, Conflict):
+                if attempt == 4:
                     raise
                 # What was not confirmed goes back; the next stream resumes at the server's offsets.
                 for f in stream.unconfirmed():

@@ -348,9 +348,12 @@ def _register() -> None:
     events.add_command(replay)
     admin.add_command(gc_command)
     admin.add_command(verify_store_command)
+    from modelog.cli.access import grants, groups, projects
     from modelog.cli.webhooks import webhooks
 
     main.add_command(webhooks)
+    for group in (projects, grants, groups):
+        main.add_command(group)
 
 
 _register()

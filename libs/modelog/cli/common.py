@@ -17,7 +17,7 @@ import grpc
 from click.exceptions import NoArgsIsHelpError
 
 from eventlog.errors import ModelogError as ServerError
-from modelog.errors import ModelogError
+from modelog.errors import UNREACHABLE_HINT, ModelogError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,8 +47,8 @@ def error_line(exc: BaseException) -> str:
         detail = (exc.details() if isinstance(exc, grpc.Call) else "") or str(exc)
     else:
         return f"INTERNAL: {type(exc).__name__}: {exc}"
-    if code == "UNAVAILABLE":
-        detail += " (is `modelog up` running? set MODELOG_URL to reach another server)"
+    if code == "UNAVAILABLE" and UNREACHABLE_HINT not in detail:  # the SDK's errors carry it already
+        detail += f" ({UNREACHABLE_HINT})"
     return f"{code}: {detail}"
 
 
