@@ -8,6 +8,7 @@ resource the caller may not read does not exist for it: NOT_FOUND, with the mess
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -218,6 +219,11 @@ def _held(access: Access) -> str:
     return f"{access.actor!r} has {roles} and {len(access.grants)} grant(s)"
 
 
+PLACED_FOR_GOOD = frozenset({"experiment", "run"})
+"""Kinds keyed by an id that never moves to another project: their places are kept once found. Names
+(models, artifacts, monitors) are looked up every time: a name can pass to another resource."""
+PLACES_KEPT = 100_000
+
 GrantSource = Callable[[str], Awaitable[tuple[tuple[Grant, ...], frozenset[str]]]]
 """A token's grants (its own and its groups') and its groups, from the identity log's view."""
 
@@ -234,6 +240,7 @@ class Authorizer:
         self.rules = dict(rules)
         self.resolvers = dict(resolvers or {})
         self.grants = grants
+        self._places: OrderedDict[Resource, Place] = OrderedDict()
 
     def rule(self, method: str) -> Rule | None:
         return self.rules.get(method)
@@ -268,8 +275,19 @@ class Authorizer:
             by_kind.setdefault(res.kind, []).append(res.key)
         found: dict[Resource, Place | None] = {}
         for kind, keys in by_kind.items():
+            if kind in PLACED_FOR_GOOD:
+                cached = {k: self._places.get(Resource(kind, k)) for k in keys}
+                keys = [k for k, place in cached.items() if place is None]
+                found.update({Resource(kind, k): p for k, p in cached.items() if p is not None})
+                if not keys:
+                    continue
             resolver = self.resolvers.get(kind)
             places = await resolver(keys) if resolver is not None else {}
             for key in keys:
-                found[Resource(kind, key)] = places.get(key)
+                place = places.get(key)
+                found[Resource(kind, key)] = place
+                if place is not None and kind in PLACED_FOR_GOOD:
+                    self._places[Resource(kind, key)] = place
+                    while len(self._places) > PLACES_KEPT:
+                        self._places.popitem(last=False)
         return found

@@ -187,12 +187,29 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
 
     async def _create_model(self, scope: str, cmd: d.RegisterModel) -> None:
         d.model_decider.decide(cmd, d.ModelState())  # bad input fails before the name is claimed
+        # Shielded: a caller hanging up between the claim and the create must not strand the name.
+        await asyncio.shield(self._claim_and_create(scope, cmd))
+
+    async def _claim_and_create(self, scope: str, cmd: d.RegisterModel) -> None:
         await self._claim(cmd.name, cmd.model_id)
         try:
             await self._on_model(cmd.model_id, scope, cmd)
         except Exception:
             await self._release(cmd.name, cmd.model_id)
             raise
+
+    async def _claim_and_rename(self, old: str, new: str, model_id: str, cmd: d.RenameModel) -> None:
+        """Claim the new name, rename, release the old one; shielded by the caller like a create."""
+        await self._claim(new, model_id)
+        try:
+            done = await self._on_model(model_id, "RenameModel", cmd)
+        except Exception:
+            await self._release(new, model_id)
+            raise
+        self._ids.pop(old, None)
+        for event in _of(done.events, ModelRenamed):  # the name it had when the rename landed
+            with contextlib.suppress(FailedPrecondition):  # a retry: another model may hold it now
+                await self._release(event.previous_name, model_id)
 
     # ------------------------------------------------------------ models
 
@@ -240,16 +257,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             exc.violations = [type(v)("new_name", v.description) for v in exc.violations]
             raise
         if changes:
-            await self._claim(request.new_name, model_id)
-            try:
-                done = await self._on_model(model_id, "RenameModel", cmd)
-            except Exception:
-                await self._release(request.new_name, model_id)
-                raise
-            self._ids.pop(request.name, None)
-            for event in _of(done.events, ModelRenamed):  # the name it had when the rename landed
-                with contextlib.suppress(FailedPrecondition):  # a retry: another model may hold it now
-                    await self._release(event.previous_name, model_id)
+            await asyncio.shield(self._claim_and_rename(request.name, request.new_name, model_id, cmd))
         return pb.RenameModelResponse(model=await self._model(model_id))
 
     async def SetModelDescription(

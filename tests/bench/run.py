@@ -8,6 +8,7 @@ from tests.bench import (
     bench_artifacts,
     bench_audit,
     bench_audit_webhooks,
+    bench_authz,
     bench_bus,
     bench_eventlog,
     bench_monitoring_drift,
@@ -34,6 +35,8 @@ def main() -> None:
     asyncio.run(bench_audit.main())
     print("== audit webhooks (delivery latency under load, local receiver) ==")
     asyncio.run(bench_audit_webhooks.main())
+    print("== authorization (the check per call, with and without 1,000 grants) ==")
+    bench_authz.main()
     print("== monitoring drift (side by side with Evidently) ==")
     bench_monitoring_drift.main()
 

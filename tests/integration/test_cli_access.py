@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from click.testing import CliRunner, Result
 
+import modelog
 from modelog.cli import main
 from tests.integration.test_registry_sdk import Server, server
 
@@ -14,6 +15,9 @@ __all__ = ["server"]
 
 
 def cli(server: Server, user: str, *args: str) -> Result:
+    """One CLI command as `user`. Commands share this process, and the SDK's default session would
+    keep the first caller's token: each command gets a session of its own user, as a new process would."""
+    modelog.connect(server.addr, server.tokens[user])
     env = {"MODELOG_URL": server.addr, "MODELOG_TOKEN": server.tokens[user], "MODELOG_HOME": str(server.home)}
     return CliRunner().invoke(main, list(args), env=env)
 
