@@ -122,6 +122,8 @@ TABLE: dict[str, dict[str, Rule]] = {
         "CreateToken": platform(ADMIN),
         "ListTokens": platform(ADMIN),
         "RevokeToken": platform(ADMIN),
+        "RotateToken": platform(ADMIN),
+        "RotateOwnToken": PUBLIC,  # only ever the caller's own token (its actor in the context)
         "WhoAmI": PUBLIC,
     },
     "modelog.identity.v1.Access": {

@@ -1,22 +1,41 @@
-"""gRPC Identity: create, list and revoke bearer tokens."""
+"""gRPC Identity: create, list, rotate and revoke bearer tokens."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from eventlog import PermissionDenied
+from eventlog import InvalidArgument, PermissionDenied
 from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
 from modelog_platform import context
-from modelog_platform.identity import TokenAuthority
+from modelog_platform.identity import Principal, TokenAuthority
 
 
-def _ts(value: datetime) -> Timestamp:
+def _ts(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts
+
+
+def _when(msg: object, field: str) -> datetime | None:
+    """An optional Timestamp field as an aware datetime; None when unset."""
+    if not msg.HasField(field):  # type: ignore[attr-defined]
+        return None
+    value: Timestamp = getattr(msg, field)
+    return value.ToDatetime(tzinfo=UTC)
+
+
+def _rotated(secret: str, principal: Principal) -> identity_pb2.RotateTokenResponse:
+    return identity_pb2.RotateTokenResponse(
+        token=identity_pb2.TokenInfo(
+            name=principal.name, roles=list(principal.roles), expires_at=_ts(principal.expires_at)
+        ),
+        secret=secret,
+    )
 
 
 def _require_admin() -> context.RequestContext:
@@ -34,10 +53,15 @@ class IdentityServicer(identity_pb2_grpc.IdentityServicer):
         self, request: identity_pb2.CreateTokenRequest, ctx: grpc.aio.ServicerContext
     ) -> identity_pb2.CreateTokenResponse:
         rc = _require_admin()
-        secret, principal = await self.authority.create(request.name, list(request.roles), rc.metadata())
+        secret, principal = await self.authority.create(
+            request.name, list(request.roles), rc.metadata(), _when(request, "expires_at")
+        )
         return identity_pb2.CreateTokenResponse(
             token=identity_pb2.TokenInfo(
-                name=principal.name, roles=list(principal.roles), created_by=rc.actor
+                name=principal.name,
+                roles=list(principal.roles),
+                created_by=rc.actor,
+                expires_at=_ts(principal.expires_at),
             ),
             secret=secret,
         )
@@ -54,6 +78,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServicer):
                     created_by=r["created_by"],
                     created_at=_ts(r["created_at"]),
                     revoked=r["revoked_at"] is not None,
+                    expires_at=_ts(r["expires_at"]),
+                    last_used_at=_ts(r["last_used_at"]),
                 )
                 for r in await self.authority.list()
             ]
@@ -65,6 +91,28 @@ class IdentityServicer(identity_pb2_grpc.IdentityServicer):
         rc = _require_admin()
         await self.authority.revoke(request.name, rc.metadata())
         return identity_pb2.RevokeTokenResponse(token=identity_pb2.TokenInfo(name=request.name, revoked=True))
+
+    async def RotateToken(
+        self, request: identity_pb2.RotateTokenRequest, ctx: grpc.aio.ServicerContext
+    ) -> identity_pb2.RotateTokenResponse:
+        rc = context.current()
+        secret, principal = await self.authority.rotate(
+            request.name, rc.metadata(), _when(request, "expires_at")
+        )
+        return _rotated(secret, principal)
+
+    async def RotateOwnToken(
+        self, request: identity_pb2.RotateOwnTokenRequest, ctx: grpc.aio.ServicerContext
+    ) -> identity_pb2.RotateTokenResponse:
+        rc = context.current()
+        if request.name != rc.actor:
+            raise InvalidArgument.field(
+                "name",
+                f"must be the calling token's own name, {rc.actor!r} (got {request.name!r}); "
+                "RotateToken rotates other tokens",
+            )
+        secret, principal = await self.authority.rotate(rc.actor, rc.metadata(), _when(request, "expires_at"))
+        return _rotated(secret, principal)
 
     async def WhoAmI(
         self, request: identity_pb2.WhoAmIRequest, ctx: grpc.aio.ServicerContext

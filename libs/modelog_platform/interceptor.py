@@ -20,7 +20,7 @@ from eventlog.errors import InvalidArgument, ModelogError, Unauthenticated
 from modelog_platform import context
 from modelog_platform.authz import Access, Authorizer, Resource, Rule
 from modelog_platform.grpc_errors import from_validation_error, to_status
-from modelog_platform.identity import TokenAuthority
+from modelog_platform.identity import TokenAuthority, peer_host
 
 log = logging.getLogger("modelog.grpc")
 tracer = trace.get_tracer("modelog.grpc")
@@ -92,7 +92,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             response_serializer=handler.response_serializer,
         )
 
-    async def _enter(self, method: str, md: dict[str, str]) -> context.RequestContext:
+    async def _enter(self, method: str, md: dict[str, str], peer: str = "") -> context.RequestContext:
         request_id = _checked_id(md, "x-request-id") or uuid.uuid4().hex
         idem = _checked_id(md, "idempotency-key")
         correlation = _checked_id(md, "x-correlation-id")
@@ -108,9 +108,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 "missing bearer token: send 'authorization: Bearer <token>' (MODELOG_TOKEN, or the "
                 "admin token in MODELOG_HOME/admin-token on the embedded stack)"
             )
-        principal = await self.authority.resolve(secret.strip())
-        if principal is None:
-            raise Unauthenticated("unknown or revoked token")
+        principal = await self.authority.authenticate(secret.strip(), peer_host(peer))
         span_ctx = trace.get_current_span().get_span_context()
         own_traceparent = (
             f"00-{span_ctx.trace_id:032x}-{span_ctx.span_id:016x}-{int(span_ctx.trace_flags):02x}"
@@ -138,11 +136,11 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         await ctx.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see the server log")
 
     async def _admit(
-        self, method: str, md: dict[str, str], rule: Rule, request: Any, client_streams: bool
+        self, method: str, md: dict[str, str], rule: Rule, request: Any, client_streams: bool, peer: str
     ) -> tuple[context.RequestContext, Any]:
         """Who calls and whether the table lets it: before the handler runs, for every call. A
         client stream's messages are each checked as they arrive (each may name another resource)."""
-        rc = await self._enter(method, md)
+        rc = await self._enter(method, md, peer)
         access = await self.authorizer.access(rc.actor, rc.roles)
         if client_streams:
             return dataclasses.replace(rc, access=access), self._checked(request, rule, method, access)
@@ -174,7 +172,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 method, kind=trace.SpanKind.SERVER, context=propagate.extract(md)
             ) as span:
                 try:
-                    rc, request = await self._admit(method, md, rule, request, client_streams)
+                    rc, request = await self._admit(method, md, rule, request, client_streams, ctx.peer())
                     token = context.bind(rc)
                 except ModelogError as exc:
                     span.set_status(trace.StatusCode.ERROR, exc.message)
@@ -212,7 +210,9 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 with _current(span, None):
                     try:
-                        request_ctx, request = await self._admit(method, md, rule, request, client_streams)
+                        request_ctx, request = await self._admit(
+                            method, md, rule, request, client_streams, ctx.peer()
+                        )
                     except ModelogError as exc:
                         span.set_status(trace.StatusCode.ERROR, exc.message)
                         await self._fail(ctx, exc, method)

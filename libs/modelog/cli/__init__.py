@@ -61,22 +61,65 @@ def token() -> None:
     """Bearer tokens."""
 
 
+_EXPIRES_HELP = "expire after a duration (30d, 12h, 15m, 90s) or at an ISO 8601 instant"
+
+
+def _expiry(value: str | None) -> Any:
+    """--expires as a protobuf Timestamp (None when not given)."""
+    import re
+    from datetime import datetime, timedelta
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    if value is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", value)
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m[2]]
+        when = datetime.now(UTC) + timedelta(**{unit: int(m[1])})
+    else:
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r} is neither a duration (30d, 12h, 15m, 90s) nor an ISO 8601 instant",
+                param_hint="--expires",
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    ts = Timestamp()
+    ts.FromDatetime(when)
+    return ts
+
+
+def _iso(msg: Any, field: str) -> str | None:
+    return getattr(msg, field).ToDatetime(tzinfo=UTC).isoformat() if msg.HasField(field) else None
+
+
 @token.command("create")
 @click.argument("name")
 @click.option("--role", "roles", multiple=True, help="admin, member (default) or viewer; repeatable")
+@click.option("--expires", help=_EXPIRES_HELP)
 @click.option("--json", "as_json", is_flag=True)
 @grpc_errors
-def token_create(name: str, roles: tuple[str, ...], as_json: bool) -> None:
+def token_create(name: str, roles: tuple[str, ...], expires: str | None, as_json: bool) -> None:
     """Create a token; its secret is printed once."""
     from modelog._gen.identity.v1 import identity_pb2
 
+    request = identity_pb2.CreateTokenRequest(name=name, roles=list(roles), expires_at=_expiry(expires))
     with Connection() as conn:
-        resp = conn.identity.CreateToken(identity_pb2.CreateTokenRequest(name=name, roles=list(roles)))
+        resp = conn.identity.CreateToken(request)
+    expires_at = _iso(resp.token, "expires_at")
     emit(
-        {"name": resp.token.name, "roles": list(resp.token.roles), "secret": resp.secret},
+        {
+            "name": resp.token.name,
+            "roles": list(resp.token.roles),
+            "expires_at": expires_at,
+            "secret": resp.secret,
+        },
         as_json,
-        f"{resp.secret}\n(token {resp.token.name!r}, roles {','.join(resp.token.roles)}: "
-        "shown once, store it now)",
+        f"{resp.secret}\n(token {resp.token.name!r}, roles {','.join(resp.token.roles)}"
+        f"{f', expires {expires_at}' if expires_at else ''}: shown once, store it now)",
     )
 
 
@@ -95,6 +138,8 @@ def token_list(as_json: bool) -> None:
             "roles": list(t.roles),
             "created_by": t.created_by,
             "created_at": t.created_at.ToDatetime(tzinfo=UTC).isoformat(),
+            "expires_at": _iso(t, "expires_at"),
+            "last_used_at": _iso(t, "last_used_at"),
             "revoked": t.revoked,
         }
         for t in resp.tokens
@@ -104,9 +149,44 @@ def token_list(as_json: bool) -> None:
         as_json,
         "\n".join(
             f"{r['name']:<24} {','.join(r['roles']):<14} by {r['created_by']:<12} {r['created_at']}"
+            f"  expires {r['expires_at'] or 'never'}  last used {r['last_used_at'] or 'never'}"
             f"{'  REVOKED' if r['revoked'] else ''}"
             for r in rows
         ),
+    )
+
+
+@token.command("rotate")
+@click.argument("name", required=False)
+@click.option("--expires", help=_EXPIRES_HELP + " (default: keep the current expiry)")
+@click.option("--json", "as_json", is_flag=True)
+@grpc_errors
+def token_rotate(name: str | None, expires: str | None, as_json: bool) -> None:
+    """Give a token a new secret, printed once; the old one stops working. Without NAME, the token
+    you are calling with (MODELOG_TOKEN) is rotated; naming another token needs the admin role."""
+    from modelog._gen.identity.v1 import identity_pb2
+
+    with Connection() as conn:
+        if name is None:
+            own = conn.identity.WhoAmI(identity_pb2.WhoAmIRequest()).actor
+            resp = conn.identity.RotateOwnToken(
+                identity_pb2.RotateOwnTokenRequest(name=own, expires_at=_expiry(expires))
+            )
+        else:
+            resp = conn.identity.RotateToken(
+                identity_pb2.RotateTokenRequest(name=name, expires_at=_expiry(expires))
+            )
+    expires_at = _iso(resp.token, "expires_at")
+    emit(
+        {
+            "name": resp.token.name,
+            "roles": list(resp.token.roles),
+            "expires_at": expires_at,
+            "secret": resp.secret,
+        },
+        as_json,
+        f"{resp.secret}\n(token {resp.token.name!r} rotated; the old secret no longer works"
+        f"{f'; expires {expires_at}' if expires_at else ''}: shown once, store it now)",
     )
 
 
