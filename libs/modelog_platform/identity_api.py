@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from eventlog import InvalidArgument, PermissionDenied
+from eventlog import InvalidArgument
 from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
 from modelog_platform import context
 from modelog_platform.identity import Principal, TokenAuthority
@@ -38,13 +38,6 @@ def _rotated(secret: str, principal: Principal) -> identity_pb2.RotateTokenRespo
     )
 
 
-def _require_admin() -> context.RequestContext:
-    ctx = context.current()
-    if "admin" not in ctx.roles:
-        raise PermissionDenied(f"{ctx.actor!r} may not manage tokens: the admin role is required")
-    return ctx
-
-
 class IdentityServicer(identity_pb2_grpc.IdentityServicer):
     def __init__(self, authority: TokenAuthority) -> None:
         self.authority = authority
@@ -52,7 +45,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServicer):
     async def CreateToken(
         self, request: identity_pb2.CreateTokenRequest, ctx: grpc.aio.ServicerContext
     ) -> identity_pb2.CreateTokenResponse:
-        rc = _require_admin()
+        rc = context.current()
         secret, principal = await self.authority.create(
             request.name, list(request.roles), rc.metadata(), _when(request, "expires_at")
         )
@@ -69,7 +62,6 @@ class IdentityServicer(identity_pb2_grpc.IdentityServicer):
     async def ListTokens(
         self, request: identity_pb2.ListTokensRequest, ctx: grpc.aio.ServicerContext
     ) -> identity_pb2.ListTokensResponse:
-        _require_admin()
         return identity_pb2.ListTokensResponse(
             tokens=[
                 identity_pb2.TokenInfo(
@@ -88,7 +80,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServicer):
     async def RevokeToken(
         self, request: identity_pb2.RevokeTokenRequest, ctx: grpc.aio.ServicerContext
     ) -> identity_pb2.RevokeTokenResponse:
-        rc = _require_admin()
+        rc = context.current()
         await self.authority.revoke(request.name, rc.metadata())
         return identity_pb2.RevokeTokenResponse(token=identity_pb2.TokenInfo(name=request.name, revoked=True))
 
