@@ -56,6 +56,11 @@ class Up:
 
 
 def env_for(home: Path, addr: str, **extra: str) -> dict[str, str]:
+    """A clean environment for one `modelog up`: its own home and gRPC address, and its HTTP surface on
+    a free port (never MLflow's 5000, which parallel platforms would fight over)."""
+    from modelog_platform.embedded import free_port
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELOG_")}
-    env.update(MODELOG_HOME=str(home), MODELOG_ADDR=addr, **extra)
+    env.update(MODELOG_HOME=str(home), MODELOG_ADDR=addr, MODELOG_HTTP_ADDR=f"127.0.0.1:{free_port()}")
+    env.update(extra)
     return env

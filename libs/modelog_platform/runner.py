@@ -11,13 +11,20 @@ import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+import grpc
 
 from eventlog.sources import GrpcLogReader, parse_routes
+from modelog_platform import tls as tls_mod
 from modelog_platform.app import Platform, Server, StartupError, start_server
 from modelog_platform.embedded import EmbeddedBroker, EmbeddedError, EmbeddedPostgres, port_in_use
 from modelog_platform.settings import SERVICES, Settings, redact_dsn
 from modelog_platform.telemetry import TelemetryError, setup_logging, setup_metrics, setup_tracing
+
+if TYPE_CHECKING:
+    from modelog_platform.tls import TlsFiles
+    from modelog_services.gateway.service import Gateway
 
 log = logging.getLogger("modelog.up")
 
@@ -70,14 +77,14 @@ def _check_home(settings: Settings) -> None:
         ) from None
 
 
-def _check_addr_free(addr: str) -> None:
+def _check_addr_free(addr: str, variable: str = "MODELOG_ADDR") -> None:
     host, _, port = addr.rpartition(":")
     if not port.isdigit():
-        raise StartupError(f"MODELOG_ADDR={addr!r} is not host:port")
+        raise StartupError(f"{variable}={addr!r} is not host:port")
     if port_in_use(host.strip("[]"), int(port)):
         raise StartupError(
             f"cannot listen on {addr}: address already in use (is another `modelog up` running? "
-            "set MODELOG_ADDR to use another port)"
+            f"set {variable} to use another port)"
         )
 
 
@@ -113,6 +120,7 @@ async def serve(
         raise StartupError(f"MODELOG_PEERS: {exc}") from None
     platform = await Platform.open(settings, dsn, services)
     watcher = None
+    gateway = None
     try:
         token_path = await platform.ensure_admin_token()
         server = await start_server(platform, settings.addr)
@@ -122,20 +130,67 @@ async def serve(
         platform.start_bus(bootstrap, GrpcLogReader(settings.url or own, internal, routes, creds))
         if supervisor is not None:
             watcher = asyncio.create_task(supervisor.watch())
+        gateway = await _start_gateway(settings, own, creds, server.tls)
         print(
-            f"modelog ready on {settings.addr}{_tls_note(server)} | services: {','.join(services)} | "
+            f"modelog ready on {settings.addr}{_tls_note(server)} | "
+            f"http: {gateway.url if gateway else 'off'} | "
+            f"services: {','.join(services)} | "
             f"admin token: {token_path} | "
             f"postgres: {redact_dsn(dsn)} | kafka: {bootstrap} | home: {settings.home}",
             flush=True,
         )
         await stop.wait()
         print("modelog stopping", flush=True)
+        if gateway is not None:
+            await gateway.stop()
+            gateway = None
         await platform.stop_bus()
         await server.stop()
     finally:
         if watcher is not None:
             watcher.cancel()
+        if gateway is not None:
+            await gateway.stop()
         await platform.close()
+
+
+async def _start_gateway(
+    settings: Settings, target: str, creds: grpc.ChannelCredentials | None, tls: TlsFiles | None
+) -> Gateway | None:
+    """The HTTP surface, translating to the gRPC services at `target` (ours, or MODELOG_URL's)."""
+    from modelog_services.gateway.server import HttpAddressError
+    from modelog_services.gateway.service import Gateway, enabled
+
+    if not enabled(settings):
+        return None
+    try:
+        return await Gateway.start(settings, target, creds, tls)
+    except HttpAddressError as exc:
+        raise StartupError(str(exc)) from None
+
+
+async def serve_gateway(settings: Settings) -> None:
+    """`modelog serve http`: the HTTP surface alone, in front of the services at MODELOG_URL."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if not settings.url:
+        raise StartupError("`modelog serve http` needs MODELOG_URL: where the gRPC services are")
+    creds = tls_mod.channel_credentials(settings.ca_file) if settings.ca_file else None
+    files = (
+        tls_mod.TlsFiles(settings.tls_cert, settings.tls_key, settings.ca_file)
+        if settings.tls_cert and settings.tls_key
+        else None
+    )
+    gateway = await _start_gateway(settings, settings.url, creds, files)
+    if gateway is None:
+        raise StartupError("MODELOG_HTTP_ADDR is off: nothing to serve")
+    print(f"modelog http ready on {gateway.url} | services: {settings.url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()
 
 
 def _tls_note(server: Server) -> str:
@@ -181,6 +236,8 @@ def up(settings: Settings | None = None) -> int:
             _configure(settings)
             _check_home(settings)
             _check_addr_free(settings.addr)
+            if settings.http_addr.strip().lower() not in ("", "off", "none", "0"):
+                _check_addr_free(settings.http_addr, "MODELOG_HTTP_ADDR")
             dsn = settings.pg_dsn
             if not dsn:
                 pg = EmbeddedPostgres(settings.pgdata, log_file=settings.log_dir / "postgres.log")
@@ -207,8 +264,21 @@ def up(settings: Settings | None = None) -> int:
 def serve_one(service: str, settings: Settings | None = None) -> int:
     """One service in this process (horizontal scaling): external PostgreSQL and Kafka required."""
     settings = settings or Settings()
+    if service == "http":
+        try:
+            _configure(settings)
+            asyncio.run(serve_gateway(settings))
+        except StartupError as exc:
+            print(f"modelog: {exc}", file=sys.stderr, flush=True)
+            return 2
+        except KeyboardInterrupt:
+            pass
+        return 0
     if service not in SERVICES:
-        print(f"modelog: unknown service {service!r}; services are: {', '.join(SERVICES)}", file=sys.stderr)
+        print(
+            f"modelog: unknown service {service!r}; services are: {', '.join(SERVICES)}, http",
+            file=sys.stderr,
+        )
         return 2
     if not settings.pg_dsn or not settings.kafka_bootstrap:
         print(

@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     ca_file: Path | None = None
     """What the SDK, CLI and services' internal clients trust when connecting over TLS; setting it
     makes clients use TLS."""
+    http_addr: str = "127.0.0.1:5000"
+    """Where the HTTP surface listens (MLflow's REST API, the JSON API); "off" serves gRPC only."""
+    http_allowed_hosts: str = ""
+    """Host names HTTP requests may name besides IP literals and localhost (comma separated; "*" for
+    any, behind a proxy that checks). Anything else is refused: DNS rebinding cannot reach us."""
+    http_cors_origins: str = ""
+    """Origins allowed to call the HTTP API from a browser (comma separated). Empty: no CORS."""
+    http_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    """Largest API request body; artifact uploads stream and are not capped by it."""
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     webhook_allow: str = ""

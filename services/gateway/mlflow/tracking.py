@@ -1,0 +1,479 @@
+"""MLflow's tracking endpoints as calls to our Tracking service.
+
+Experiment "0" is how MLflow names its default experiment; here it is the experiment named "Default"
+of the default project, created on first use with a fixed idempotency key (so every gateway process
+agrees on it) and shown as "0" in every answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from starlette.routing import BaseRoute
+
+from eventlog.errors import InvalidArgument, ModelogError, NotFound
+from modelog._gen.tracking.v1 import tracking_pb2 as pb
+from modelog._gen.tracking.v1 import tracking_pb2_grpc
+from modelog_services.gateway.mlflow.common import (
+    Body,
+    Call,
+    json_number,
+    key_values,
+    number,
+    pairs,
+    route,
+)
+from modelog_services.gateway.upstream import Upstream
+
+DEFAULT_NAME = "Default"
+RUN_NAME_TAG = "mlflow.runName"
+USER_TAG = "mlflow.user"
+CONTEXT_TAG = "mlflow.data.context"
+
+_STATUS = {
+    pb.RUN_STATUS_RUNNING: "RUNNING",
+    pb.RUN_STATUS_FINISHED: "FINISHED",
+    pb.RUN_STATUS_FAILED: "FAILED",
+    pb.RUN_STATUS_KILLED: "KILLED",
+}
+_FINAL = {"FINISHED": pb.RUN_STATUS_FINISHED, "FAILED": pb.RUN_STATUS_FAILED, "KILLED": pb.RUN_STATUS_KILLED}
+_VIEW = {
+    "ACTIVE_ONLY": pb.VIEW_TYPE_ACTIVE_ONLY,
+    "DELETED_ONLY": pb.VIEW_TYPE_DELETED_ONLY,
+    "ALL": pb.VIEW_TYPE_ALL,
+    "1": pb.VIEW_TYPE_ACTIVE_ONLY,
+    "2": pb.VIEW_TYPE_DELETED_ONLY,
+    "3": pb.VIEW_TYPE_ALL,
+}
+HISTORY_PAGE = 25_000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Experiments:
+    """Experiment ids as MLflow shows them ("0" for Default) and back."""
+
+    def __init__(self) -> None:
+        self.default_id: str | None = None
+
+    async def default(self, call: Call) -> str:
+        if self.default_id is None:
+            stub = call.upstream.stub(tracking_pb2_grpc.TrackingStub)
+            try:
+                got = await call(stub.GetExperiment, pb.GetExperimentRequest(name=DEFAULT_NAME))
+            except NotFound:
+                got = await call(
+                    stub.CreateExperiment,
+                    pb.CreateExperimentRequest(name=DEFAULT_NAME, description="MLflow's default experiment"),
+                    idempotency_key="mlflow-default-experiment",
+                )
+            except ModelogError:
+                raise
+            self.default_id = got.experiment.experiment_id
+        return self.default_id
+
+    async def ours(self, call: Call, experiment_id: str) -> str:
+        return await self.default(call) if experiment_id == "0" else experiment_id
+
+    def theirs(self, experiment_id: str) -> str:
+        return "0" if experiment_id and experiment_id == self.default_id else experiment_id
+
+
+def experiment_json(exp: pb.Experiment, ids: Experiments) -> Body:
+    eid = ids.theirs(exp.experiment_id)
+    return {
+        "experiment_id": eid,
+        "name": exp.name,
+        "artifact_location": f"mlflow-artifacts:/{eid}",
+        "lifecycle_stage": "deleted" if exp.deleted else "active",
+        "last_update_time": exp.updated_at_ms,
+        "creation_time": exp.created_at_ms,
+        "tags": pairs(exp.tags),
+    }
+
+
+def run_info_json(info: pb.RunInfo, ids: Experiments) -> Body:
+    eid = ids.theirs(info.experiment_id)
+    out: Body = {
+        "run_id": info.run_id,
+        "run_uuid": info.run_id,
+        "run_name": info.name,
+        "experiment_id": eid,
+        "user_id": info.source.user,
+        "status": _STATUS.get(info.status, "RUNNING"),
+        "start_time": info.start_time_ms,
+        "artifact_uri": f"mlflow-artifacts:/{eid}/{info.run_id}/artifacts",
+        "lifecycle_stage": "deleted" if info.deleted else "active",
+    }
+    if info.HasField("end_time_ms"):
+        out["end_time"] = info.end_time_ms
+    return out
+
+
+def run_json(run: pb.Run, ids: Experiments) -> Body:
+    tags = dict(run.tags)
+    tags.setdefault(RUN_NAME_TAG, run.info.name)
+    if run.info.source.user:
+        tags.setdefault(USER_TAG, run.info.source.user)
+    metrics = [
+        {"key": m.key, "value": json_number(m.last), "timestamp": m.last_timestamp_ms, "step": m.last_step}
+        for m in run.metrics
+    ]
+    datasets = []
+    for d in run.datasets:
+        entry: Body = {
+            "dataset": {
+                "name": d.name,
+                "digest": d.digest,
+                "source_type": d.source_type,
+                "source": d.source,
+                "schema": d.dataset_schema,
+                "profile": d.dataset_profile,
+            },
+            "tags": [{"key": CONTEXT_TAG, "value": d.context}] if d.context else [],
+        }
+        datasets.append(entry)
+    return {
+        "info": run_info_json(run.info, ids),
+        "data": {"metrics": metrics, "params": pairs(run.params), "tags": pairs(tags)},
+        "inputs": {"dataset_inputs": datasets},
+        "outputs": {},
+    }
+
+
+class Tracking:
+    def __init__(self, upstream: Upstream) -> None:
+        self.stub = upstream.stub(tracking_pb2_grpc.TrackingStub)
+        self.ids = Experiments()
+
+    # ------------------------------------------------------------ experiments
+
+    async def create_experiment(self, call: Call) -> Body:
+        name = call.text("name", required=True)
+        tags = key_values(call.fields.get("tags"), "tags")
+        got = await call(self.stub.CreateExperiment, pb.CreateExperimentRequest(name=name, tags=tags))
+        return {"experiment_id": self.ids.theirs(got.experiment.experiment_id)}
+
+    async def get_experiment(self, call: Call) -> Body:
+        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
+        got = await call(self.stub.GetExperiment, pb.GetExperimentRequest(experiment_id=eid))
+        return {"experiment": experiment_json(got.experiment, self.ids)}
+
+    async def get_experiment_by_name(self, call: Call) -> Body:
+        name = call.text("experiment_name", required=True)
+        if name == DEFAULT_NAME:
+            await self.ids.default(call)
+        got = await call(self.stub.GetExperiment, pb.GetExperimentRequest(name=name))
+        return {"experiment": experiment_json(got.experiment, self.ids)}
+
+    async def search_experiments(self, call: Call) -> Body:
+        await self.ids.default(call)
+        flt = call.text("filter").strip()
+        wanted = _name_filter(flt)
+        view = _VIEW.get(call.text("view_type", default="ACTIVE_ONLY").upper(), pb.VIEW_TYPE_ACTIVE_ONLY)
+        size = min(call.integer("max_results", 1000) or 1000, 1000)
+        if wanted is not None:
+            try:
+                got = await call(self.stub.GetExperiment, pb.GetExperimentRequest(name=wanted))
+            except NotFound:
+                return {}
+            exp = got.experiment
+            shown = (view == pb.VIEW_TYPE_ALL) or ((view == pb.VIEW_TYPE_DELETED_ONLY) == exp.deleted)
+            return {"experiments": [experiment_json(exp, self.ids)]} if shown else {}
+        listed = await call(
+            self.stub.ListExperiments,
+            pb.ListExperimentsRequest(view=view, page_size=size, page_token=call.text("page_token")),
+        )
+        out: Body = {"experiments": [experiment_json(e, self.ids) for e in listed.experiments]}
+        if listed.next_page_token:
+            out["next_page_token"] = listed.next_page_token
+        return out
+
+    async def update_experiment(self, call: Call) -> Body:
+        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
+        new_name = call.text("new_name", required=True)
+        await call(self.stub.RenameExperiment, pb.RenameExperimentRequest(experiment_id=eid, name=new_name))
+        return {}
+
+    async def delete_experiment(self, call: Call) -> Body:
+        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
+        await call(self.stub.DeleteExperiment, pb.DeleteExperimentRequest(experiment_id=eid))
+        return {}
+
+    async def restore_experiment(self, call: Call) -> Body:
+        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
+        await call(self.stub.RestoreExperiment, pb.RestoreExperimentRequest(experiment_id=eid))
+        return {}
+
+    async def set_experiment_tag(self, call: Call) -> Body:
+        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
+        key = call.text("key", required=True)
+        await call(
+            self.stub.SetExperimentTags,
+            pb.SetExperimentTagsRequest(experiment_id=eid, tags={key: call.text("value")}),
+        )
+        return {}
+
+    async def delete_experiment_tag(self, call: Call) -> Body:
+        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
+        key = call.text("key", required=True)
+        await call(self.stub.DeleteExperimentTag, pb.DeleteExperimentTagRequest(experiment_id=eid, key=key))
+        return {}
+
+    # ------------------------------------------------------------ runs
+
+    def _run_id(self, call: Call) -> str:
+        return call.text("run_id") or call.text("run_uuid", required=True)
+
+    async def create_run(self, call: Call) -> Body:
+        eid = await self.ids.ours(call, call.text("experiment_id", default="0"))
+        tags = key_values(call.fields.get("tags"), "tags")
+        name = call.text("run_name") or tags.get(RUN_NAME_TAG, "")
+        tags.pop(RUN_NAME_TAG, None)
+        user = call.text("user_id") or tags.get(USER_TAG, "")
+        request = pb.StartRunRequest(
+            experiment_id=eid,
+            name=name,
+            tags=tags,
+            source=pb.RunSource(user=user, entry_point=tags.get("mlflow.source.name", "")),
+            start_time_ms=call.integer("start_time", now_ms()),
+        )
+        # The stock client retries a POST that timed out: the same body from the same caller is the
+        # same run (StartRun derives the run id from the key), never a second one.
+        got = await call(self.stub.StartRun, request, idempotency_key=call.key())
+        return {"run": run_json(got.run, self.ids)}
+
+    async def get_run(self, call: Call) -> Body:
+        got = await call(self.stub.GetRun, pb.GetRunRequest(run_id=self._run_id(call)))
+        return {"run": run_json(got.run, self.ids)}
+
+    async def update_run(self, call: Call) -> Body:
+        run_id = self._run_id(call)
+        name = call.text("run_name")
+        if name:
+            await call(self.stub.RenameRun, pb.RenameRunRequest(run_id=run_id, name=name))
+        status = call.text("status").upper()
+        if status and status not in (*_FINAL, "RUNNING", "SCHEDULED"):
+            raise InvalidArgument.field("status", f"unknown run status {status!r}")
+        if status in _FINAL:
+            request = pb.FinishRunRequest(run_id=run_id, status=_FINAL[status])
+            end = call.integer("end_time")
+            if end is not None:
+                request.end_time_ms = end
+            try:
+                got = await call(self.stub.FinishRun, request, idempotency_key=call.key())
+                return {"run_info": run_info_json(got.info, self.ids)}
+            except ModelogError as err:
+                # A retry of an update whose reply was lost finds the run already ended that way.
+                current = await call(self.stub.GetRun, pb.GetRunRequest(run_id=run_id))
+                if current.run.info.status != _FINAL[status]:
+                    raise err from None
+        got_run = await call(self.stub.GetRun, pb.GetRunRequest(run_id=run_id))
+        return {"run_info": run_info_json(got_run.run.info, self.ids)}
+
+    async def delete_run(self, call: Call) -> Body:
+        await call(self.stub.DeleteRun, pb.DeleteRunRequest(run_id=self._run_id(call)))
+        return {}
+
+    async def restore_run(self, call: Call) -> Body:
+        await call(self.stub.RestoreRun, pb.RestoreRunRequest(run_id=self._run_id(call)))
+        return {}
+
+    async def log_metric(self, call: Call) -> Body:
+        run_id = self._run_id(call)
+        batch = pb.MetricBatch(
+            run_id=run_id,
+            keys=[call.text("key", required=True)],
+            values=[number(call.fields.get("value"), "value")],
+            steps=[call.integer("step", 0) or 0],
+            timestamps_ms=[call.integer("timestamp", now_ms()) or now_ms()],
+            idempotency_key=call.key(),
+        )
+        await call(self.stub.LogMetricsBatch, batch)
+        return {}
+
+    async def log_param(self, call: Call) -> Body:
+        key = call.text("key", required=True)
+        value = call.fields.get("value")
+        await call(
+            self.stub.LogParams,
+            pb.LogParamsRequest(run_id=self._run_id(call), params={key: "" if value is None else str(value)}),
+        )
+        return {}
+
+    async def set_tag(self, call: Call) -> Body:
+        run_id = self._run_id(call)
+        key = call.text("key", required=True)
+        value = call.text("value")
+        await self._tags(call, run_id, {key: value})
+        return {}
+
+    async def _tags(self, call: Call, run_id: str, tags: dict[str, str]) -> None:
+        name = tags.pop(RUN_NAME_TAG, None)
+        if name:
+            await call(self.stub.RenameRun, pb.RenameRunRequest(run_id=run_id, name=name))
+        if tags:
+            await call(self.stub.SetTags, pb.SetTagsRequest(run_id=run_id, tags=tags))
+
+    async def delete_tag(self, call: Call) -> Body:
+        await call(
+            self.stub.DeleteTag,
+            pb.DeleteTagRequest(run_id=self._run_id(call), key=call.text("key", required=True)),
+        )
+        return {}
+
+    async def log_batch(self, call: Call) -> Body:
+        run_id = self._run_id(call)
+        params = key_values(call.fields.get("params"), "params")
+        tags = key_values(call.fields.get("tags"), "tags")
+        metrics = call.items("metrics")
+        if params:
+            await call(self.stub.LogParams, pb.LogParamsRequest(run_id=run_id, params=params))
+        if tags:
+            await self._tags(call, run_id, tags)
+        if metrics:
+            batch = pb.MetricBatch(run_id=run_id, idempotency_key=call.key())
+            ts = now_ms()
+            for i, m in enumerate(metrics):
+                if not isinstance(m, dict) or not isinstance(m.get("key"), str):
+                    raise InvalidArgument.field(
+                        f"metrics[{i}].key", "missing value for required parameter 'key'"
+                    )
+                batch.keys.append(m["key"])
+                batch.values.append(number(m.get("value"), f"metrics[{i}].value"))
+                batch.steps.append(_int(m.get("step", 0), f"metrics[{i}].step"))
+                batch.timestamps_ms.append(_int(m.get("timestamp", ts), f"metrics[{i}].timestamp"))
+            await call(self.stub.LogMetricsBatch, batch)
+        return {}
+
+    async def log_inputs(self, call: Call) -> Body:
+        run_id = self._run_id(call)
+        for i, item in enumerate(call.items("datasets")):
+            if not isinstance(item, dict) or not isinstance(item.get("dataset"), dict):
+                raise InvalidArgument.field(f"datasets[{i}].dataset", "missing value for required parameter")
+            d = item["dataset"]
+            context = key_values(item.get("tags"), f"datasets[{i}].tags").get(CONTEXT_TAG, "")
+            dataset = pb.DatasetInput(
+                name=str(d.get("name", "")),
+                digest=str(d.get("digest", "")),
+                source_type=str(d.get("source_type", "")),
+                source=str(d.get("source", "")),
+                context=context,
+                dataset_schema=str(d.get("schema", "")),
+                dataset_profile=str(d.get("profile", "")),
+            )
+            await call(self.stub.LogDatasetInput, pb.LogDatasetInputRequest(run_id=run_id, dataset=dataset))
+        return {}
+
+    async def get_metric_history(self, call: Call) -> Body:
+        run_id = self._run_id(call)
+        key = call.text("metric_key", required=True)
+        size = min(call.integer("max_results", HISTORY_PAGE) or HISTORY_PAGE, HISTORY_PAGE)
+        offset = _offset(call.text("page_token"))
+        got = await call(self.stub.GetMetricHistory, pb.GetMetricHistoryRequest(run_id=run_id, key=key))
+        end = min(offset + size, len(got.values))
+        points = [
+            {
+                "key": key,
+                "value": json_number(got.values[i]),
+                "timestamp": got.timestamps_ms[i],
+                "step": got.steps[i],
+            }
+            for i in range(offset, end)
+        ]
+        out: Body = {"metrics": points}
+        if end < len(got.values):
+            out["next_page_token"] = base64.urlsafe_b64encode(str(end).encode()).decode()
+        return out
+
+    async def search_runs(self, call: Call) -> Body:
+        ids = [await self.ids.ours(call, str(e)) for e in call.items("experiment_ids")]
+        view = _VIEW.get(call.text("run_view_type", default="ACTIVE_ONLY").upper(), pb.VIEW_TYPE_ACTIVE_ONLY)
+        size = min(call.integer("max_results", 1000) or 1000, 1000)
+        got = await call(
+            self.stub.SearchRuns,
+            pb.SearchRunsRequest(
+                experiment_ids=ids,
+                filter=call.text("filter"),
+                order_by=[str(o) for o in call.items("order_by")],
+                page_size=size,
+                page_token=call.text("page_token"),
+                view=view,
+            ),
+        )
+        out: Body = {"runs": [run_json(r, self.ids) for r in got.runs]}
+        if got.next_page_token:
+            out["next_page_token"] = got.next_page_token
+        return out if got.runs else ({"next_page_token": got.next_page_token} if got.next_page_token else {})
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidArgument.field(name, "must be an integer")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidArgument.field(name, f"must be an integer, got {value!r}") from None
+
+
+def _offset(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        value = int(base64.urlsafe_b64decode(token.encode()).decode())
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument.field("page_token", "not a page token this server issued") from None
+    if value < 0:
+        raise InvalidArgument.field("page_token", "not a page token this server issued")
+    return value
+
+
+def _name_filter(flt: str) -> str | None:
+    """`name = 'x'` (what the stock client's helpers send); other experiment filters are refused
+    clearly rather than ignored."""
+    if not flt:
+        return None
+    import re
+
+    m = re.fullmatch(r"""(?:attribute\.)?name\s*=\s*(['"])(.*)\1""", flt, re.S)
+    if m is None:
+        raise InvalidArgument.field(
+            "filter", f"experiment filter {flt!r} is not supported here; use name = '<name>' or no filter"
+        )
+    return m.group(2)
+
+
+def routes(upstream: Upstream) -> list[BaseRoute]:
+    t = Tracking(upstream)
+    table: list[tuple[str, list[str], Any]] = [
+        ("/experiments/create", ["POST"], t.create_experiment),
+        ("/experiments/get", ["GET"], t.get_experiment),
+        ("/experiments/get-by-name", ["GET"], t.get_experiment_by_name),
+        ("/experiments/search", ["POST", "GET"], t.search_experiments),
+        ("/experiments/update", ["POST"], t.update_experiment),
+        ("/experiments/delete", ["POST"], t.delete_experiment),
+        ("/experiments/restore", ["POST"], t.restore_experiment),
+        ("/experiments/set-experiment-tag", ["POST"], t.set_experiment_tag),
+        ("/experiments/delete-experiment-tag", ["POST"], t.delete_experiment_tag),
+        ("/runs/create", ["POST"], t.create_run),
+        ("/runs/get", ["GET"], t.get_run),
+        ("/runs/update", ["POST"], t.update_run),
+        ("/runs/delete", ["POST"], t.delete_run),
+        ("/runs/restore", ["POST"], t.restore_run),
+        ("/runs/log-metric", ["POST"], t.log_metric),
+        ("/runs/log-parameter", ["POST"], t.log_param),
+        ("/runs/set-tag", ["POST"], t.set_tag),
+        ("/runs/delete-tag", ["POST"], t.delete_tag),
+        ("/runs/log-batch", ["POST"], t.log_batch),
+        ("/runs/log-inputs", ["POST"], t.log_inputs),
+        ("/runs/search", ["POST"], t.search_runs),
+        ("/metrics/get-history", ["GET"], t.get_metric_history),
+    ]
+    out: list[BaseRoute] = []
+    for path, methods, handler in table:
+        out.extend(route(upstream, path, methods, handler))
+    return out
