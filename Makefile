@@ -4,17 +4,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 GEN_STAMP := libs/modelog/_gen/.generated
+# The stock MLflow client (and the libraries whose MLflow callbacks we test) lives in its own venv:
+# MLflow is a peer we prove compatibility with, never a Modelog dependency.
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 
 .PHONY: install dev test test-fast lint proto bench clean browser
 
-install: $(STAMP) $(GEN_STAMP)
+install: $(STAMP) $(GEN_STAMP) $(MLFLOW_STAMP)
 
 $(STAMP): requirements.lock pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+$(MLFLOW_STAMP): requirements-mlflow.lock
+	@test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-mlflow.lock
+	@touch $(MLFLOW_STAMP)
 
 proto: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) infra/scripts/gen_proto.py
@@ -53,4 +62,4 @@ bench: install
 	$(PY) -m tests.bench.run
 
 clean:
-	rm -rf $(VENV) libs/modelog/_gen build *.egg-info
+	rm -rf $(VENV) $(MLFLOW_VENV) libs/modelog/_gen build *.egg-info

@@ -15,6 +15,8 @@ from queue import Empty, Queue
 import psutil
 
 MODELOG = [sys.executable, "-m", "modelog.cli"]
+MLFLOW_PYTHON = Path(__file__).resolve().parent.parent / ".venv-mlflow" / "bin" / "python"
+"""The stock MLflow client's interpreter (`make install` builds its venv from requirements-mlflow.lock)."""
 
 
 class Up:

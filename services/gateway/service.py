@@ -12,7 +12,7 @@ from modelog_platform.settings import Settings
 from modelog_platform.tls import TlsFiles
 from modelog_services.gateway import jsonapi
 from modelog_services.gateway.http import HttpConfig, build_app
-from modelog_services.gateway.mlflow import artifacts, registry, tracking
+from modelog_services.gateway.mlflow import artifacts, models, registry, tracking
 from modelog_services.gateway.server import HttpServer, start_http
 from modelog_services.gateway.upstream import Upstream
 
@@ -35,7 +35,7 @@ async def _health(request: Request) -> JSONResponse:
 
 def app(upstream: Upstream, settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [Route("/health", _health, methods=["GET"])]
-    for part in (tracking, registry, artifacts, jsonapi):
+    for part in (tracking, registry, models, artifacts, jsonapi):
         routes.extend(part.routes(upstream))
     return build_app(routes, config(settings))
 

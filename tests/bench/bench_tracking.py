@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -23,10 +22,9 @@ import modelog
 from modelog._gen.tracking.v1 import tracking_pb2
 from modelog_platform.embedded import free_port
 from tests.bench.common import percentile, postgres, write_result
-from tests.procs import Up, env_for
+from tests.procs import MLFLOW_PYTHON, Up, env_for
 
 HERE = Path(__file__).parent
-MLFLOW_VENV = HERE / ".venv-mlflow"
 MLFLOW_VERSION = "3.17.2"
 SEARCH_RUNS = 10_000
 MLFLOW_SEARCH_RUNS = 1_000  # MLflow creates runs at ~7 ms each; 10,000 would take minutes
@@ -34,19 +32,10 @@ HISTORY_POINTS = 100_000
 
 
 def _ensure_mlflow() -> Path | None:
-    python = MLFLOW_VENV / "bin" / "python"
-    if not python.exists():
-        print(f"creating the MLflow bench venv ({MLFLOW_VENV}) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(MLFLOW_VENV)], check=True)
-        res = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", f"mlflow=={MLFLOW_VERSION}", "psycopg2-binary"],
-            capture_output=True,
-            text=True,
-        )
-        if res.returncode != 0:
-            print(f"MLflow could not be installed: {res.stderr[-500:]}")
-            return None
-    return python
+    if not MLFLOW_PYTHON.exists():
+        print(f"MLflow is not installed ({MLFLOW_PYTHON}); `make install` creates its venv")
+        return None
+    return MLFLOW_PYTHON
 
 
 def _mlflow(dsn: str) -> dict[str, Any] | None:

@@ -1,0 +1,76 @@
+"""A real `modelog up` with its HTTP surface, and the stock MLflow client run against it.
+
+The MLflow client runs in its own venv (MLFLOW_PYTHON), as a user's training script would: a
+separate process speaking HTTP, never imported into the test process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from modelog_platform.embedded import free_port
+from tests.procs import MLFLOW_PYTHON, Up, env_for
+
+
+@dataclass(frozen=True)
+class Platform:
+    addr: str
+    http: str
+    home: Path
+    token: str
+
+    def mlflow(self, script: str, *, token: str | None = None, timeout: float = 180, **env: str) -> dict:
+        """Run `script` with the stock client pointed at us; it prints one JSON object last."""
+        return run_mlflow(script, self.http, token or self.token, timeout=timeout, **env)
+
+
+def run_mlflow(script: str, uri: str, token: str, *, timeout: float = 180, **env: str) -> dict:
+    if not MLFLOW_PYTHON.exists():
+        pytest.fail(f"the stock MLflow client is not installed at {MLFLOW_PYTHON}: run `make install`")
+    child = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MODELOG_"))}
+    child.update(
+        MLFLOW_TRACKING_URI=uri,
+        MLFLOW_TRACKING_TOKEN=token,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+        MLFLOW_ENABLE_ASYNC_LOGGING="false",
+        DO_NOT_TRACK="1",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        **env,
+    )
+    res = subprocess.run(
+        [str(MLFLOW_PYTHON), "-c", textwrap.dedent(script)],
+        env=child,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if res.returncode != 0:
+        raise AssertionError(
+            f"mlflow script failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
+        )
+    last = [line for line in res.stdout.splitlines() if line.startswith("{")]
+    return json.loads(last[-1]) if last else {}
+
+
+def start_platform(home: Path, **extra: str) -> tuple[Up, Platform]:
+    addr = f"127.0.0.1:{free_port()}"
+    http_port = free_port()
+    up = Up(env_for(home, addr, MODELOG_HTTP_ADDR=f"127.0.0.1:{http_port}", **extra))
+    up.wait_for("modelog ready on", 90)
+    token = (home / "admin-token").read_text().strip()
+    return up, Platform(addr, f"http://127.0.0.1:{http_port}", home, token)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    up, p = start_platform(tmp_path_factory.mktemp("gateway-home"))
+    yield p
+    up.stop()
