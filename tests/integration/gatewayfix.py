@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from modelog_platform.embedded import free_port
-from tests.procs import MLFLOW_PYTHON, Up, env_for
+from tests.procs import MLFLOW_PYTHON, MODELOG, Up, env_for
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,18 @@ class Platform:
     http: str
     home: Path
     token: str
+
+    def cli(self, *args: str) -> str:
+        """`modelog ARGS` as the admin, against this platform."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELOG_")}
+        env.update(MODELOG_URL=self.addr, MODELOG_TOKEN=self.token, MODELOG_HOME=str(self.home / "cli"))
+        res = subprocess.run([*MODELOG, *args], env=env, capture_output=True, text=True, timeout=60)
+        if res.returncode != 0:
+            raise AssertionError(f"modelog {' '.join(args)} failed: {res.stdout}{res.stderr}")
+        return res.stdout
+
+    def new_token(self, name: str, role: str) -> str:
+        return str(json.loads(self.cli("token", "create", name, "--role", role, "--json"))["secret"])
 
     def mlflow(self, script: str, *, token: str | None = None, timeout: float = 180, **env: str) -> dict:
         """Run `script` with the stock client pointed at us; it prints one JSON object last."""
