@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import re
 import uuid
@@ -48,6 +49,22 @@ def _checked_id(md: dict[str, str], key: str) -> str | None:
             f"metadata.{key}", "must be 1-128 printable ASCII characters without spaces"
         )
     return value
+
+
+def client_host(md: dict[str, str], peer: str) -> str:
+    """Whom failed authentications are counted against. A call from this host (the HTTP gateway,
+    which translates for many clients) may name the client it carries in `x-forwarded-for`; from
+    anywhere else that header is ignored, so a remote caller cannot pick its own throttling bucket."""
+    host = peer_host(peer)
+    forwarded = md.get("x-forwarded-for")
+    if forwarded is None:
+        return host
+    try:
+        if not ipaddress.ip_address(host).is_loopback:
+            return host
+        return str(ipaddress.ip_address(forwarded.split(",")[0].strip()))
+    except ValueError:
+        return host
 
 
 class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -108,7 +125,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 "missing bearer token: send 'authorization: Bearer <token>' (MODELOG_TOKEN, or the "
                 "admin token in MODELOG_HOME/admin-token on the embedded stack)"
             )
-        principal = await self.authority.authenticate(secret.strip(), peer_host(peer))
+        principal = await self.authority.authenticate(secret.strip(), client_host(md, peer))
         span_ctx = trace.get_current_span().get_span_context()
         own_traceparent = (
             f"00-{span_ctx.trace_id:032x}-{span_ctx.span_id:016x}-{int(span_ctx.trace_flags):02x}"

@@ -69,6 +69,8 @@ class Caller:
 
     def metadata(self, idempotency_key: str | None = None) -> list[tuple[str, str]]:
         md = [("authorization", f"Bearer {self.token}")]
+        if self.peer:
+            md.append(("x-forwarded-for", self.peer))
         if self.request_id:
             md.append(("x-request-id", self.request_id))
         if idempotency_key:

@@ -250,3 +250,20 @@ def test_dns_rebinding_and_oversized_requests_are_refused_before_any_route(platf
     status, body = post(platform, "/api/2.0/mlflow/runs/log-batch", {"run_id": "r", "metrics": "nope"})
     assert status == 400
     assert heads(platform) == before
+
+
+def _from(p: Platform, source: str, token: str) -> int:
+    conn = http.client.HTTPConnection(p.http.removeprefix("http://"), timeout=10, source_address=(source, 0))
+    conn.request(
+        "GET", "/api/2.0/mlflow/experiments/get?experiment_id=0", headers={"Authorization": f"Bearer {token}"}
+    )
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def test_failed_authentications_are_throttled_per_http_client_not_for_everyone(platform: Platform) -> None:
+    statuses = [_from(platform, "127.0.0.2", "guess-%d" % i) for i in range(25)]
+    assert statuses[0] == 401 and statuses[-1] == 429  # the guesser is slowed down ...
+    assert _from(platform, "127.0.0.3", platform.token) == 200  # ... another client of the gateway is not
+    assert _from(platform, "127.0.0.2", platform.token) == 429
