@@ -263,7 +263,7 @@ def _from(p: Platform, source: str, token: str) -> int:
 
 
 def test_failed_authentications_are_throttled_per_http_client_not_for_everyone(platform: Platform) -> None:
-    statuses = [_from(platform, "127.0.0.2", "guess-%d" % i) for i in range(25)]
+    statuses = [_from(platform, "127.0.0.2", f"guess-{i}") for i in range(25)]
     assert statuses[0] == 401 and statuses[-1] == 429  # the guesser is slowed down ...
     assert _from(platform, "127.0.0.3", platform.token) == 200  # ... another client of the gateway is not
     assert _from(platform, "127.0.0.2", platform.token) == 429
