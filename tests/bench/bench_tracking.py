@@ -1,11 +1,12 @@
 """Tracking through the SDK, side by side with MLflow's tracking server on the same PostgreSQL.
 
-MLflow lives in its own bench venv (tests/bench/.venv-mlflow, created on first use), never in
+MLflow lives in its own venv (.venv-mlflow, built by `make install` from requirements-mlflow.lock), never in
 Modelog's dependencies. Both servers run as separate processes on this 2-core box.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +40,16 @@ def _ensure_mlflow() -> Path | None:
     return MLFLOW_PYTHON
 
 
-def _mlflow(dsn: str) -> dict[str, Any] | None:
+@contextlib.contextmanager
+def mlflow_server(dsn: str, database: str = "mlflow") -> Iterator[tuple[str, int] | None]:
+    """`mlflow server` on the same PostgreSQL (database `database`, created empty by the caller), with
+    proxied artifacts in a temporary directory; yields (url, pid), or None when MLflow is missing."""
     python = _ensure_mlflow()
     if python is None:
-        return None
+        yield None
+        return
     host = dsn.split("host=")[1].split("&")[0]
-    store = f"postgresql+psycopg2://postgres@/mlflow?host={host}"
+    store = f"postgresql+psycopg2://postgres@/{database}?host={host}"
     port = free_port()
     with tempfile.TemporaryDirectory() as artifacts:
         server = subprocess.Popen(
@@ -58,7 +64,7 @@ def _mlflow(dsn: str) -> dict[str, Any] | None:
                 "127.0.0.1",
                 "--port",
                 str(port),
-                "--default-artifact-root",
+                "--artifacts-destination",
                 artifacts,
             ],
             stdout=subprocess.DEVNULL,
@@ -73,29 +79,37 @@ def _mlflow(dsn: str) -> dict[str, Any] | None:
                 except OSError:
                     if time.monotonic() > deadline or server.poll() is not None:
                         print("MLflow server did not start")
-                        return None
+                        yield None
+                        return
                     time.sleep(0.5)
-            res = subprocess.run(
-                [
-                    str(python),
-                    str(HERE / "mlflow_workload.py"),
-                    f"http://127.0.0.1:{port}",
-                    str(MLFLOW_SEARCH_RUNS),
-                    str(HISTORY_POINTS),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=1800,
-            )
-            if res.returncode != 0:
-                print(f"MLflow workload failed: {res.stderr[-1000:]}")
-                return None
-            data: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
-            data["version"] = MLFLOW_VERSION
-            return data
+            yield f"http://127.0.0.1:{port}", server.pid
         finally:
             server.terminate()
             server.wait(30)
+
+
+def _mlflow(dsn: str) -> dict[str, Any] | None:
+    with mlflow_server(dsn) as served:
+        if served is None:
+            return None
+        res = subprocess.run(
+            [
+                str(MLFLOW_PYTHON),
+                str(HERE / "mlflow_workload.py"),
+                served[0],
+                str(MLFLOW_SEARCH_RUNS),
+                str(HISTORY_POINTS),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if res.returncode != 0:
+            print(f"MLflow workload failed: {res.stderr[-1000:]}")
+            return None
+        data: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+        data["version"] = MLFLOW_VERSION
+        return data
 
 
 def _modelog(addr: str, token: str, home: Path) -> dict[str, Any]:

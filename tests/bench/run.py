@@ -11,6 +11,7 @@ from tests.bench import (
     bench_authz,
     bench_bus,
     bench_eventlog,
+    bench_http,
     bench_monitoring_drift,
     bench_monitoring_service,
     bench_registry,
@@ -25,6 +26,8 @@ def main() -> None:
     asyncio.run(bench_bus.main())
     print("== tracking (side by side with MLflow) ==")
     bench_tracking.main()
+    print("== HTTP surface: the stock mlflow client against Modelog and mlflow server ==")
+    bench_http.main()
     print("== artifacts (side by side with DVC) ==")
     bench_artifacts.main()
     print("== registry ==")
