@@ -7,6 +7,7 @@ Both servers run as separate processes on this 2-core box; the client is a third
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -43,10 +44,8 @@ class PeakRss:
         procs = [self.proc, *self.proc.children(recursive=True)]
         total = 0
         for p in procs:
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += p.memory_info().rss
-            except psutil.Error:
-                pass
         return total
 
     def _sample(self) -> None:
