@@ -23,6 +23,7 @@ RUNNABLE = {"sh": "sh", "bash": "sh", "shell": "sh", "python": "python", "py": "
 _FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 _MARKER = re.compile(r"^\s*<!--\s*readme-test:\s*(?P<body>.*?)\s*-->\s*$")
 _SKIP = re.compile(r"^skip\s*\((?P<reason>[^)]+)\)$")
+_ENV = re.compile(r"^env\s+(?P<name>[a-z][a-z0-9-]*)$")
 
 
 class ReadmeError(ValueError):
@@ -39,6 +40,9 @@ class Block:
     text: str
     skip: str | None = None
     """The reason given by a skip marker, or None."""
+    env: str | None = None
+    """`<!-- readme-test: env mlflow -->`: a python block for another environment than Modelog's
+    (the user's training environment with the stock mlflow package), run with that interpreter."""
 
     @property
     def kind(self) -> str | None:
@@ -50,36 +54,40 @@ class Block:
         return f"L{self.line}-{self.language or 'text'}"
 
 
-def _marker(line: str, number: int) -> str | None:
+def _marker(line: str, number: int) -> tuple[str, str] | None:
+    """("skip", reason) or ("env", name) for a marker line, None for any other line."""
     m = _MARKER.match(line)
     if m is None:
         if "readme-test" in line:
             raise ReadmeError(f"README line {number}: cannot read the marker {line.strip()!r}")
         return None
     skip = _SKIP.match(m.group("body"))
-    if skip is None:
-        raise ReadmeError(
-            f"README line {number}: unknown marker {line.strip()!r} "
-            "(expected <!-- readme-test: skip (reason) -->)"
-        )
-    return skip.group("reason").strip()
+    if skip is not None:
+        return "skip", skip.group("reason").strip()
+    env = _ENV.match(m.group("body"))
+    if env is not None:
+        return "env", env.group("name")
+    raise ReadmeError(
+        f"README line {number}: unknown marker {line.strip()!r} "
+        "(expected <!-- readme-test: skip (reason) --> or <!-- readme-test: env NAME -->)"
+    )
 
 
 def parse(markdown: str) -> list[Block]:
     """Every fenced block of `markdown`, in order, with its line, language and skip reason."""
     lines = markdown.splitlines()
     blocks: list[Block] = []
-    pending: tuple[int, str] | None = None  # (marker line, reason) waiting for its block
+    pending: tuple[int, tuple[str, str]] | None = None  # (marker line, marker) waiting for its block
     i = 0
     while i < len(lines):
         line, number = lines[i], i + 1
         fence = _FENCE.match(line)
         if fence is None:
-            reason = _marker(line, number)
-            if reason is not None:
+            marker = _marker(line, number)
+            if marker is not None:
                 if pending is not None:
                     raise ReadmeError(f"README line {pending[0]}: marker not followed by a code block")
-                pending = (number, reason)
+                pending = (number, marker)
             elif line.strip() and pending is not None:
                 raise ReadmeError(f"README line {pending[0]}: marker not followed by a code block")
             i += 1
@@ -96,7 +104,16 @@ def parse(markdown: str) -> list[Block]:
             i += 1
         else:
             raise ReadmeError(f"README line {number}: the code block never closes")
-        blocks.append(Block(number, language, "\n".join(body) + "\n", pending[1] if pending else None))
+        kind, value = pending[1] if pending else ("", "")
+        blocks.append(
+            Block(
+                number,
+                language,
+                "\n".join(body) + "\n",
+                value if kind == "skip" else None,
+                value if kind == "env" else None,
+            )
+        )
         pending = None
         i += 1
     if pending is not None:
@@ -124,8 +141,11 @@ class Shell:
     and directory saved after the last block that succeeded, so one failure does not hide the rest.
     """
 
-    def __init__(self, cwd: Path, env: dict[str, str], scratch: Path) -> None:
+    def __init__(
+        self, cwd: Path, env: dict[str, str], scratch: Path, interpreters: dict[str, str] | None = None
+    ) -> None:
         self.cwd, self.env, self.scratch = cwd, env, scratch
+        self.interpreters = interpreters or {}
         scratch.mkdir(parents=True, exist_ok=True)
         self.state = scratch / "state.sh"
         self.state.write_text(f"cd {shlex.quote(str(cwd))}\n")
@@ -171,7 +191,8 @@ class Shell:
         if block.kind == "python":
             code = self.scratch / f"block-{n}.py"
             code.write_text(block.text)
-            script.write_text(f"python {shlex.quote(str(code))}\n")
+            python = self.interpreters[block.env] if block.env else "python"
+            script.write_text(f"{shlex.quote(python)} {shlex.quote(str(code))}\n")
         else:
             script.write_text(block.text)
         out, err, rc = (self.scratch / f"{n}.{x}" for x in ("out", "err", "rc"))

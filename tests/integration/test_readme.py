@@ -26,7 +26,7 @@ import pytest
 
 from modelog_platform.embedded import free_port
 from tests.integration.readme_blocks import Block, Shell, failure_report, parse, tail
-from tests.procs import Up, env_for
+from tests.procs import MLFLOW_PYTHON, Up, env_for
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -40,7 +40,8 @@ pytestmark = pytest.mark.slow
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, Up]]:
     home = tmp_path_factory.mktemp("readme-home")
     addr = f"127.0.0.1:{free_port()}"
-    up = Up(env_for(home, addr, MODELOG_WEBHOOK_ALLOW="127.0.0.1"))
+    # The HTTP surface on MLflow's port, as the README's MLflow section says.
+    up = Up(env_for(home, addr, MODELOG_WEBHOOK_ALLOW="127.0.0.1", MODELOG_HTTP_ADDR="127.0.0.1:5000"))
     try:
         try:
             up.wait_for("modelog ready on", 90)
@@ -64,7 +65,7 @@ def shell(stack: tuple[Path, str, Up], tmp_path_factory: pytest.TempPathFactory)
     subprocess.run(["git", "init", "-q", str(work)], check=True)
     (work / "infra").symlink_to(ROOT / "infra")  # the checkout's examples, as the README links them
     env = env_for(home, addr)
-    del env["MODELOG_ADDR"]
+    del env["MODELOG_ADDR"], env["MODELOG_HTTP_ADDR"]
     env.update(
         MODELOG_URL=addr,
         PATH=f"{_venv_bin()}{os.pathsep}{env.get('PATH', '')}",
@@ -72,7 +73,7 @@ def shell(stack: tuple[Path, str, Up], tmp_path_factory: pytest.TempPathFactory)
         PYTHONUNBUFFERED="1",
     )
     env.pop("PYTHONPATH", None)
-    session = Shell(work, env, tmp_path_factory.mktemp("readme-blocks"))
+    session = Shell(work, env, tmp_path_factory.mktemp("readme-blocks"), {"mlflow": str(MLFLOW_PYTHON)})
     yield session
     session.close()
 

@@ -95,3 +95,10 @@ def test_a_failure_report_names_the_readme_line_that_failed_and_shows_the_output
     assert report.endswith("--- stderr (tail)\nmodelog: INVALID_ARGUMENT: --bad")
     hung = failure_report(block, Outcome(None, "", "", 60.0))
     assert hung.startswith("README line 40: the sh block did not finish within 60s\n")
+
+
+def test_an_env_marker_names_the_interpreter_of_the_next_block_only() -> None:
+    doc = "<!-- readme-test: env mlflow -->\n```python\nimport mlflow\n```\n\n```python\nimport modelog\n```\n"
+    first, second = parse(doc)
+    assert (first.env, first.skip, first.kind) == ("mlflow", None, "python")
+    assert second.env is None
