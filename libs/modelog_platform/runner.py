@@ -107,6 +107,7 @@ async def serve(
     bootstrap: str,
     services: Sequence[str] = SERVICES,
     supervisor: Supervisor | None = None,
+    http: bool = True,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -130,7 +131,8 @@ async def serve(
         platform.start_bus(bootstrap, GrpcLogReader(settings.url or own, internal, routes, creds))
         if supervisor is not None:
             watcher = asyncio.create_task(supervisor.watch())
-        gateway = await _start_gateway(settings, own, creds, server.tls)
+        # One service per process (`modelog serve X`) leaves HTTP to `modelog serve http`.
+        gateway = await _start_gateway(settings, own, creds, server.tls) if http else None
         print(
             f"modelog ready on {settings.addr}{_tls_note(server)} | "
             f"http: {gateway.url if gateway else 'off'} | "
@@ -290,7 +292,9 @@ def serve_one(service: str, settings: Settings | None = None) -> int:
     try:
         _configure(settings)
         _check_addr_free(settings.addr)
-        asyncio.run(serve(settings, settings.pg_dsn, settings.kafka_bootstrap, services=[service]))
+        asyncio.run(
+            serve(settings, settings.pg_dsn, settings.kafka_bootstrap, services=[service], http=False)
+        )
     except StartupError as exc:
         print(f"modelog: {exc}", file=sys.stderr, flush=True)
         return 2
