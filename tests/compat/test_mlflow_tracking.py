@@ -121,10 +121,11 @@ def test_client_search_with_mlflow_filters_and_our_or_and_paging(platform: Platf
         page = c.search_runs([exp], "", max_results=7)
         second = c.search_runs([exp], "", max_results=7, page_token=page.token)
         df = mlflow.search_runs([exp], filter_string="params.lr = '0.003'")
+        by_tag = c.search_runs([exp], "tags.`mlflow.runName` = 'r3'", order_by=["tags.mlflow.runName DESC"])
         print(json.dumps({
             "top": [r.data.metrics["acc"] for r in top], "either": len(either),
             "page": [r.info.run_id for r in page], "second": [r.info.run_id for r in second],
-            "df": len(df), "token": bool(page.token),
+            "df": len(df), "token": bool(page.token), "by_tag": [r.info.run_name for r in by_tag],
         }))
         """
     )
@@ -132,6 +133,7 @@ def test_client_search_with_mlflow_filters_and_our_or_and_paging(platform: Platf
     assert out["either"] == 5  # 0, 1, 2 and 28, 29
     assert out["token"] and len(out["page"]) == 7 and not set(out["page"]) & set(out["second"])
     assert out["df"] == 10
+    assert out["by_tag"] == ["r3"]  # MLflow's run-name tag is the run's name here
 
 
 def test_mlflow_errors_keep_mlflow_codes_and_statuses(platform: Platform) -> None:

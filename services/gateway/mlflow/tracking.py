@@ -8,6 +8,7 @@ agrees on it) and shown as "0" in every answer.
 from __future__ import annotations
 
 import base64
+import re
 import time
 from typing import Any
 
@@ -398,8 +399,8 @@ class Tracking:
             self.stub.SearchRuns,
             pb.SearchRunsRequest(
                 experiment_ids=ids,
-                filter=call.text("filter"),
-                order_by=[str(o) for o in call.items("order_by")],
+                filter=_run_name_tag(call.text("filter")),
+                order_by=[_run_name_tag(str(o)) for o in call.items("order_by")],
                 page_size=size,
                 page_token=call.text("page_token"),
                 view=view,
@@ -432,13 +433,20 @@ def _offset(token: str) -> int:
     return value
 
 
+_RUN_NAME_TAG = re.compile(r"""\btags\.(?:`mlflow\.runName`|"mlflow\.runName"|mlflow\.runName)(?![\w.])""")
+
+
+def _run_name_tag(text: str) -> str:
+    """MLflow keeps a run's name in the tag mlflow.runName too, and clients filter and sort on it;
+    here the name is the run's attribute (one value, never two that disagree)."""
+    return _RUN_NAME_TAG.sub("attributes.run_name", text)
+
+
 def _name_filter(flt: str) -> str | None:
     """`name = 'x'` (what the stock client's helpers send); other experiment filters are refused
     clearly rather than ignored."""
     if not flt:
         return None
-    import re
-
     m = re.fullmatch(r"""(?:attribute\.)?name\s*=\s*(['"])(.*)\1""", flt, re.S)
     if m is None:
         raise InvalidArgument.field(
