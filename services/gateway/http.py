@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eventlog.errors import Unauthenticated
+from modelog_services.gateway.session import SESSION
 from modelog_services.gateway.upstream import Caller
 
 MIB = 1024 * 1024
@@ -149,6 +150,10 @@ def caller(request: Request) -> Caller:
             _, _, token = base64.b64decode(value.strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise Unauthenticated("malformed basic credentials") from None
+    if not token and scheme == "" and SESSION in request.cookies:
+        sessions = getattr(request.app.state, "sessions", None)
+        if sessions is not None:
+            token = sessions.token(request)
     if not token:
         raise Unauthenticated(
             "missing credentials: send 'Authorization: Bearer <token>' (MLFLOW_TRACKING_TOKEN) or basic "

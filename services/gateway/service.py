@@ -10,10 +10,11 @@ from starlette.routing import BaseRoute, Route
 
 from modelog_platform.settings import Settings
 from modelog_platform.tls import TlsFiles
-from modelog_services.gateway import jsonapi
+from modelog_services.gateway import jsonapi, session
 from modelog_services.gateway.http import HttpConfig, build_app
 from modelog_services.gateway.mlflow import artifacts, models, registry, tracking
 from modelog_services.gateway.server import HttpServer, start_http
+from modelog_services.gateway.session import Sessions
 from modelog_services.gateway.upstream import Upstream
 
 
@@ -37,7 +38,11 @@ def app(upstream: Upstream, settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [Route("/health", _health, methods=["GET"])]
     for part in (tracking, registry, models, artifacts, jsonapi):
         routes.extend(part.routes(upstream))
-    return build_app(routes, config(settings))
+    sessions = Sessions.at(settings.home)
+    routes.extend(session.routes(upstream, sessions))
+    built = build_app(routes, config(settings))
+    built.state.sessions = sessions
+    return built
 
 
 def enabled(settings: Settings) -> bool:
