@@ -129,6 +129,15 @@ class _AuthInterceptor(
     intercept_stream_stream = _stream
 
 
+_connected: tuple[str | None, str | None] = (None, None)
+"""What `modelog.connect(url, token)` was given: every part of the SDK connects there by default."""
+
+
+def remember(url: str | None, token: str | None) -> None:
+    global _connected
+    _connected = (url, token)
+
+
 class Connection:
     """A connection to a Modelog server; cheap to keep for a whole program. Every call through it
     raises `modelog.errors` classes; `timeout` bounds a unary call that names no timeout of its own,
@@ -143,8 +152,8 @@ class Connection:
         connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         settings = Settings()
-        self.url = url or settings.client_url()
-        self.token = token or settings.client_token()
+        self.url = url or _connected[0] or settings.client_url()
+        self.token = token or _connected[1] or settings.client_token()
         options = [("grpc.max_receive_message_length", 64 << 20)]
         if settings.ca_file:  # MODELOG_CA_FILE: TLS, trusting that CA (`modelog up --tls` prints it)
             from modelog_platform.tls import channel_credentials

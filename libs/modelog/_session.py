@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelog._client import Connection
+from modelog._client import Connection, remember
 from modelog._gen.tracking.v1 import tracking_pb2
 from modelog._transport import Journal, Online, Transport
 from modelog.errors import FailedPrecondition
@@ -126,6 +126,7 @@ def connect(url: str | None = None, token: str | None = None, *, offline: bool |
     global _default
     if _default is not None:
         _default.close()
+    remember(url, token)  # the audit, lineage, artifacts and webhooks parts connect there too
     _default = Client(url, token, offline)
     return _default
 
