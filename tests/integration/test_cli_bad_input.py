@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 import pytest
@@ -44,7 +45,7 @@ def hostile_args(cmd: click.Command) -> list[str]:
 COMMANDS = [(path, cmd) for path, cmd in leaves(main) if " ".join(path) not in LONG_RUNNING]
 
 
-def invoke(server: Server, args: list[str], within: float = 30) -> Result:
+def invoke(server: Server, args: list[str], cwd: Path, within: float = 30) -> Result:
     env = {
         "MODELOG_URL": server.addr,
         "MODELOG_TOKEN": server.tokens["admin"],
@@ -52,7 +53,13 @@ def invoke(server: Server, args: list[str], within: float = 30) -> Result:
         "MODELOG_KAFKA_BOOTSTRAP": None,
     }
     box: list[Result] = []
-    t = threading.Thread(target=lambda: box.append(CliRunner().invoke(main, args, env=env)), daemon=True)
+    runner = CliRunner()
+
+    def run() -> None:
+        with runner.isolated_filesystem(temp_dir=cwd):  # what a command writes stays in the test's dir
+            box.append(runner.invoke(main, args, env=env))
+
+    t = threading.Thread(target=run, daemon=True)
     t.start()
     t.join(within)
     assert box, f"`modelog {' '.join(args)}` did not finish within {within}s"
@@ -65,10 +72,10 @@ def test_every_command_is_swept() -> None:
 
 @pytest.mark.parametrize(("path", "cmd"), COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
 def test_hostile_input_is_one_line_and_no_traceback(
-    server: Server, path: tuple[str, ...], cmd: click.Command
+    server: Server, path: tuple[str, ...], cmd: click.Command, tmp_path: Path
 ) -> None:
     args = [*path, *hostile_args(cmd)]
-    result = invoke(server, args)
+    result = invoke(server, args, tmp_path)
     shown = f"`modelog {' '.join(path)} ...` printed:\n{result.output}"
     assert result.exception is None or isinstance(result.exception, SystemExit), (
         f"{shown}\nraised {result.exception!r}"
