@@ -3,6 +3,7 @@ saying what is wrong, and never shows a traceback (issue 17)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,7 +57,7 @@ def invoke(server: Server, args: list[str], cwd: Path, within: float = 30) -> Re
     runner = CliRunner()
 
     def run() -> None:
-        with runner.isolated_filesystem(temp_dir=cwd):  # what a command writes stays in the test's dir
+        with contextlib.chdir(cwd):  # what a command writes stays in the test's directory
             box.append(runner.invoke(main, args, env=env))
 
     t = threading.Thread(target=run, daemon=True)
