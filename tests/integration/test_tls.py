@@ -164,3 +164,33 @@ def test_mutual_tls_refuses_clients_without_a_certificate_and_the_platform_prese
         assert probe.returncode == 0
     finally:
         assert up.stop() == 0
+
+
+@pytest.mark.slow
+def test_the_http_surface_serves_https_with_the_same_certificate(tls_up: Up, modelog_home: Path) -> None:
+    import re
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from tests.integration.gatewayfix import run_mlflow
+
+    ready = tls_up.wait_for("modelog ready on", 90)
+    url = re.search(r"http: (https://127\.0\.0\.1:\d+)", ready)
+    assert url, ready
+    ca = modelog_home / "tls" / "ca.pem"
+    trusting = ssl.create_default_context(cafile=str(ca))
+    with urllib.request.urlopen(url.group(1) + "/health", context=trusting, timeout=10) as resp:
+        assert resp.status == 200
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        urllib.request.urlopen(url.group(1) + "/health", context=ssl.create_default_context(), timeout=10)
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(url.group(1).replace("https:", "http:") + "/health", timeout=10)
+    token = (modelog_home / "admin-token").read_text().strip()
+    out = run_mlflow(
+        "import json, mlflow; print(json.dumps({'name': mlflow.get_experiment('0').name}))",
+        url.group(1),
+        token,
+        MLFLOW_TRACKING_SERVER_CERT_PATH=str(ca),
+    )
+    assert out == {"name": "Default"}
