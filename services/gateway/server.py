@@ -66,6 +66,9 @@ def _bind(addr: str) -> socket.socket:
             f"cannot listen on {addr} for HTTP: {exc.strerror} (set MODELOG_HTTP_ADDR to another "
             "host:port, or MODELOG_HTTP_ADDR=off to serve gRPC only)"
         ) from None
+    # Accepted connections inherit it: uvicorn writes a response's head and body separately, and
+    # without it the body waits for the client's delayed ACK (40 ms per keep-alive request).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.listen(1024)
     sock.setblocking(False)
     return sock
