@@ -10,9 +10,9 @@ MLFLOW_VENV := .venv-mlflow
 MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: install dev test test-fast lint proto bench clean browser
+.PHONY: install dev test test-fast lint proto bench clean browser ui
 
-install: $(STAMP) $(GEN_STAMP) $(MLFLOW_STAMP)
+install: $(STAMP) $(GEN_STAMP) $(MLFLOW_STAMP) ui
 
 $(STAMP): requirements.lock pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,29 @@ $(MLFLOW_STAMP): requirements-mlflow.lock
 	@test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
 	$(MLFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-mlflow.lock
 	@touch $(MLFLOW_STAMP)
+
+# The web UI (services/gateway/ui): npm packages from the committed lockfile, built by Vite into
+# ui/dist, which the gateway serves at /. Rebuilt when the lockfile or a source changes. Without
+# Node.js (>= 20.19, Vite's minimum) the build is skipped with a note: the API works, / says how to build.
+UI := services/gateway/ui
+UI_DEPS := $(UI)/node_modules/.installed
+UI_STAMP := $(UI)/node_modules/.built
+UI_SRC := $(shell find $(UI)/src $(UI)/public -type f 2>/dev/null) $(UI)/index.html $(UI)/vite.config.ts $(UI)/tsconfig.json
+
+ui:
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  echo "ui: Node.js and npm not found: the web UI is not built (the API works without it; install Node.js 20 and run make ui)"; \
+	elif ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'; then \
+	  echo "ui: Node.js $$(node --version) is older than 20.19: the web UI is not built (the API works without it)"; \
+	else $(MAKE) --no-print-directory $(UI_STAMP); fi
+
+$(UI_DEPS): $(UI)/package-lock.json $(UI)/package.json
+	cd $(UI) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(UI_STAMP): $(UI_DEPS) $(UI_SRC)
+	cd $(UI) && npm run build --silent
+	@touch $@
 
 proto: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) infra/scripts/gen_proto.py
@@ -37,19 +60,19 @@ dev: install
 test: install browser
 	$(PY) -m pytest -p no:cacheprovider --basetemp=$(CURDIR)/.pytest-tmp
 
-# The drift report's browser test drives Debian's chromium. Installed when missing and we can (root
+# The browser tests (the drift report, the web UI in tests/ui) drive Debian's chromium. Installed when missing and we can (root
 # with apt-get); a failed install never fails the build: the test then skips and says why.
 browser:
 	@if [ -x /usr/bin/chromium ]; then :; \
 	elif ! command -v apt-get >/dev/null 2>&1; then \
-	  echo "chromium: not installed and no apt-get here; the report browser test will skip"; \
+	  echo "chromium: not installed and no apt-get here; the browser tests will skip"; \
 	elif [ "$$(id -u)" != 0 ]; then \
-	  echo "chromium: not installed and not root; the report browser test will skip (apt-get install chromium)"; \
+	  echo "chromium: not installed and not root; the browser tests will skip (apt-get install chromium)"; \
 	else \
-	  echo "chromium: installing Debian's chromium for the report browser test"; \
+	  echo "chromium: installing Debian's chromium for the browser tests"; \
 	  if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	       >/tmp/modelog-chromium-install.log 2>&1; then echo "chromium: installed"; \
-	  else echo "chromium: apt-get install failed (last lines below); the report browser test will skip"; \
+	  else echo "chromium: apt-get install failed (last lines below); the browser tests will skip"; \
 	       tail -n 5 /tmp/modelog-chromium-install.log || true; fi; \
 	fi
 
@@ -62,4 +85,4 @@ bench: install
 	$(PY) -m tests.bench.run
 
 clean:
-	rm -rf $(VENV) $(MLFLOW_VENV) libs/modelog/_gen build *.egg-info
+	rm -rf $(VENV) $(MLFLOW_VENV) libs/modelog/_gen build *.egg-info $(UI)/node_modules $(UI)/dist

@@ -10,7 +10,7 @@ from starlette.routing import BaseRoute, Route
 
 from modelog_platform.settings import Settings
 from modelog_platform.tls import TlsFiles
-from modelog_services.gateway import jsonapi, session
+from modelog_services.gateway import jsonapi, session, ui
 from modelog_services.gateway.http import HttpConfig, build_app
 from modelog_services.gateway.mlflow import artifacts, models, registry, tracking
 from modelog_services.gateway.server import HttpServer, start_http
@@ -36,10 +36,13 @@ async def _health(request: Request) -> JSONResponse:
 
 def app(upstream: Upstream, settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [Route("/health", _health, methods=["GET"])]
-    for part in (tracking, registry, models, artifacts, jsonapi):
+    routes.extend(tracking.routes(upstream))
+    routes.extend(registry.routes(upstream, models.lookup(upstream)))
+    for part in (models, artifacts, jsonapi):
         routes.extend(part.routes(upstream))
     sessions = Sessions.at(settings.home)
     routes.extend(session.routes(upstream, sessions))
+    routes.extend(ui.routes())  # last: the page owns every path the APIs do not
     built = build_app(routes, config(settings))
     built.state.sessions = sessions
     return built
