@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from eventlog.errors import InvalidArgument
 
 JsonDict = dict[str, Any]
-_PRINTABLE = re.compile(r"^[\x21-\x7e]*$")
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_PRINTABLE = re.compile(r"^[\x21-\x7e]*\Z")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\Z")
 
 
 def canonical_json(value: Any) -> str:

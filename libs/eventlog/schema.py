@@ -6,7 +6,7 @@ import re
 
 import asyncpg
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}\Z")
 
 
 def check_log_name(name: str) -> str:

@@ -28,12 +28,13 @@ from eventlog import (
     RecordedEvent,
     handle,
 )
+from eventlog.inputs import unsafe_character
 from eventlog.projection import Projection, Tables
 from modelog_platform.authz import DEFAULT_PROJECT, GRANTABLE, SCOPE_KINDS, Grant, Perm
 from modelog_platform.identity import LOG, registry
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_SCOPE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
+MAX_SCOPE = 256
 DEFAULT_DESCRIPTION = "everything that existed before projects, and what names no project"
 CACHE_TTL_S = 1.0
 """A grant or its removal takes effect in every serving process within this long."""
@@ -104,8 +105,10 @@ def grant_of(principal: str, scope_kind: str, scope: str, permission: str) -> Gr
     principal_name(principal)
     if scope_kind not in SCOPE_KINDS:
         raise InvalidArgument.field("scope_kind", f"{scope_kind!r}: one of {', '.join(SCOPE_KINDS)}")
-    if not _SCOPE.match(scope):
-        raise InvalidArgument.field("scope", "1-256 characters, no control characters")
+    if not 1 <= len(scope) <= MAX_SCOPE or unsafe_character(scope):
+        raise InvalidArgument.field(
+            "scope", f"1-{MAX_SCOPE} characters, no control, bidirectional or invisible ones"
+        )
     if scope_kind == "project":
         project_name(scope, "scope")
     try:

@@ -37,6 +37,9 @@ from modelog_services import spec as service_spec
 
 log = logging.getLogger("modelog.platform")
 
+MAX_RECEIVE_BYTES = 64 << 20
+"""The largest request message the server reads; a larger one is RESOURCE_EXHAUSTED before any handler."""
+
 
 def _methods(services: Iterable[str]) -> list[str]:
     """Every method of the named gRPC services, as `/package.Service/Method`."""
@@ -248,7 +251,7 @@ async def start_server(platform: Platform, addr: str) -> Server:
     authorizer = platform.authorizer()
     server = grpc.aio.server(
         interceptors=[PlatformInterceptor(platform.authority, authorizer)],
-        options=[("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)],
+        options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES), ("grpc.so_reuseport", 0)],
     )
     eventlog_pb2_grpc.add_EventLogServicer_to_server(EventLogServicer(platform.stores), server)
     identity_pb2_grpc.add_IdentityServicer_to_server(IdentityServicer(platform.authority), server)

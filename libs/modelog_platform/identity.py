@@ -46,7 +46,7 @@ TOKEN_PREFIX = "mlg_"
 ROLES = ("admin", "member", "viewer")
 NO_ROLE = "none"
 """A token whose rights are only its grants (projects, experiments, models)."""
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
 
 registry = EventRegistry()
 

@@ -34,11 +34,11 @@ MAX_ALIASES = 20
 DIGESTS_PER_EVENT = 2_000
 """A collection of many blobs is split so no event nears a Kafka message's 1 MB limit."""
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_VERSIONISH = re.compile(r"^v?\d+$")
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_TAG_KEY = re.compile(r"^[\w.\-/: ]+$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")
+_VERSIONISH = re.compile(r"^v?\d+\Z")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_TAG_KEY = re.compile(r"^[\w.\-/: ]+\Z")
 
 
 def _invalid(name: str, why: str) -> NoReturn:

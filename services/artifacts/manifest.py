@@ -3,7 +3,8 @@ of its canonical JSON.
 
 Pure and shared by the server (validating commits) and the SDK (building manifests, and refusing a
 download whose manifest would write outside the target directory). A path is accepted only in its one
-normal form, so a manifest means the same files on Linux, macOS and Windows.
+normal form, so a manifest means the same files on Linux, macOS and Windows (and its percent-decodings
+must be normal too, so it means no other files where it is read as a URL).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NoReturn
+from urllib.parse import unquote
 
 from eventlog.errors import InvalidArgument
 from eventlog.events import canonical_json
+from eventlog.inputs import unsafe_character
 
 FORMAT = "modelog.manifest.v1"
 MODE_FILE = 0o644
@@ -28,9 +31,10 @@ MAX_SEGMENT_BYTES = 255
 MAX_ENTRIES = 500_000
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DIGEST = re.compile(r"^[0-9a-f]{64}\Z")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_DECODINGS = ("once", "twice", "three times")
+"""Percent-decodings of a path checked; one still encoded after that many is refused."""
 
 
 def _refuse(field_name: str, path: str, why: str) -> NoReturn:
@@ -39,6 +43,13 @@ def _refuse(field_name: str, path: str, why: str) -> NoReturn:
 
 def path_problem(path: str) -> str | None:
     """Why `path` is not a normal relative manifest path, or None when it is."""
+    why = _plain_problem(path)
+    if why is None and "%" in path:
+        why = _decoded_problem(path)
+    return why
+
+
+def _plain_problem(path: str) -> str | None:
     if not path:
         return "is empty"
     try:
@@ -49,9 +60,9 @@ def path_problem(path: str) -> str | None:
         return f"is longer than {MAX_PATH_BYTES} bytes"
     if "\x00" in path:
         return "contains NUL"
-    bad = _CONTROL.search(path)
+    bad = unsafe_character(path)
     if bad:
-        return f"contains the control character U+{ord(bad.group()):04X}"
+        return f"contains {bad[1]} at position {bad[0]}"
     if "\\" in path:
         return (
             "contains a backslash: separate directories with '/' (Windows reads a backslash as a "
@@ -71,6 +82,23 @@ def path_problem(path: str) -> str | None:
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
             return f"has a segment longer than {MAX_SEGMENT_BYTES} bytes"
     return None
+
+
+def _decoded_problem(path: str) -> str | None:
+    """A path becomes a URL's path wherever files are served over HTTP, which decodes it (and a
+    careless client or proxy decodes twice), so each percent-decoding of it must be as normal as the
+    path itself: '%2e%2e%2f' is a harmless name here and '../' there. Paths that merely hold a '%'
+    ('100%.csv', 'a%20b.txt') are fine."""
+    text = path
+    for times in _DECODINGS:
+        decoded = unquote(text)
+        if decoded == text:
+            return None
+        why = _plain_problem(decoded)
+        if why:
+            return f"reads as {decoded!r} when percent-decoded {times} (as a URL is), and that {why}"
+        text = decoded
+    return f"is still percent-encoded after {len(_DECODINGS)} decodings: write the name plainly"
 
 
 def check_path(path: str, field_name: str = "path") -> str:

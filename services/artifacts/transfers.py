@@ -32,7 +32,7 @@ MAX_IN_FLIGHT = 256
 """Blobs of one stream stored (or being stored) but not yet acknowledged."""
 WRITE_AHEAD = 4
 READ_AHEAD = 2
-_SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+_SESSION_ID = re.compile(r"^[0-9a-f]{32}\Z")
 
 T = TypeVar("T")
 RecordBlob = Callable[[str, int], Awaitable[None]]

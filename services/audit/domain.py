@@ -28,7 +28,7 @@ MAX_URL = 2000
 MAX_DESCRIPTION = 1000
 MAX_REASON = 500
 MAX_FILTER_ITEMS = 100
-_TYPE = re.compile(r"^(?:[a-z][a-z0-9_]*\.)?[A-Za-z][A-Za-z0-9_]*$")
+_TYPE = re.compile(r"^(?:[a-z][a-z0-9_]*\.)?[A-Za-z][A-Za-z0-9_]*\Z")
 
 Status = Literal["none", "enabled", "disabled", "deleted"]
 

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from eventlog import InvalidArgument, NotFound
+from eventlog.inputs import parse_json
 from eventlog.projection import Tables
 from modelog_services.audit.lineage_facts import artifact_key, dataset_key
 
@@ -218,7 +219,7 @@ def encode_page(key: Iterable[Any]) -> str:
 
 def decode_page(token: str) -> tuple[datetime, str, int]:
     try:
-        at, service, position = json.loads(base64.urlsafe_b64decode(token.encode()))
+        at, service, position = parse_json(base64.urlsafe_b64decode(token.encode()))
         return datetime.fromisoformat(at), str(service), int(position)
     except (ValueError, TypeError):
         raise InvalidArgument.field("page_token", "not a page token from this server") from None

@@ -38,7 +38,7 @@ from .events import (
     WindowProfiled,
 )
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 
 def _invalid(name: str, why: str) -> NoReturn:

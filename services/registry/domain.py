@@ -17,7 +17,6 @@ the approval rules stay pure and testable.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,6 +31,7 @@ from eventlog import (
     NotFound,
     PermissionDenied,
 )
+from eventlog.inputs import parse_json
 
 from .events import (
     TARGET_STAGES,
@@ -77,11 +77,11 @@ MAX_ALIASES = 100
 MAX_STREAM_ID = 200  # eventlog.store's limit
 LATEST = "latest"
 
-_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._ -]{0,248}[A-Za-z0-9._-])?$")
-_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_VERSIONISH = re.compile(r"^v\d+$")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_TAG_KEY = re.compile(r"^[\w.\-/: ]+$")
+_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._ -]{0,248}[A-Za-z0-9._-])?\Z")
+_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")
+_VERSIONISH = re.compile(r"^v\d+\Z")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_TAG_KEY = re.compile(r"^[\w.\-/: ]+\Z")
 _REQUIRES = {"viewer": "READ", "member": "EDIT", "approver": "APPROVE", "admin": "MANAGE"}
 _ROLE_PERMS = {
     "viewer": ("READ",),
@@ -151,7 +151,7 @@ def check_signature(value: str) -> None:
     check_text("signature", value, MAX_SIGNATURE)
     if value:
         try:
-            json.loads(value)
+            parse_json(value)
         except ValueError as exc:
             _invalid("signature", f"is not JSON: {exc}")
 

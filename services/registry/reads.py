@@ -14,6 +14,7 @@ import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from eventlog import InvalidArgument, NotFound
+from eventlog.inputs import parse_json
 from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog_platform.authz import Visible
 
@@ -153,7 +154,7 @@ def encode_token(fingerprint: str, key: Sequence[Any]) -> str:
 
 def decode_token(token: str, fingerprint: str) -> list[Any]:
     try:
-        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        raw = parse_json(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         if not isinstance(raw, list) or raw[0] != fingerprint:
             raise ValueError
         return list(raw[1:])

@@ -41,7 +41,7 @@ from .names import run_name_for
 from .projections import VIEWS
 from .search import SearchRequest, search_runs
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")  # as the interceptor checks the `idempotency-key` header
+_KEY = re.compile(r"^[\x21-\x7e]{1,128}\Z")  # as the interceptor checks the `idempotency-key` header
 _VIEWS = {pb.VIEW_TYPE_ACTIVE_ONLY: "active", pb.VIEW_TYPE_DELETED_ONLY: "deleted", pb.VIEW_TYPE_ALL: "all"}
 
 

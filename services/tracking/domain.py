@@ -18,6 +18,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from eventlog import AlreadyExists, Decider, DomainEvent, FailedPrecondition, InvalidArgument, NotFound
+from eventlog.inputs import unsafe_character
 
 from .events import (
     TERMINAL_STATUSES,
@@ -58,9 +59,8 @@ MAX_DATASET_DOCUMENT = 1_048_575
 MAX_STREAM_ID = 200  # eventlog.store's limit
 INT64 = 2**63
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_KEY = re.compile(r"^[/\w.\- :]+$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_KEY = re.compile(r"^[/\w.\- :]+\Z")
 _TERMINAL: dict[str, TerminalStatus] = {s: s for s in TERMINAL_STATUSES}
 
 # ---------------------------------------------------------------- validation
@@ -77,14 +77,15 @@ def check_id(name: str, value: str) -> str:
 
 
 def check_name(name: str, value: str, limit: int = MAX_NAME) -> str:
-    """A person-given name: 1..limit characters (250 unless said otherwise), no control characters."""
+    """A person-given name: 1..limit characters (250 unless said otherwise), none of them a control,
+    bidirectional or invisible character (eventlog.inputs); letters of any script are fine."""
     if not value:
         _invalid(name, "must not be empty")
     if len(value) > limit:
         _invalid(name, f"is {len(value)} characters long; the limit is {limit}")
-    bad = _CONTROL.search(value)
+    bad = unsafe_character(value)
     if bad:
-        _invalid(name, f"contains the control character U+{ord(bad.group()):04X} at position {bad.start()}")
+        _invalid(name, f"contains {bad[1]} at position {bad[0]}")
     return value
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from eventlog import InvalidArgument
+from eventlog.inputs import parse_json
 
 from .filter import And, Comparison, Expr, Not, Or, OrderBy, parse_filter, parse_order_by
 from .projections import INDEXED_PREFIX, VIEWS
@@ -214,7 +215,7 @@ def _bad_token() -> InvalidArgument:
 def decode_token(token: str, fingerprint: str, keys: Sequence[SortKey]) -> list[list[Any]]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
+        data = parse_json(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise _bad_token() from None
     if not isinstance(data, dict) or data.get("q") != fingerprint or not isinstance(data.get("k"), list):

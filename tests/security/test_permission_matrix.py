@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -53,13 +52,6 @@ async def test_the_table_names_every_method_of_every_served_api_and_nothing_else
     for service, methods in permissions.TABLE.items():
         declared = {m.name for m in pool.FindServiceByName(service).methods}
         assert set(methods) == declared, service
-
-
-@pytest.fixture
-async def stack(fresh_db: str, modelog_home: Path) -> AsyncIterator[SecurityStack]:
-    s = await SecurityStack.open(fresh_db, modelog_home)
-    yield s
-    await s.close()
 
 
 HANDLER_REFUSALS = {"/modelog.artifacts.v1.Artifacts/IngestLocal": "proof file"}

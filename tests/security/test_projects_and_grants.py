@@ -3,47 +3,19 @@ to it or to its groups; what it may not read does not exist for it; grants answe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelog._gen.artifacts.v1 import artifacts_pb2 as apb
-from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
 from modelog._gen.identity.v1 import access_pb2 as xpb
-from modelog._gen.identity.v1 import access_pb2_grpc
 from modelog._gen.registry.v1 import registry_pb2 as rpb
-from modelog._gen.registry.v1 import registry_pb2_grpc
 from modelog._gen.tracking.v1 import tracking_pb2 as tpb
-from modelog._gen.tracking.v1 import tracking_pb2_grpc
-from tests.security.stackfix import SecurityStack, heads
+from tests.security.stackfix import SecurityStack, heads, refused
 
 pytestmark = pytest.mark.asyncio
-
-
-class Apis:
-    def __init__(self, stack: SecurityStack) -> None:
-        self.tracking = tracking_pb2_grpc.TrackingStub(stack.channel)
-        self.registry = registry_pb2_grpc.RegistryStub(stack.channel)
-        self.artifacts = artifacts_pb2_grpc.ArtifactsStub(stack.channel)
-        self.access = access_pb2_grpc.AccessStub(stack.channel)
-
-
-@pytest.fixture
-async def stack(fresh_db: str, modelog_home: Path) -> AsyncIterator[SecurityStack]:
-    s = await SecurityStack.open(fresh_db, modelog_home)
-    yield s
-    await s.close()
-
-
-async def refused(call: object, code: grpc.StatusCode) -> str:
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call  # type: ignore[misc]
-    assert info.value.code() == code, info.value.details()
-    return info.value.details() or ""
 
 
 def grant(principal: str, kind: str, scope: str, perm: str) -> xpb.GrantInfo:
@@ -51,7 +23,7 @@ def grant(principal: str, kind: str, scope: str, perm: str) -> xpb.GrantInfo:
 
 
 async def test_a_project_grant_decides_what_a_token_sees_and_changes(stack: SecurityStack) -> None:
-    api, admin = Apis(stack), stack.md()
+    api, admin = stack.api, stack.md()
     await api.access.CreateProject(xpb.CreateProjectRequest(name="fraud"), metadata=admin)
     mine = await api.tracking.CreateExperiment(
         tpb.CreateExperimentRequest(name="fraud-xgb", project="fraud"), metadata=admin
@@ -108,7 +80,7 @@ async def test_a_project_grant_decides_what_a_token_sees_and_changes(stack: Secu
 
 
 async def test_a_group_grant_on_one_experiment_reaches_its_members_only(stack: SecurityStack) -> None:
-    api, admin = Apis(stack), stack.md()
+    api, admin = stack.api, stack.md()
     a = await api.tracking.CreateExperiment(tpb.CreateExperimentRequest(name="a"), metadata=admin)
     await api.tracking.CreateExperiment(tpb.CreateExperimentRequest(name="b"), metadata=admin)
     carol = stack.md(await stack.token("carol", "none"))
@@ -136,7 +108,7 @@ async def test_a_group_grant_on_one_experiment_reaches_its_members_only(stack: S
 
 
 async def test_granting_needs_manage_on_the_scope_and_grants_answer_as_of(stack: SecurityStack) -> None:
-    api, admin = Apis(stack), stack.md()
+    api, admin = stack.api, stack.md()
     await api.access.CreateProject(xpb.CreateProjectRequest(name="fraud"), metadata=admin)
     await api.registry.CreateModel(rpb.CreateModelRequest(name="scorer", project="fraud"), metadata=admin)
     erin = stack.md(await stack.token("erin", "none"))
@@ -179,7 +151,7 @@ async def test_a_blob_of_another_project_cannot_be_fetched_by_its_digest(stack: 
     import hashlib
     import zlib
 
-    api, admin = Apis(stack), stack.md()
+    api, admin = stack.api, stack.md()
     await api.access.CreateProject(xpb.CreateProjectRequest(name="fraud"), metadata=admin)
     data = b"secret training rows\n"
     digest = hashlib.sha256(data).hexdigest()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given
@@ -61,6 +62,23 @@ def test_an_accepted_path_stays_inside_the_root(path: str) -> None:
         joined = posixpath.normpath(posixpath.join("/root", path))
         assert joined.startswith("/root/") and joined == "/root/" + path
         assert "\\" not in path and "\x00" not in path
+
+
+_ENCODED = st.lists(
+    st.sampled_from(["%2e", "%2E", "%2f", "%2F", "%5c", "%25", "%00", "%0a", "2e", "2f", ".", "/", "a", "%"]),
+    max_size=12,
+).map("".join)
+
+
+@given(_ENCODED)
+def test_an_accepted_path_stays_inside_the_root_however_often_a_url_decodes_it(path: str) -> None:
+    if path_problem(path) is None:
+        text = path
+        for _ in range(3):
+            text = unquote(text)
+            joined = posixpath.normpath(posixpath.join("/root", text))
+            assert joined.startswith("/root/") and joined == "/root/" + text, (path, text)
+            assert "\\" not in text and "\x00" not in text
 
 
 def entries(*paths: str) -> list[Entry]:
