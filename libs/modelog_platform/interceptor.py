@@ -51,6 +51,30 @@ def _checked_id(md: dict[str, str], key: str) -> str | None:
     return value
 
 
+def refuse_nul(message: Any, path: str = "") -> None:
+    """PostgreSQL text (and jsonb) cannot hold NUL, so a string carrying one would fail in a query as
+    an internal error: it is refused here by its field name, before authorization or a handler sees
+    it, for every method at once."""
+    for field, value in message.ListFields():
+        name = f"{path}{field.name}"
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                if isinstance(key, str) and "\x00" in key:
+                    raise InvalidArgument.field(f"{name}[{key!r}]", "keys must not contain NUL characters")
+                if isinstance(item, str) and "\x00" in item:
+                    raise InvalidArgument.field(f"{name}[{key!r}]", "text must not contain NUL characters")
+                if not isinstance(item, str | bytes | int | float | bool):
+                    refuse_nul(item, f"{name}[{key!r}].")
+        elif field.type == field.TYPE_STRING:
+            for i, text in enumerate(value if field.is_repeated else [value]):
+                if "\x00" in text:
+                    where = f"{name}[{i}]" if field.is_repeated else name
+                    raise InvalidArgument.field(where, "text must not contain NUL characters")
+        elif field.message_type is not None:
+            for i, item in enumerate(value if field.is_repeated else [value]):
+                refuse_nul(item, f"{name}[{i}]." if field.is_repeated else f"{name}.")
+
+
 def client_host(md: dict[str, str], peer: str) -> str:
     """Whom failed authentications are counted against. A call from this host (the HTTP gateway,
     which translates for many clients) may name the client it carries in `x-forwarded-for`; from
@@ -143,7 +167,11 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             method=method,
         )
 
-    async def _fail(self, ctx: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+    async def _fail(
+        self, ctx: grpc.aio.ServicerContext, exc: BaseException, method: str, unread: Any = None
+    ) -> None:
+        if unread is not None:
+            await _drain(unread)
         if isinstance(exc, ValidationError):
             exc = from_validation_error(exc)
         if isinstance(exc, ModelogError):
@@ -158,6 +186,8 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         """Who calls and whether the table lets it: before the handler runs, for every call. A
         client stream's messages are each checked as they arrive (each may name another resource)."""
         rc = await self._enter(method, md, peer)
+        if not client_streams:
+            refuse_nul(request)
         access = await self.authorizer.access(rc.actor, rc.roles)
         if client_streams:
             return dataclasses.replace(rc, access=access), self._checked(request, rule, method, access)
@@ -169,6 +199,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> AsyncIterator[Any]:
         allowed: set[tuple[Resource, ...]] = set()
         async for message in requests:
+            refuse_nul(message)
             key = tuple(rule.resources(message)) if rule.resources is not None else ()
             if key not in allowed:
                 await self.authorizer.authorize(rule, method, message, access)
@@ -185,6 +216,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         client_streams: bool = False,
     ) -> Callable[..., Awaitable[Any]]:
         async def run(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+            unread = request if client_streams else None
             with tracer.start_as_current_span(
                 method, kind=trace.SpanKind.SERVER, context=propagate.extract(md)
             ) as span:
@@ -193,7 +225,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     token = context.bind(rc)
                 except ModelogError as exc:
                     span.set_status(trace.StatusCode.ERROR, exc.message)
-                    await self._fail(ctx, exc, method)
+                    await self._fail(ctx, exc, method, unread)
                     return None
                 try:
                     return await behavior(request, ctx)
@@ -202,7 +234,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 except Exception as exc:  # noqa: BLE001 - mapped to a status, never a crash
                     span.record_exception(exc)
                     span.set_status(trace.StatusCode.ERROR, str(exc))
-                    await self._fail(ctx, exc, method)
+                    await self._fail(ctx, exc, method, unread)
                 finally:
                     context.unbind(token)
             return None
@@ -224,6 +256,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             # span and the request are made current only around each step of the handler.
             span = tracer.start_span(method, kind=trace.SpanKind.SERVER, context=propagate.extract(md))
             items: AsyncIterator[Any] | None = None
+            unread = request if client_streams else None
             try:
                 with _current(span, None):
                     try:
@@ -232,7 +265,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         )
                     except ModelogError as exc:
                         span.set_status(trace.StatusCode.ERROR, exc.message)
-                        await self._fail(ctx, exc, method)
+                        await self._fail(ctx, exc, method, unread)
                         return
                     items = aiter(behavior(request, ctx))
                 while True:
@@ -246,7 +279,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         except Exception as exc:  # noqa: BLE001 - mapped to a status, never a crash
                             span.record_exception(exc)
                             span.set_status(trace.StatusCode.ERROR, str(exc))
-                            await self._fail(ctx, exc, method)
+                            await self._fail(ctx, exc, method, unread)
                     yield item
             except (GeneratorExit, asyncio.CancelledError):
                 span.set_attribute("rpc.grpc.client_left", True)
@@ -258,6 +291,24 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 span.end()
 
         return run
+
+
+DRAIN_S = 2.0
+DRAIN_IDLE_S = 0.1
+
+
+async def _drain(requests: Any) -> None:
+    """Read what a client is still sending before its stream is ended with an error. grpc's asyncio
+    client reports INTERNAL "Internal error from Core" instead of the server's status when one of its
+    writes races the call's end (grpc/grpc#36066, open in 1.85): a client that has half-closed cannot
+    lose that race. Bounded: a client that pauses (waiting for a reply) or never stops is answered
+    after DRAIN_IDLE_S of quiet, or DRAIN_S in all."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_S
+    messages = aiter(requests)
+    with contextlib.suppress(Exception):  # the end of the stream, a quiet client, a broken one
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.wait_for(anext(messages), min(DRAIN_IDLE_S, left))
 
 
 def _refuse(handler: grpc.RpcMethodHandler, why: str) -> grpc.RpcMethodHandler:

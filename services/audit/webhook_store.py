@@ -403,7 +403,7 @@ async def deliveries(
     """Newest first, with each one's attempts."""
     rows = await pool.fetch(
         f"SELECT * FROM {S}.webhook_deliveries WHERE ($1 = '' OR webhook_id = $1) "
-        "AND ($2 = '' OR status = $2) AND ($3 = 0 OR id < $3) ORDER BY id DESC LIMIT $4",
+        "AND ($2 = '' OR status = $2) AND ($3::bigint = 0 OR id < $3::bigint) ORDER BY id DESC LIMIT $4",
         webhook_id,
         status,
         before_id,
