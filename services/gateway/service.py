@@ -36,7 +36,9 @@ async def _health(request: Request) -> JSONResponse:
 
 def app(upstream: Upstream, settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [Route("/health", _health, methods=["GET"])]
-    for part in (tracking, registry, models, artifacts, jsonapi):
+    routes.extend(tracking.routes(upstream))
+    routes.extend(registry.routes(upstream, models.lookup(upstream)))
+    for part in (models, artifacts, jsonapi):
         routes.extend(part.routes(upstream))
     sessions = Sessions.at(settings.home)
     routes.extend(session.routes(upstream, sessions))

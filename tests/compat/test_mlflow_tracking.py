@@ -312,3 +312,12 @@ def test_mlflow_dataset_inputs_become_lineage_and_events_carry_the_token_s_actor
         if e.type == "DatasetInputLogged"
     ]
     assert len(events) == 1 and events[0].metadata["actor"] == "admin"
+
+
+def test_a_number_where_mlflow_wants_a_string_is_refused_not_coerced(platform: Platform) -> None:
+    body = {"run_id": 31, "key": "k", "value": "v"}
+    status, body = post(platform, "/api/2.0/mlflow/runs/log-parameter", body)
+    assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "Invalid value 31 for parameter 'run_id'" in body["message"]
+    status, body = post(platform, "/api/2.0/mlflow/experiments/create", {"name": 123})
+    assert status == 400 and "parameter 'name'" in body["message"]

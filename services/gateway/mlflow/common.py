@@ -38,11 +38,15 @@ class Call:
             if required:
                 raise InvalidArgument.field(name, f"missing value for required parameter '{name}'")
             return default
-        if isinstance(value, list):
-            value = value[0] if value else default
-        if isinstance(value, bool | dict):
-            raise InvalidArgument.field(name, f"'{name}' must be a string")
-        return str(value)
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]  # a query parameter given once per key
+        if not isinstance(value, str):
+            # MLflow's wording (mlflow/utils/validation.py): a number where a string belongs is a
+            # caller's mistake, not something to coerce into an id that then "does not exist".
+            raise InvalidArgument.field(
+                name, f"Invalid value {json.dumps(value)} for parameter '{name}' supplied"
+            )
+        return value
 
     def integer(self, name: str, default: int | None = None, *, required: bool = False) -> int | None:
         value = self.fields.get(name)
