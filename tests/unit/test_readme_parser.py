@@ -99,8 +99,7 @@ def test_a_failure_report_names_the_readme_line_that_failed_and_shows_the_output
 
 def test_an_env_marker_names_the_interpreter_of_the_next_block_only() -> None:
     doc = (
-        "<!-- readme-test: env mlflow -->\n```python\nimport mlflow\n```\n"
-        "\n```python\nimport modelog\n```\n"
+        "<!-- readme-test: env mlflow -->\n```python\nimport mlflow\n```\n\n```python\nimport modelog\n```\n"
     )
     first, second = parse(doc)
     assert (first.env, first.skip, first.kind) == ("mlflow", None, "python")
