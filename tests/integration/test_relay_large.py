@@ -71,7 +71,9 @@ async def read_topic(bootstrap: str, *, stop_run: str) -> list[RecordedEvent]:
     await consumer.start()
     try:
         async with asyncio.timeout(90):
-            while not last or len(got) < last:
+            # Streams sit on different partitions: a later position can arrive before an earlier one's
+            # last chunk, so wait for every position up to `last`, not for a count.
+            while not last or any(p not in got for p in range(1, last + 1)):
                 batch = await consumer.getmany(timeout_ms=200)
                 for msgs in batch.values():
                     for m in msgs:
