@@ -37,7 +37,8 @@ from modelog._gen.tracking.v1 import tracking_pb2 as tpb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
 from modelog_services.gateway.mlflow.artifacts import MODEL_FILES, Entries, Files, Target, entry
 from modelog_services.gateway.mlflow.common import Body, Call, key_values, pairs, route
-from modelog_services.gateway.mlflow.registry import LoggedModelLookup, matches, page, parse_filter
+from modelog_services.gateway.mlflow.registry import LoggedModelLookup
+from modelog_services.gateway.mlflow.search import matches, page, parse_filter
 from modelog_services.gateway.mlflow.tracking import Experiments
 from modelog_services.gateway.upstream import Caller, Upstream
 
