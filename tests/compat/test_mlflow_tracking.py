@@ -321,3 +321,25 @@ def test_a_number_where_mlflow_wants_a_string_is_refused_not_coerced(platform: P
     assert "Invalid value 31 for parameter 'run_id'" in body["message"]
     status, body = post(platform, "/api/2.0/mlflow/experiments/create", {"name": 123})
     assert status == 400 and "parameter 'name'" in body["message"]
+
+
+def test_search_experiments_takes_mlflow_s_grammar_and_order(platform: Platform) -> None:
+    out = platform.mlflow(
+        """
+        import json, mlflow
+        from mlflow import MlflowClient
+        c = MlflowClient()
+        for name, team in [("sx-alpha", "nlp"), ("sx-beta", "cv"), ("sx-gamma", "nlp")]:
+            c.create_experiment(name, tags={"team": team})
+        like = mlflow.search_experiments(filter_string="name LIKE 'sx-%'", order_by=["name DESC"])
+        nlp = mlflow.search_experiments(filter_string="name LIKE 'sx-%' AND tags.team = 'nlp'")
+        exact = mlflow.search_experiments(filter_string="name = 'sx-beta'")
+        print(json.dumps({"like": [e.name for e in like], "nlp": sorted(e.name for e in nlp),
+                          "exact": [e.name for e in exact]}))
+        """
+    )
+    assert out == {
+        "like": ["sx-gamma", "sx-beta", "sx-alpha"],
+        "nlp": ["sx-alpha", "sx-gamma"],
+        "exact": ["sx-beta"],
+    }

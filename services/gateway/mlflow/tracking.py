@@ -26,6 +26,7 @@ from modelog_services.gateway.mlflow.common import (
     pairs,
     route,
 )
+from modelog_services.gateway.mlflow.search import matches, page, parse_filter, parse_order, sort
 from modelog_services.gateway.upstream import Upstream
 
 DEFAULT_NAME = "Default"
@@ -174,10 +175,11 @@ class Tracking:
     async def search_experiments(self, call: Call) -> Body:
         await self.ids.default(call)
         flt = call.text("filter").strip()
-        wanted = _name_filter(flt)
         view = _VIEW.get(call.text("view_type", default="ACTIVE_ONLY").upper(), pb.VIEW_TYPE_ACTIVE_ONLY)
         size = min(call.integer("max_results", 1000) or 1000, 1000)
-        if wanted is not None:
+        order_items = call.items("order_by")
+        wanted = _name_filter(flt)
+        if wanted is not None and not order_items:
             try:
                 got = await call(self.stub.GetExperiment, pb.GetExperimentRequest(name=wanted))
             except NotFound:
@@ -185,14 +187,36 @@ class Tracking:
             exp = got.experiment
             shown = (view == pb.VIEW_TYPE_ALL) or ((view == pb.VIEW_TYPE_DELETED_ONLY) == exp.deleted)
             return {"experiments": [experiment_json(exp, self.ids)]} if shown else {}
-        listed = await call(
-            self.stub.ListExperiments,
-            pb.ListExperimentsRequest(view=view, page_size=size, page_token=call.text("page_token")),
-        )
-        out: Body = {"experiments": [experiment_json(e, self.ids) for e in listed.experiments]}
-        if listed.next_page_token:
-            out["next_page_token"] = listed.next_page_token
-        return out
+        if not flt and not order_items:
+            listed = await call(
+                self.stub.ListExperiments,
+                pb.ListExperimentsRequest(view=view, page_size=size, page_token=call.text("page_token")),
+            )
+            out: Body = {"experiments": [experiment_json(e, self.ids) for e in listed.experiments]}
+            if listed.next_page_token:
+                out["next_page_token"] = listed.next_page_token
+            return out
+        # MLflow's grammar (LIKE, ILIKE, !=, tags, order_by): the same evaluator the registry routes use,
+        # over the experiments the caller may see.
+        clauses = parse_filter(flt, _EXPERIMENT_ATTRIBUTES) if flt else []
+        order = parse_order(order_items, _EXPERIMENT_ORDER)
+        seen: list[pb.Experiment] = []
+        token = ""
+        while len(seen) < _EXPERIMENT_SCAN:
+            listed = await call(
+                self.stub.ListExperiments,
+                pb.ListExperimentsRequest(view=view, page_size=1000, page_token=token),
+            )
+            seen.extend(e for e in listed.experiments if matches(clauses, _experiment_attributes(e), e.tags))
+            token = listed.next_page_token
+            if not token:
+                break
+        sort(seen, order or [("last_update_time", True)], _experiment_attributes)
+        shown, nxt = page(seen, size, call.text("page_token"), [flt, *map(str, order_items), view])
+        result: Body = {"experiments": [experiment_json(e, self.ids) for e in shown]}
+        if nxt:
+            result["next_page_token"] = nxt
+        return result
 
     async def update_experiment(self, call: Call) -> Body:
         eid = await self.ids.ours(call, call.text("experiment_id", required=True))
@@ -412,6 +436,20 @@ class Tracking:
         return out if got.runs else ({"next_page_token": got.next_page_token} if got.next_page_token else {})
 
 
+_EXPERIMENT_ATTRIBUTES = {"name": "string", "creation_time": "number", "last_update_time": "number"}
+_EXPERIMENT_ORDER = {k: k for k in _EXPERIMENT_ATTRIBUTES} | {"experiment_id": "experiment_id"}
+_EXPERIMENT_SCAN = 100_000
+
+
+def _experiment_attributes(e: pb.Experiment) -> dict[str, Any]:
+    return {
+        "name": e.name,
+        "creation_time": e.created_at_ms,
+        "last_update_time": e.updated_at_ms,
+        "experiment_id": e.experiment_id,
+    }
+
+
 def _int(value: Any, name: str) -> int:
     if isinstance(value, bool):
         raise InvalidArgument.field(name, "must be an integer")
@@ -443,16 +481,9 @@ def _run_name_tag(text: str) -> str:
 
 
 def _name_filter(flt: str) -> str | None:
-    """`name = 'x'` (what the stock client's helpers send); other experiment filters are refused
-    clearly rather than ignored."""
-    if not flt:
-        return None
-    m = re.fullmatch(r"""(?:attribute\.)?name\s*=\s*(['"])(.*)\1""", flt, re.S)
-    if m is None:
-        raise InvalidArgument.field(
-            "filter", f"experiment filter {flt!r} is not supported here; use name = '<name>' or no filter"
-        )
-    return m.group(2)
+    """The name of `name = 'x'` (what the stock client's helpers send), answered by one lookup."""
+    m = re.fullmatch(r"""(?:attributes?\.)?name\s*=\s*'([^']*)'""", flt, re.S)
+    return m.group(1) if m else None
 
 
 def routes(upstream: Upstream) -> list[BaseRoute]:
