@@ -27,8 +27,8 @@ log = logging.getLogger("modelog.grpc")
 tracer = trace.get_tracer("modelog.grpc")
 
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_ID = re.compile(r"^[\x21-\x7e]{1,128}\Z")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\Z")
 
 
 def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:

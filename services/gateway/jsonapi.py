@@ -46,8 +46,8 @@ permission, validation) come at once and get their own HTTP status; a stream tha
 stay quiet for ever and is answered 200 after this wait."""
 HEARTBEAT_S = 15.0
 """A comment line on a quiet stream, so proxies keep it open and a gone client is noticed."""
-_METADATA_VALUE = re.compile(r"^[\x21-\x7e]{1,128}$")  # as the interceptor checks ids
-_TOKEN = re.compile(r"^[\x21-\x7e]+$")
+_METADATA_VALUE = re.compile(r"^[\x21-\x7e]{1,128}\Z")  # as the interceptor checks ids
+_TOKEN = re.compile(r"^[\x21-\x7e]+\Z")
 _ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 """Routes take every method and answer a wrong one themselves, as a 405 in the API's error form."""
 

@@ -70,7 +70,7 @@ NO_MULTIPART = "Multipart upload is not supported for the current artifact repos
 """The stock client's _UnsupportedMultipartUploadException.MESSAGE: an error starting with it makes
 the client fall back to one PUT."""
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,100}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,100}\Z")
 _ENCODED_SEPARATOR = re.compile(r"%(?:2f|5c)", re.I)
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
