@@ -17,6 +17,19 @@ import psutil
 MODELOG = [sys.executable, "-m", "modelog.cli"]
 MLFLOW_PYTHON = Path(__file__).resolve().parent.parent / ".venv-mlflow" / "bin" / "python"
 """The stock MLflow client's interpreter (`make install` builds its venv from requirements-mlflow.lock)."""
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's chromium, which the browser tests drive (`make test` installs it when it can)."""
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+"""What works on this kind of machine: no sandbox as root, and no background network (it is closed)."""
 
 
 class Up:

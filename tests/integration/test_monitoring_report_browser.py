@@ -15,19 +15,10 @@ import pytest
 
 from modelog_services.monitoring.drift import ColumnSpec, PreparedReference, Schema, detect_drift
 from modelog_services.monitoring.report import CURRENT_COLOR, DRIFT_COLOR, REFERENCE_COLOR, render_report
+from tests.procs import CHROMIUM, CHROMIUM_FLAGS
 
-CHROMIUM = "/usr/bin/chromium"
 EVIL = "<script>alert(1)</script>"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+FLAGS = CHROMIUM_FLAGS
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),

@@ -15,21 +15,12 @@ import pytest
 
 from modelog_services.gateway.ui import DIST
 from tests.integration.gatewayfix import Platform, platform
+from tests.procs import CHROMIUM, CHROMIUM_FLAGS
 from tests.ui.seed import Seeded, seed
 
 __all__ = ["platform"]
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+FLAGS = CHROMIUM_FLAGS
 SHOTS = Path(__file__).resolve().parents[2] / ".pytest-tmp" / "ui-shots"
 
 
