@@ -7,63 +7,25 @@ Both servers run as separate processes on this 2-core box; the client is a third
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import psutil
 
 from modelog_platform.embedded import free_port
 from tests.bench.bench_tracking import mlflow_server
-from tests.bench.common import postgres, write_result
+from tests.bench.common import Rss, postgres, write_result
 from tests.procs import MLFLOW_PYTHON, Up, env_for
 
 HERE = Path(__file__).parent
 SEARCH_RUNS = int(os.environ.get("BENCH_HTTP_RUNS", "10000"))
 """MLflow creates a run in ~50 ms through its own client: 10,000 take it about ten minutes."""
 ARTIFACT_MIB = int(os.environ.get("BENCH_HTTP_MIB", "1024"))
-
-
-class PeakRss:
-    """The highest resident set of a process tree while the block runs, sampled every 50 ms."""
-
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.base = self._rss()
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _rss(self) -> int:
-        procs = [self.proc, *self.proc.children(recursive=True)]
-        total = 0
-        for p in procs:
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-        return total
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self._rss())
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth_mib(self) -> float:
-        return round((self.peak - self.base) / 2**20, 1)
 
 
 def _workload(uri: str, what: str, n: int, token: str | None, tmp: str) -> dict[str, Any]:
@@ -85,9 +47,10 @@ def _workload(uri: str, what: str, n: int, token: str | None, tmp: str) -> dict[
 
 def _side(uri: str, pid: int, token: str | None, n_runs: int, tmp: str) -> dict[str, Any]:
     out = _workload(uri, "api", n_runs, token, tmp)
-    with PeakRss(pid) as rss:
+    with Rss(pid) as rss:
         out["artifacts"] = _workload(uri, "artifacts", ARTIFACT_MIB, token, tmp)
-    out["artifacts"]["server_rss_growth_mib"] = rss.growth_mib
+    # The server's whole process tree (MLflow's gunicorn workers, our ingest workers).
+    out["artifacts"]["server_rss_growth_mib"] = rss.growth()["tree_rss_growth_mib"]
     return out
 
 
