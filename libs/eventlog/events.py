@@ -38,6 +38,31 @@ class DomainEvent(BaseModel):
         return canonical_json(self.model_dump(mode="json"))
 
 
+class Origin(BaseModel):
+    """Where an imported fact really happened: the source system, its id there, its time and person.
+
+    The log's own recorded-at stays the real append time (the hash chain never claims the past);
+    queries, history and as-of answers use `at_ms` instead (`RecordedEvent.occurred_at`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    source: str = Field(min_length=1, max_length=300)
+    """Such as `mlflow:http://host:5000` or `neptune:/exports/acme`."""
+    id: str = Field(default="", max_length=300)
+    """What the source called the thing, such as an MLflow run id."""
+    at_ms: int = Field(ge=0, le=253_402_300_799_999)
+    """When it happened there: milliseconds since the epoch (at most the year 9999)."""
+    by: str = Field(default="", max_length=200)
+    """Who did it there (the importer's own identity is the event's `actor`)."""
+
+    @field_validator("source", "id", "by")
+    @classmethod
+    def _no_controls(cls, v: str) -> str:
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in v):
+            raise ValueError("must not contain control characters")
+        return v
+
+
 class Metadata(BaseModel):
     """Who and why: recorded with every event, covered by the hash chain."""
 
@@ -49,6 +74,8 @@ class Metadata(BaseModel):
     traceparent: str | None = None
     tracestate: str | None = Field(default=None, max_length=512)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
+    origin: Origin | None = None
+    """Set on imported history only (absent from every other event, so their bytes are unchanged)."""
 
     @field_validator("request_id", "correlation_id", "causation_id", "idempotency_key")
     @classmethod
@@ -63,6 +90,11 @@ class Metadata(BaseModel):
         if v is not None and not _TRACEPARENT.match(v):
             raise ValueError("must be a W3C traceparent: 00-<32 hex>-<16 hex>-<2 hex>")
         return v
+
+    @property
+    def acted_by(self) -> str:
+        """Who did it: the original person of imported history, else the actor."""
+        return self.origin.by if self.origin is not None and self.origin.by else self.actor
 
     def to_json(self) -> str:
         return canonical_json(self.model_dump(mode="json", exclude_none=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from eventlog.events import DomainEvent, EventRegistry, Metadata
@@ -47,6 +47,17 @@ class RecordedEvent:
 
     def metadata(self) -> Metadata:
         return Metadata.model_validate_json(self.metadata_json)
+
+    @property
+    def occurred_at(self) -> datetime:
+        """When the fact happened: its origin's time for imported history, else when it was recorded.
+        Domain answers (history, as-of, lineage) use this; the log's order and chain use recorded_at."""
+        if '"origin"' not in self.metadata_json:  # cheap: almost every event is not imported
+            return self.recorded_at
+        origin = self.metadata().origin
+        if origin is None:
+            return self.recorded_at
+        return datetime.fromtimestamp(origin.at_ms / 1000, UTC)
 
     def decode(self, registry: EventRegistry) -> DomainEvent:
         return registry.decode(self.type, self.schema_version, self.payload())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -19,6 +21,20 @@ DEFAULT_TIMEOUT = 300.0
 """The longest a unary call may take, retries included, when its caller gives no timeout."""
 CONNECT_TIMEOUT = 2.0
 """How long a connection that never reached its server keeps retrying before it says so."""
+
+
+_headers: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("modelog_headers", default=())
+
+
+@contextlib.contextmanager
+def headers(extra: Sequence[tuple[str, str]]) -> Iterator[None]:
+    """Send these headers on every call this thread makes inside the block (whatever part of the SDK
+    makes it): how an importer marks a whole artifact upload as imported history."""
+    token = _headers.set(tuple(extra))
+    try:
+        yield
+    finally:
+        _headers.reset(token)
 
 
 class _Stream:
@@ -76,6 +92,8 @@ class _AuthInterceptor(
     def _details(self, details: Any) -> Any:
         md = list(details.metadata or [])
         keys = {k for k, _ in md}
+        md += [(k, v) for k, v in _headers.get() if k not in keys]
+        keys |= {k for k, _ in md}
         if self.token and "authorization" not in keys:
             md.append(("authorization", f"Bearer {self.token}"))
         if "x-request-id" not in keys:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from eventlog.events import Metadata
+from eventlog.events import Metadata, Origin
 from modelog_platform.authz import Access, Perm, Visible
 
 
@@ -24,6 +24,8 @@ class RequestContext:
     """What the caller may do (its roles and grants), checked by the interceptor before the handler."""
     perms: frozenset[Perm] = frozenset()
     """What the caller holds where this request acts (the permission table's resource)."""
+    origin: Origin | None = None
+    """Imported history: where and when the fact really happened (admins only, see the interceptor)."""
 
     def metadata(self, *, causation_id: str | None = None, idempotency_key: str | None = None) -> Metadata:
         """Event metadata for an append made on behalf of this request."""
@@ -35,6 +37,7 @@ class RequestContext:
             traceparent=self.traceparent,
             tracestate=self.tracestate,
             idempotency_key=idempotency_key or self.idempotency_key,
+            origin=self.origin,
         )
 
 

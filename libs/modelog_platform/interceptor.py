@@ -11,13 +11,15 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from pydantic import ValidationError
 
-from eventlog.errors import InvalidArgument, ModelogError, Unauthenticated
+from eventlog.errors import InvalidArgument, ModelogError, PermissionDenied, Unauthenticated
+from eventlog.events import Origin
 from modelog_platform import context
 from modelog_platform.authz import Access, Authorizer, Resource, Rule
 from modelog_platform.grpc_errors import from_validation_error, to_status
@@ -49,6 +51,38 @@ def _checked_id(md: dict[str, str], key: str) -> str | None:
             f"metadata.{key}", "must be 1-128 printable ASCII characters without spaces"
         )
     return value
+
+
+ORIGIN_HEADERS = ("x-modelog-origin", "x-modelog-origin-id", "x-modelog-origin-time", "x-modelog-origin-by")
+"""Imported history: source label, the id there, when (ms since the epoch) and who; percent-encoded
+UTF-8. Only an admin may send them (an import may claim any past time and person, so it is as strong
+as writing the log), and the event's actor stays the importer's own identity."""
+
+
+def _origin(md: dict[str, str]) -> Origin | None:
+    if not any(h in md for h in ORIGIN_HEADERS):
+        return None
+    try:
+        source, source_id, at, by = (unquote(md.get(h, ""), errors="strict") for h in ORIGIN_HEADERS)
+    except UnicodeDecodeError:
+        raise InvalidArgument.field(
+            "metadata.x-modelog-origin", "headers must be percent-encoded UTF-8"
+        ) from None
+    if not source or not at:
+        raise InvalidArgument.field(
+            "metadata.x-modelog-origin",
+            "imported history needs both x-modelog-origin and x-modelog-origin-time",
+        )
+    if not at.isascii() or not at.isdigit() or len(at) > 15:
+        raise InvalidArgument.field(
+            "metadata.x-modelog-origin-time", f"must be milliseconds since the epoch, not {at[:40]!r}"
+        )
+    try:
+        return Origin(source=source, id=source_id, at_ms=int(at), by=by)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        raise InvalidArgument.field(f"metadata.x-modelog-origin.{name}", first["msg"]) from None
 
 
 def refuse_nul(message: Any, path: str = "") -> None:
@@ -156,6 +190,12 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if span_ctx.is_valid
             else traceparent
         )
+        origin = _origin(md)
+        if origin is not None and "admin" not in principal.roles:
+            raise PermissionDenied(
+                f"{principal.name!r} may not import history (x-modelog-origin headers): only an admin "
+                "may record facts with another time and person"
+            )
         return context.RequestContext(
             actor=principal.name,
             roles=principal.roles,
@@ -165,6 +205,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             tracestate=md.get("tracestate"),
             idempotency_key=idem,
             method=method,
+            origin=origin,
         )
 
     async def _fail(

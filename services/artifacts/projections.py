@@ -106,8 +106,8 @@ CREATE TABLE {t.version_tags} (
                     e.message,
                     e.run_id,
                     e.parent,
-                    ev.metadata().actor,
-                    ev.recorded_at,
+                    ev.metadata().acted_by,
+                    ev.occurred_at,
                     ev.position,
                 )
                 await conn.execute(
@@ -118,7 +118,7 @@ CREATE TABLE {t.version_tags} (
                     name,
                     e.kind,
                     e.version,
-                    ev.recorded_at,
+                    ev.occurred_at,
                     ev.position,
                     e.project,
                 )

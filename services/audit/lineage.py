@@ -82,8 +82,8 @@ CREATE INDEX ON {t.model_names} (model_id);
             facts = facts_of(ev)
             if not facts.entities:
                 continue
-            at, where = ev.recorded_at, (ev.log, ev.position)
-            actor = json.loads(ev.metadata_json).get("actor", "system")
+            at, where = ev.occurred_at, (ev.log, ev.position)
+            actor = ev.metadata().acted_by
             line = summary(ev, actor)
             timeline += [(e, *where, at, actor, ev.type, ev.stream_id, line) for e in facts.entities]
             nodes += [(n.node, *where, n.kind, at, json.dumps(n.attrs)) for n in facts.nodes]
@@ -135,7 +135,7 @@ CREATE INDEX ON {t.model_names} (model_id);
             "WHERE dst = $3 AND relation = $4 AND service = $5 AND ended_position IS NULL "
             "AND ($6::text IS NULL OR src = $6)",
             ev.position,
-            ev.recorded_at,
+            ev.occurred_at,
             op.dst,
             op.relation,
             ev.log,

@@ -578,9 +578,12 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
                     actor=meta.actor,
                     type=ev.type,
                     version=version_of(e),
-                    summary=summary(e, meta.actor),
+                    summary=summary(e, meta.acted_by),
                     payload_json=ev.payload_json,
                     request_id=meta.request_id or "",
+                    occurred_at=reads.ts(ev.occurred_at),
+                    acted_by=meta.acted_by,
+                    imported_from=meta.origin.source if meta.origin else "",
                 )
             )
         return pb.HistoryResponse(model_id=model_id, entries=entries, next_stream_version=next_version)

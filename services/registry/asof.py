@@ -40,7 +40,7 @@ class _Provenance:
 
 
 def _upto(recorded: list[RecordedEvent], at: datetime) -> list[RecordedEvent]:
-    return [r for r in recorded if r.recorded_at <= at]
+    return [r for r in recorded if r.occurred_at <= at]
 
 
 async def _holder(store: EventStore, name: str, at: datetime) -> str:
@@ -51,8 +51,8 @@ async def _holder(store: EventStore, name: str, at: datetime) -> str:
     when = at.isoformat()
     if not claims:
         raise NotFound(f"no model has ever been named {name!r}")
-    first = claims[0].recorded_at.isoformat()
-    if claims[0].recorded_at > at:
+    first = claims[0].occurred_at.isoformat()
+    if claims[0].occurred_at > at:
         raise NotFound(f"model {name!r} did not exist at {when}; the name was first taken at {first}")
     raise NotFound(f"no model was named {name!r} at {when} (it had been renamed or released by then)")
 
@@ -69,15 +69,15 @@ def _version(state: d.ModelState, v: d.VersionState, prov: _Provenance) -> pb.Ve
         artifact_version=created.artifact.version,
         manifest_digest=created.artifact.manifest_digest,
         datasets=[pb.LineageDataset(**ds.model_dump()) for ds in created.run.datasets],
-        created_by=rec.metadata().actor,
-        created_at=ts(rec.recorded_at),
+        created_by=rec.metadata().acted_by,
+        created_at=ts(rec.occurred_at),
         open_request_id=v.open_request or "",
     )
     staged = prov.staged.get(v.version)
     if staged is not None and v.stage != "None":
         change, r = staged
-        out.stage_changed_by = r.metadata().actor
-        out.stage_changed_at.FromDatetime(r.recorded_at)
+        out.stage_changed_by = r.metadata().acted_by
+        out.stage_changed_at.FromDatetime(r.occurred_at)
         request = state.requests.get(change.request_id or "")
         if request is not None:
             out.stage_request_id = request.request_id
@@ -105,15 +105,15 @@ async def model_as_of(store: EventStore, name: str, at: datetime) -> pb.GetModel
         as_of=ts(at),
         position=last.position,
         stream_version=last.stream_version,
-        last_event_at=ts(last.recorded_at),
+        last_event_at=ts(last.occurred_at),
         deleted=state.deleted,
         description=state.description,
         aliases=[
             pb.AliasAsOf(
                 alias=a,
                 version=n,
-                set_by=prov.aliases[a].metadata().actor,
-                set_at=ts(prov.aliases[a].recorded_at),
+                set_by=prov.aliases[a].metadata().acted_by,
+                set_at=ts(prov.aliases[a].occurred_at),
             )
             for a, n in sorted(state.aliases.items())
         ],

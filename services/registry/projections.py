@@ -162,14 +162,15 @@ CREATE INDEX ON {t.transitions} (model_id, version);
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent], t: Tables) -> None:
         for ev in events:
             e = ev.decode(registry)
-            at = ev.recorded_at
+            at = ev.occurred_at
             model_id = ev.stream_id.removeprefix(MODEL_PREFIX)
+            by = ev.metadata().acted_by
             if isinstance(e, MODEL_EVENTS):
-                await _model_event(conn, t, e, model_id, at, ev.metadata().actor)
+                await _model_event(conn, t, e, model_id, at, by)
             elif isinstance(e, VERSION_EVENTS):
-                await _version_event(conn, t, e, model_id, at, ev.metadata().actor)
+                await _version_event(conn, t, e, model_id, at, by)
             else:
-                await _transition_event(conn, t, e, model_id, at, ev.metadata().actor, ev.position)
+                await _transition_event(conn, t, e, model_id, at, by, ev.position)
 
 
 async def _model_event(

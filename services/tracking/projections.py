@@ -94,7 +94,7 @@ CREATE INDEX ON {t.experiments} (project);
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent], t: Tables) -> None:
         for ev in events:
             eid = ev.stream_id.removeprefix(EXPERIMENT_PREFIX)
-            at = micros(ev.recorded_at) // 1000
+            at = micros(ev.occurred_at) // 1000
             e = ev.decode(registry)
             if isinstance(e, ExperimentCreated):
                 await conn.execute(

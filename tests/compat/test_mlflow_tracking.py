@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
 from tests.integration.gatewayfix import Platform, platform
 
 __all__ = ["platform"]
@@ -49,14 +48,7 @@ def get(p: Platform, path: str, **headers: str) -> tuple[int, bytes]:
 
 
 def heads(p: Platform) -> dict[str, int]:
-    import grpc
-
-    with grpc.insecure_channel(p.addr) as ch:
-        stub = eventlog_pb2_grpc.EventLogStub(ch)
-        logs = stub.ListLogs(
-            eventlog_pb2.ListLogsRequest(), metadata=[("authorization", f"Bearer {p.token}")]
-        )
-        return {log.service: log.position for log in logs.logs}
+    return p.heads()
 
 
 def test_unchanged_fluent_code_logs_a_run_that_mlflow_and_modelog_both_read(platform: Platform) -> None:

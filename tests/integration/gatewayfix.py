@@ -39,6 +39,18 @@ class Platform:
     def new_token(self, name: str, role: str) -> str:
         return str(json.loads(self.cli("token", "create", name, "--role", role, "--json"))["secret"])
 
+    def heads(self) -> dict[str, int]:
+        """Every service's log head: equal before and after a refused call means nothing was written."""
+        import grpc
+
+        from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
+
+        with grpc.insecure_channel(self.addr) as ch:
+            logs = eventlog_pb2_grpc.EventLogStub(ch).ListLogs(
+                eventlog_pb2.ListLogsRequest(), metadata=[("authorization", f"Bearer {self.token}")]
+            )
+            return {log.service: log.position for log in logs.logs}
+
     def mlflow(self, script: str, *, token: str | None = None, timeout: float = 180, **env: str) -> dict:
         """Run `script` with the stock client pointed at us; it prints one JSON object last."""
         return run_mlflow(script, self.http, token or self.token, timeout=timeout, **env)

@@ -417,6 +417,7 @@ def admin_rebuild(projection: str, as_json: bool) -> None:
 def _register() -> None:
     from modelog.cli.audit import audit, replay
     from modelog.cli.data import data, gc_command, verify_store_command
+    from modelog.cli.imports import import_group
     from modelog.cli.lineage import lineage_command, timeline_command
     from modelog.cli.models import models
     from modelog.cli.monitor import monitor
@@ -425,6 +426,7 @@ def _register() -> None:
     for group in (experiments, runs, metrics, sync, data, models, monitor, audit, lineage_command):
         main.add_command(group)
     main.add_command(timeline_command)
+    main.add_command(import_group)
     events.add_command(replay)
     admin.add_command(gc_command)
     admin.add_command(verify_store_command)

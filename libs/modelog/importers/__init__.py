@@ -1,0 +1,1 @@
+"""Bringing history in from other tools (MLflow, Neptune) with its original times and people."""
