@@ -50,7 +50,10 @@ class Stubs:
         return method(request, metadata=self.md, timeout=30)
 
     def runs(self) -> dict[str, tpb.Run]:
-        out: dict[str, tpb.Run] = {}
+        return {r.info.name: r for r in self.all_runs()}
+
+    def all_runs(self) -> list[tpb.Run]:
+        out: list[tpb.Run] = []
         for exp in self.call(
             self.tracking.ListExperiments, tpb.ListExperimentsRequest(page_size=1000, view=tpb.VIEW_TYPE_ALL)
         ).experiments:
@@ -60,7 +63,7 @@ class Stubs:
                     experiment_ids=[exp.experiment_id], page_size=1000, view=tpb.VIEW_TYPE_ALL
                 ),
             )
-            out.update({r.info.name: r for r in got.runs})
+            out += got.runs
         return out
 
 
@@ -303,3 +306,29 @@ def test_a_killed_import_resumes_and_stores_every_point_once(tmp_path: Path) -> 
                 assert all(c == want for c in counts.values()), (name, counts)
         finally:
             up.stop()
+
+
+@pytest.mark.parametrize(
+    ("headers", "field"),
+    [
+        ([("x-modelog-origin", "mlflow:x")], "x-modelog-origin"),  # no time
+        ([("x-modelog-origin", "mlflow:x"), ("x-modelog-origin-time", "yesterday")], "x-modelog-origin-time"),
+        ([("x-modelog-origin", "mlflow:x"), ("x-modelog-origin-time", "-5")], "x-modelog-origin-time"),
+        ([("x-modelog-origin", "mlflow:x"), ("x-modelog-origin-time", "9" * 16)], "x-modelog-origin-time"),
+        ([("x-modelog-origin", "m"), ("x-modelog-origin-time", "1"), ("x-modelog-origin-by", "a%0Ab")], "by"),
+        ([("x-modelog-origin", "%ff"), ("x-modelog-origin-time", "1")], "x-modelog-origin"),
+        ([("x-modelog-origin", "x" * 301), ("x-modelog-origin-time", "1")], "source"),
+    ],
+)
+def test_malformed_origin_headers_are_refused_by_name_and_write_nothing(
+    world: dict[str, Any], headers: list[tuple[str, str]], field: str
+) -> None:
+    p, st = world["p"], world["stubs"]
+    before = p.heads()
+    with pytest.raises(grpc.RpcError) as err:
+        st.tracking.CreateExperiment(
+            tpb.CreateExperimentRequest(name="never-made"), metadata=[*st.md, *headers], timeout=30
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert field in err.value.details()
+    assert p.heads() == before

@@ -101,6 +101,8 @@ def _run(
             f"metric histories {mh['checked'] - mh['mismatched']}/{mh['checked']} equal, "
             f"file digests {fd['checked'] - fd['mismatched']}/{fd['checked']} equal)"
         )
+    for sk in summary.skipped[:20]:
+        lines.append(f"  skipped: {sk}")
     for f in summary.failures[:20]:
         lines.append(f"  not imported: {f}")
     if len(summary.failures) > 20:

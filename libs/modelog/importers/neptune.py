@@ -22,7 +22,8 @@ export put them elsewhere (`--files-path`). How Neptune maps onto the neutral re
   FINISHED; sys/trashed or sys/archived -> deleted.
 - Every other attribute keeps its full path as the key: user attributes become params (runs) or
   tags (models, versions); sys/ attributes not carried by a field above become tags; each entry of
-  sys/tags becomes a tag with an empty value. Values are text: str() of numbers and bools (as the
+  sys/tags that reads as a key (letters, digits, . _ - and spaces) becomes a tag with an empty
+  value; sys/tags itself keeps them all. Values are text: str() of numbers and bools (as the
   SDK sends them), ISO 8601 UTC for datetimes, a sorted JSON array for string sets.
 - float series -> metric histories in the order of the export. Steps become ints as
   floor(step * step_scale): integer steps stay exact; with the default scale 1 a fractional step
@@ -56,6 +57,7 @@ import pyarrow.parquet as pq
 
 from modelog.importers.source import Experiment, File, Model, Run, Series, Version
 
+_PLAIN_TAG = re.compile(r"^[\w][\w.\- ]{0,249}\Z")
 _SCALARS = {
     "float": "float_value",
     "int": "int_value",
@@ -568,7 +570,8 @@ def _tags(e: _Entity, fields: set[str], *, include_user: bool) -> dict[str, str]
         for k, (t, v) in e.scalars.items()
         if k not in fields and (include_user or k.startswith("sys/"))
     }
-    tags.update(dict.fromkeys((t for t in e.get("sys/tags", "string_set") or [] if t), ""))
+    # Each tag is also a key of its own when it reads as one (all of them stay in sys/tags' JSON).
+    tags.update(dict.fromkeys((t for t in e.get("sys/tags", "string_set") or [] if _PLAIN_TAG.match(t)), ""))
     return tags
 
 

@@ -54,6 +54,7 @@ STATUS = {
 }
 STAGES = {"staging": rpb.STAGE_STAGING, "production": rpb.STAGE_PRODUCTION, "archived": rpb.STAGE_ARCHIVED}
 SOURCE_TAG = "modelog.mlflow.source"  # as the MLflow gateway tags a version's source (registry.py)
+IMPORTED_SOURCE_TAG = "modelog.import.source"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ids (kind TEXT, source_id TEXT, modelog_id TEXT, PRIMARY KEY (kind, source_id));
 CREATE TABLE IF NOT EXISTS runs (source_id TEXT PRIMARY KEY, done INTEGER NOT NULL, tags TEXT NOT NULL);
@@ -131,6 +132,8 @@ class Summary:
     written: Counts = field(default_factory=Counts)
     """What this import brought (0 everywhere on a second import of an unchanged source)."""
     failures: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """What Modelog has no place for, said once each (not a failure: running again changes nothing)."""
     verification: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     source_seconds: float = 0.0
@@ -143,8 +146,10 @@ class Summary:
             "seen": vars(self.seen),
             "written": vars(self.written),
             "failures": self.failures,
+            "skipped": self.skipped,
             "verification": self.verification,
             "seconds": round(self.seconds, 3),
+            "source_seconds": round(self.source_seconds, 3),
             "points_per_second": round(self.written.points / self.seconds) if self.seconds else 0,
         }
 
@@ -500,6 +505,9 @@ class Importer:
             for v in versions:
                 try:
                     numbers[v.number] = self._version(m, v)
+                except _Unmappable as exc:
+                    with self._lock:
+                        self.summary.skipped.append(f"model {m.name} version {v.number}: {exc}")
                 except (ModelogError, OSError, ValueError) as exc:
                     self._fail(f"model {m.name} version {v.number}", exc)
             self._stages(m, versions, numbers)
@@ -525,7 +533,9 @@ class Importer:
         known = self.state.get("version", sid)
         if known:
             return int(known)
-        run_id = self.state.get("run", v.run_id) if v.run_id else None
+        if not v.run_id:
+            raise _Unmappable("a Modelog version is made from a run, and the source links none to it")
+        run_id = self.state.get("run", v.run_id)
         if not run_id:
             raise NotFound(
                 f"its run {v.run_id or '(none)'} was not imported (widen --experiments to include it)"
@@ -558,7 +568,7 @@ class Importer:
             run_id=run_id,
             artifact=rpb.ArtifactRef(name=art.name, version=art.version),
             description=v.description,
-            tags={**v.tags, SOURCE_TAG: v.source},
+            tags={**v.tags, **_source_tags(v.source, run_id)},
         )
         got = self.registry.CreateModelVersion(request, metadata=md)
         self._add(self.summary.written, versions=1)
@@ -669,6 +679,10 @@ class Importer:
         return sum(1 for f in self.summary.failures if f.startswith("run "))
 
 
+class _Unmappable(Exception):
+    """A source fact with no place in Modelog's model: skipped and said so, not retried."""
+
+
 class _Silent:
     def start(self, label: str, total: int) -> None:
         pass
@@ -678,6 +692,15 @@ class _Silent:
 
     def finish(self) -> None:
         pass
+
+
+def _source_tags(source: str, run_id: str) -> dict[str, str]:
+    """A `runs:/` source names the imported run (whose files came along), so MLflow clients reading
+    through the gateway find them; any other source is kept as a note of where the files were."""
+    if source.startswith("runs:/"):
+        _, _, path = source[len("runs:/") :].lstrip("/").partition("/")
+        return {SOURCE_TAG: f"runs:/{run_id}/{path}", IMPORTED_SOURCE_TAG: source}
+    return {IMPORTED_SOURCE_TAG: source}
 
 
 def _listed(fn: Callable[[Any], Iterator[Any]], arg: Any) -> list[Any]:
