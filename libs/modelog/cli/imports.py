@@ -58,8 +58,9 @@ def _run(
     as_json: bool,
 ) -> None:
     from modelog._client import Connection
-    from modelog.importers.writer import Importer, State, state_path
-    from modelog_platform.settings import Settings
+    from modelog.importers.state import State, state_path
+    from modelog.importers.writer import Importer
+    from modelog.shared.settings import Settings
 
     if workers < 1 or workers > 64:
         raise click.BadParameter("must be 1 to 64", param_hint="--workers")
