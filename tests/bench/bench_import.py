@@ -2,8 +2,9 @@
 
 The source holds BENCH_IMPORT_RUNS runs with BENCH_IMPORT_POINTS points each (runs made by the stock
 client, metric rows bulk-loaded into MLflow's own tables: logging 10M points through MLflow's REST API
-would take most of an hour). Two rates, in one run: reading every history from the source alone (what
-bounds any importer), and the whole import end to end.
+would take most of an hour). Three rates, in one run: reading every history from the source alone (what
+bounds any importer), the whole import end to end, and Modelog's side alone (the same history made in
+memory, so the source costs nothing).
 """
 
 from __future__ import annotations
@@ -14,13 +15,18 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import asyncpg
 
+from modelog._client import Connection
 from modelog.importers.mlflow import MlflowSource
+from modelog.importers.source import Experiment, File, Model, Run, Series, Version
+from modelog.importers.state import State
+from modelog.importers.writer import Importer
 from modelog_platform.embedded import free_port
 from tests.bench.bench_tracking import mlflow_server
 from tests.bench.common import postgres, write_result
@@ -67,6 +73,66 @@ async def _load_points(dsn: str, database: str, ids: list[str]) -> None:
             )
     finally:
         await conn.close()
+
+
+class _InMemory:
+    """The same history generated in memory: what Modelog's side of an import sustains when the
+    source costs nothing (the sink's rate, beside the source's)."""
+
+    label = "bench:in-memory"
+
+    def experiments(self) -> Iterator[Experiment]:
+        yield Experiment("e", "bench-import-sink")
+
+    def runs(self, experiment: Experiment) -> Iterator[Run]:
+        for i in range(RUNS):
+            yield Run(
+                f"r{i}",
+                "e",
+                f"run-{i}",
+                "FINISHED",
+                1_700_000_000_000 + i,
+                1_700_000_100_000 + i,
+                params={"lr": "0.01"},
+                metric_keys=("loss",),
+            )
+
+    def history(self, run: Run, key: str) -> Series:
+        steps = list(range(POINTS))
+        return Series(key, [1.0 / (s + 1) for s in steps], steps, [1_700_000_000_000 + s for s in steps])
+
+    def files(self, run: Run) -> Iterator[File]:
+        return iter(())
+
+    def open(self, run: Run, path: str) -> BinaryIO:
+        raise FileNotFoundError(path)
+
+    def models(self) -> Iterator[Model]:
+        return iter(())
+
+    def versions(self, model: Model) -> Iterator[Version]:
+        return iter(())
+
+    def version_files(self, version: Version) -> Iterator[File]:
+        return iter(())
+
+    def open_version_file(self, version: Version, path: str) -> BinaryIO:
+        raise FileNotFoundError(path)
+
+
+def _sink(addr: str, token: str, home: Path) -> dict[str, Any]:
+    with Connection(addr, token) as conn:
+        state = State(home / "sink.sqlite")
+        try:
+            s = Importer(_InMemory(), conn, state, workers=WORKERS).run()
+        finally:
+            state.close()
+    return {
+        "points": s.written.points,
+        "seconds": round(s.seconds, 2),
+        "points_per_s": round(s.written.points / s.seconds),
+        "verification_ok": s.verification["ok"],
+    }
 
 
 def _read_source(url: str) -> dict[str, Any]:
@@ -136,6 +202,8 @@ def main() -> dict[str, Any]:
                     timeout=3600,
                 )
                 again_s = time.monotonic() - t
+                sink = _sink(addr, token, Path(tmp))
+                print(f"modelog side alone: {sink['points_per_s']:,} points/s")
             finally:
                 up.stop()
     points = summary["written"]["points"]
@@ -150,6 +218,7 @@ def main() -> dict[str, Any]:
             "verification_ok": summary["verification"]["ok"],
             "waiting_on_source_s_summed_over_workers": round(summary.get("source_seconds", 0), 1),
         },
+        "modelog_side_alone": sink,
         "second_import": {"seconds": round(again_s, 1), "written": json.loads(again.stdout)["written"]},
         "goals": {"points_per_s": 100_000, "end_to_end_s_for_1000_runs_x_10k": 180},
     }
