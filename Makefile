@@ -8,11 +8,14 @@ GEN_STAMP := libs/modelog/_gen/.generated
 # MLflow is a peer we prove compatibility with, never a Modelog dependency.
 MLFLOW_VENV := .venv-mlflow
 MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
+# MLflow 2.9, the oldest server the importer reads (`modelog import mlflow`), as a second peer.
+MLFLOW2_VENV := .venv-mlflow2
+MLFLOW2_STAMP := $(MLFLOW2_VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 
 .PHONY: install dev test test-fast lint proto bench clean browser ui
 
-install: $(STAMP) $(GEN_STAMP) $(MLFLOW_STAMP) ui
+install: $(STAMP) $(GEN_STAMP) $(MLFLOW_STAMP) $(MLFLOW2_STAMP) ui
 
 $(STAMP): requirements.lock pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +27,11 @@ $(MLFLOW_STAMP): requirements-mlflow.lock
 	@test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
 	$(MLFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-mlflow.lock
 	@touch $(MLFLOW_STAMP)
+
+$(MLFLOW2_STAMP): requirements-mlflow2.lock
+	@test -x $(MLFLOW2_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW2_VENV)
+	$(MLFLOW2_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-mlflow2.lock
+	@touch $(MLFLOW2_STAMP)
 
 # The web UI (services/gateway/ui): npm packages from the committed lockfile, built by Vite into
 # ui/dist, which the gateway serves at /. Rebuilt when the lockfile or a source changes. Without
@@ -85,4 +93,4 @@ bench: install
 	$(PY) -m tests.bench.run
 
 clean:
-	rm -rf $(VENV) $(MLFLOW_VENV) libs/modelog/_gen build *.egg-info $(UI)/node_modules $(UI)/dist
+	rm -rf $(VENV) $(MLFLOW_VENV) $(MLFLOW2_VENV) libs/modelog/_gen build *.egg-info $(UI)/node_modules $(UI)/dist

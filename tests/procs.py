@@ -16,6 +16,8 @@ import psutil
 
 MODELOG = [sys.executable, "-m", "modelog.cli"]
 MLFLOW_PYTHON = Path(__file__).resolve().parent.parent / ".venv-mlflow" / "bin" / "python"
+MLFLOW2_PYTHON = Path(__file__).resolve().parent.parent / ".venv-mlflow2" / "bin" / "python"
+"""MLflow 2.9, the oldest server `modelog import mlflow` reads (make install puts it there)."""
 """The stock MLflow client's interpreter (`make install` builds its venv from requirements-mlflow.lock)."""
 CHROMIUM = "/usr/bin/chromium"
 """Debian's chromium, which the browser tests drive (`make test` installs it when it can)."""

@@ -21,9 +21,9 @@ HISTORY = (Path(__file__).parent / "mlflow_history.py").read_text()
 
 
 @contextmanager
-def mlflow_server(root: Path) -> Iterator[str]:
-    if not MLFLOW_PYTHON.exists():
-        pytest.fail(f"the stock MLflow package is not installed at {MLFLOW_PYTHON}: run `make install`")
+def mlflow_server(root: Path, python: Path = MLFLOW_PYTHON) -> Iterator[str]:
+    if not python.exists():
+        pytest.fail(f"the stock MLflow package is not installed at {python}: run `make install`")
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MODELOG_"))}
@@ -31,7 +31,7 @@ def mlflow_server(root: Path) -> Iterator[str]:
     log = open(root / "mlflow-server.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [
-            str(MLFLOW_PYTHON),
+            str(python),
             "-m",
             "mlflow",
             "server",
@@ -69,9 +69,9 @@ def mlflow_server(root: Path) -> Iterator[str]:
         log.close()
 
 
-def fill(url: str, **env: str) -> dict:
-    """Write the known history into the server at `url`; what it wrote."""
-    return run_mlflow(HISTORY, url, "", timeout=600, **env)
+def fill(url: str, python: Path = MLFLOW_PYTHON, **env: str) -> dict:
+    """Write the known history into the server at `url` with that MLflow's client; what it wrote."""
+    return run_mlflow(HISTORY, url, "", timeout=600, python=python, **env)
 
 
 def importer(

@@ -28,7 +28,7 @@ from modelog._gen.tracking.v1 import tracking_pb2 as tpb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
 from tests.compat.importfix import fill, importer, mlflow_server, summary
 from tests.integration.gatewayfix import Platform, run_mlflow, start_platform
-from tests.procs import MODELOG
+from tests.procs import MLFLOW2_PYTHON, MLFLOW_PYTHON, MODELOG
 
 STATUS = {
     "FINISHED": tpb.RUN_STATUS_FINISHED,
@@ -67,15 +67,26 @@ class Stubs:
         return out
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="module", params=[MLFLOW_PYTHON, MLFLOW2_PYTHON], ids=["mlflow-3.17", "mlflow-2.9"])
+def world(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[dict[str, Any]]:
+    """A server of each MLflow the importer promises to read (from 2.9), filled by its own client."""
     root = tmp_path_factory.mktemp("import-mlflow")
-    with mlflow_server(root / "mlflow") as url:
-        known = fill(url)
+    with mlflow_server(root / "mlflow", request.param) as url:
+        known = fill(url, request.param)
         up, p = start_platform(root / "modelog")
         try:
             first = importer(p.addr, p.token, root / "cli", "mlflow", "--from", url, "--json")
-            yield {"url": url, "known": known, "p": p, "first": first, "root": root, "stubs": Stubs(p)}
+            yield {
+                "url": url,
+                "known": known,
+                "p": p,
+                "first": first,
+                "root": root,
+                "stubs": Stubs(p),
+                "python": request.param,
+            }
         finally:
             up.stop()
 
@@ -239,6 +250,7 @@ print("{{}}")
 """,
         url,
         "",
+        python=world["python"],
     )
     later = summary(importer(p.addr, p.token, root / "cli", "mlflow", "--from", url, "--json"))
     assert later["written"]["points"] == 50 and later["written"]["runs"] == 0

@@ -56,9 +56,11 @@ class Platform:
         return run_mlflow(script, self.http, token or self.token, timeout=timeout, **env)
 
 
-def run_mlflow(script: str, uri: str, token: str, *, timeout: float = 180, **env: str) -> dict:
-    if not MLFLOW_PYTHON.exists():
-        pytest.fail(f"the stock MLflow client is not installed at {MLFLOW_PYTHON}: run `make install`")
+def run_mlflow(
+    script: str, uri: str, token: str, *, timeout: float = 180, python: Path = MLFLOW_PYTHON, **env: str
+) -> dict:
+    if not python.exists():
+        pytest.fail(f"the stock MLflow client is not installed at {python}: run `make install`")
     child = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MODELOG_"))}
     child.update(
         MLFLOW_TRACKING_URI=uri,
@@ -70,7 +72,7 @@ def run_mlflow(script: str, uri: str, token: str, *, timeout: float = 180, **env
         **env,
     )
     res = subprocess.run(
-        [str(MLFLOW_PYTHON), "-c", textwrap.dedent(script)],
+        [str(python), "-c", textwrap.dedent(script)],
         env=child,
         capture_output=True,
         text=True,
