@@ -10,10 +10,12 @@ import re
 import shlex
 import subprocess
 import textwrap
+from pathlib import Path
 from typing import Any
 
+from tests.compat.conftest import Client
 from tests.integration.gatewayfix import Platform, platform
-from tests.procs import MODELOG
+from tests.procs import MLFLOW_PYTHON, MODELOG
 
 __all__ = ["platform"]
 
@@ -38,8 +40,8 @@ def run_id():
 """
 
 
-def mlflow(p: Platform, body: str, **env: str) -> dict[str, Any]:
-    return p.mlflow(PRELUDE + textwrap.dedent(body), **env)
+def mlflow(p: Platform, body: str, python: Path = MLFLOW_PYTHON, **env: str) -> dict[str, Any]:
+    return p.mlflow(PRELUDE + textwrap.dedent(body), python=python, **env)
 
 
 def cli_as(p: Platform, token: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -192,8 +194,11 @@ def test_versions_from_a_run_with_tags_aliases_search_and_download_uri(platform:
         assert expected in types
 
 
-def test_staging_moves_at_once_and_production_waits_for_a_second_person(platform: Platform) -> None:
-    reviewer = platform.new_token("reg-reviewer", "member")
+def test_staging_moves_at_once_and_production_waits_for_a_second_person(
+    platform: Platform, client: Client
+) -> None:
+    name = "reg-stage" + client.suffix
+    reviewer = platform.new_token("reg-reviewer" + client.suffix, "member")
     out = mlflow(
         platform,
         """
@@ -216,7 +221,8 @@ def test_staging_moves_at_once_and_production_waits_for_a_second_person(platform
         still = c.get_model_version("reg-stage", "2").current_stage
         print(json.dumps({"s1": s1, "again": again, "s2": s2.current_stage, "v1": v1, "errors": errors,
                           "bad": bad, "back": back, "still": still}))
-        """,
+        """.replace("reg-stage", name),
+        client.python,
     )
     assert out["s1"] == out["again"] == out["s2"] == "Staging"
     assert out["v1"] == "Archived"  # archive_existing_versions
@@ -242,11 +248,15 @@ def test_staging_moves_at_once_and_production_waits_for_a_second_person(platform
         v = c.get_model_version("reg-stage", "2")
         prod = [x.version for x in c.get_latest_versions("reg-stage", stages=["Production"])]
         print(json.dumps({"stage": v.current_stage, "prod": prod}))
-        """,
+        """.replace("reg-stage", name),
+        client.python,
     )
     assert seen == {"stage": "Production", "prod": ["2"]}
-    events = [(e["type"], e["actor"]) for e in history(platform, "reg-stage")]
-    assert ("TransitionRequested", "admin") in events and ("TransitionApproved", "reg-reviewer") in events
+    events = [(e["type"], e["actor"]) for e in history(platform, name)]
+    assert ("TransitionRequested", "admin") in events and (
+        "TransitionApproved",
+        "reg-reviewer" + client.suffix,
+    ) in events
     # v1 to Staging, v2 to Staging, v1 archived, v2 to Production; the repeated and retried calls
     # opened nothing.
     assert events.count(("TransitionRequested", "admin")) == 4

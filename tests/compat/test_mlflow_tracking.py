@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from tests.compat.conftest import Client
 from tests.integration.gatewayfix import Platform, platform
+from tests.waiting import wait_until
 
 __all__ = ["platform"]
 
@@ -47,11 +49,9 @@ def get(p: Platform, path: str, **headers: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def heads(p: Platform) -> dict[str, int]:
-    return p.heads()
-
-
-def test_unchanged_fluent_code_logs_a_run_that_mlflow_and_modelog_both_read(platform: Platform) -> None:
+def test_unchanged_fluent_code_logs_a_run_that_mlflow_and_modelog_both_read(
+    platform: Platform, client: Client
+) -> None:
     out = platform.mlflow(
         """
         import json, math, mlflow
@@ -78,7 +78,8 @@ def test_unchanged_fluent_code_logs_a_run_that_mlflow_and_modelog_both_read(plat
             "second_name": c.get_run(second.info.run_id).info.run_name, "exp_id": exp.experiment_id,
             "default": mlflow.get_experiment("0").name, "end": r.info.end_time is not None,
         }))
-        """
+        """,
+        python=client.python,
     )
     assert out["exp"] == "0" and out["default"] == "Default" and out["status"] == "FINISHED" and out["end"]
     assert out["params"] == {"lr": "0.01", "layers": "3", "opt": "adam"}
@@ -96,13 +97,13 @@ def test_unchanged_fluent_code_logs_a_run_that_mlflow_and_modelog_both_read(plat
     assert modelog.get_run(out["second"]).experiment_id == out["exp_id"]
 
 
-def test_client_search_with_mlflow_filters_and_our_or_and_paging(platform: Platform) -> None:
+def test_client_search_with_mlflow_filters_and_our_or_and_paging(platform: Platform, client: Client) -> None:
     out = platform.mlflow(
         """
         import json, mlflow
         from mlflow import MlflowClient
         c = MlflowClient()
-        exp = c.create_experiment("compat-search")
+        exp = c.create_experiment("compat-search" + SUFFIX)
         for i in range(30):
             r = c.create_run(exp, run_name=f"r{i}")
             c.log_param(r.info.run_id, "lr", str(0.001 * (i % 3 + 1)))
@@ -119,7 +120,8 @@ def test_client_search_with_mlflow_filters_and_our_or_and_paging(platform: Platf
             "page": [r.info.run_id for r in page], "second": [r.info.run_id for r in second],
             "df": len(df), "token": bool(page.token), "by_tag": [r.info.run_name for r in by_tag],
         }))
-        """
+        """.replace("SUFFIX", repr(client.suffix)),
+        python=client.python,
     )
     assert out["top"] == sorted([i / 30 for i in range(16, 30) if i % 3 == 1], reverse=True)
     assert out["either"] == 5  # 0, 1, 2 and 28, 29
@@ -182,9 +184,9 @@ def test_a_retried_create_run_or_log_batch_writes_nothing_twice(platform: Platfo
         "params": [{"key": "p", "value": "1"}],
     }
     assert post(platform, "/api/2.0/mlflow/runs/log-batch", batch)[0] == 200
-    before = heads(platform)
+    before = platform.heads()
     assert post(platform, "/api/2.0/mlflow/runs/log-batch", batch)[0] == 200
-    assert heads(platform)["tracking"] == before["tracking"]  # nothing appended by the retry
+    assert platform.heads()["tracking"] == before["tracking"]  # nothing appended by the retry
     status, hist = get(platform, f"/api/2.0/mlflow/metrics/get-history?run_id={first}&metric_key=m")
     assert status == 200 and len(json.loads(hist)["metrics"]) == 1000
     other = post(platform, "/api/2.0/mlflow/runs/create", {**body, "start_time": 1_700_000_000_001})
@@ -229,7 +231,7 @@ def test_dns_rebinding_and_oversized_requests_are_refused_before_any_route(platf
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.headers.get("access-control-allow-origin") is None
-    before = heads(platform)
+    before = platform.heads()
     # A body over the limit is refused from its Content-Length, before a byte of it is read.
     conn = http.client.HTTPConnection(platform.http.removeprefix("http://"), timeout=10)
     conn.putrequest("POST", "/api/2.0/mlflow/experiments/create")
@@ -243,7 +245,7 @@ def test_dns_rebinding_and_oversized_requests_are_refused_before_any_route(platf
     assert status == 431
     status, body = post(platform, "/api/2.0/mlflow/runs/log-batch", {"run_id": "r", "metrics": "nope"})
     assert status == 400
-    assert heads(platform) == before
+    assert platform.heads() == before
 
 
 def _from(p: Platform, source: str, token: str) -> int:
@@ -280,23 +282,18 @@ def test_mlflow_dataset_inputs_become_lineage_and_events_carry_the_token_s_actor
         """
     )
     assert out["name"] == "train-np" and out["context"] == "training"
-    import time
-
-    from modelog import audit, graph
+    from modelog import audit, errors, graph
 
     monkeypatch.setenv("MODELOG_URL", platform.addr)
     monkeypatch.setenv("MODELOG_TOKEN", platform.token)
-    deadline = time.monotonic() + 30
-    while True:  # the lineage view trails the logs by the bus's lag
-        try:
-            g = graph.lineage(f"run:{out['run']}", direction="up")
-            upstream = [n for n in g.upstream_of(f"run:{out['run']}") if n.kind == "dataset"]
-            if upstream:
-                break
-        except Exception:  # noqa: BLE001 - NotFound until the view has the run
-            pass
-        assert time.monotonic() < deadline, "the MLflow dataset input never reached the lineage graph"
-        time.sleep(0.3)
+
+    def datasets() -> list[Any]:  # the lineage view trails the logs by the bus's lag
+        g = graph.lineage(f"run:{out['run']}", direction="up")
+        return [n for n in g.upstream_of(f"run:{out['run']}") if n.kind == "dataset"]
+
+    upstream = wait_until(
+        datasets, 30, "the MLflow dataset input in the lineage graph", ignoring=(errors.NotFound,), every=0.3
+    )
     assert upstream[0].attrs["digest"] == out["digest"] and upstream[0].attrs["name"] == "train-np"
     events = [
         e

@@ -51,9 +51,18 @@ class Platform:
             )
             return {log.service: log.position for log in logs.logs}
 
-    def mlflow(self, script: str, *, token: str | None = None, timeout: float = 180, **env: str) -> dict:
-        """Run `script` with the stock client pointed at us; it prints one JSON object last."""
-        return run_mlflow(script, self.http, token or self.token, timeout=timeout, **env)
+    def mlflow(
+        self,
+        script: str,
+        *,
+        token: str | None = None,
+        timeout: float = 180,
+        python: Path = MLFLOW_PYTHON,
+        **env: str,
+    ) -> dict:
+        """Run `script` with the stock client (MLflow 3 unless `python` names another) pointed at
+        us; it prints one JSON object last."""
+        return run_mlflow(script, self.http, token or self.token, timeout=timeout, python=python, **env)
 
 
 def run_mlflow(
