@@ -464,8 +464,17 @@ def test_pyfunc_models_are_logged_found_and_loaded_by_model_id_and_by_run(platfo
                                      params={f"p{i}": str(i) for i in range(150)})
         c.finalize_logged_model(many.model_id, "READY")
         many = c.get_logged_model(many.model_id)
+        outputs = sorted((o.model_id, o.step) for o in c.get_run(run.info.run_id).outputs.model_outputs)
+        run_tags = c.get_run(run.info.run_id).data.tags
+        try:
+            c.set_tag(run.info.run_id, "modelog.mlflow.outputs", "[]")
+            reserved = None
+        except MlflowException as e:
+            reserved = e.error_code
         print(json.dumps({
-            "mid": mid, "rid": run.info.run_id, "exp": run.info.experiment_id,
+            "outputs": outputs, "reserved": reserved,
+            "hidden": not any(k.startswith("modelog.") for k in run_tags),
+            "mid": mid, "rid": run.info.run_id, "exp": run.info.experiment_id, "other": other.model_id,
             "by_id": list(by_id), "by_run": list(by_run),
             "name": m.name, "status": str(m.status), "source_run_id": m.source_run_id,
             "artifact_location": m.artifact_location, "params": m.params,
@@ -487,6 +496,9 @@ def test_pyfunc_models_are_logged_found_and_loaded_by_model_id_and_by_run(platfo
     assert {"MLmodel", "python_model.pkl"} <= set(out["files"])
     assert out["gone"] == "RESOURCE_DOES_NOT_EXIST" and out["after"] == ["model"]
     assert out["many"] == [150, "READY"]  # the first 100 params in the create, the rest in batches
+    # runs/get names the models the run output (MLflow 3's Run.outputs), kept as a reserved run tag.
+    assert out["outputs"] == sorted([[mid, 0], [out["other"], 0]]) and out["hidden"]
+    assert out["reserved"] == "INVALID_PARAMETER_VALUE"
     files = entries(platform, f"model-{mid}")
     assert "logged-model.json" in files and "artifacts/MLmodel" in files
 

@@ -39,7 +39,7 @@ from modelog_services.gateway.mlflow.artifacts import MODEL_FILES, Entries, File
 from modelog_services.gateway.mlflow.common import Body, Call, key_values, pairs, route
 from modelog_services.gateway.mlflow.registry import LoggedModelLookup
 from modelog_services.gateway.mlflow.search import matches, page, parse_filter
-from modelog_services.gateway.mlflow.tracking import Experiments
+from modelog_services.gateway.mlflow.tracking import OUTPUTS_TAG, Experiments, outputs_of
 from modelog_services.gateway.upstream import Caller, Upstream
 
 META = "logged-model.json"
@@ -242,18 +242,28 @@ class LoggedModels:
         return {}
 
     async def log_outputs(self, call: Call) -> Body:
+        """Both sides keep the link: the logged model lists the run, the run (a reserved tag, shown
+        by runs/get as `outputs`) lists the model."""
         run_id = call.text("run_id", required=True)
-        await call(self.tracking.GetRun, tpb.GetRunRequest(run_id=run_id))
+        run = (await call(self.tracking.GetRun, tpb.GetRunRequest(run_id=run_id))).run
+        outputs = outputs_of(run.tags)
         for i, item in enumerate(call.items("models")):
             if not isinstance(item, dict) or not isinstance(item.get("model_id"), str):
                 raise InvalidArgument.field(f"models[{i}].model_id", "missing value for required parameter")
-            output = {"run_id": run_id, "step": int(item.get("step") or 0)}
+            step = int(item.get("step") or 0)
+            output = {"run_id": run_id, "step": step}
 
             def change(meta: Meta, output: dict[str, Any] = output) -> None:
                 if output not in meta["outputs"]:
                     meta["outputs"].append(output)
 
             await self._update(call, item["model_id"], change, f"output of run {run_id}")
+            mine = {"model_id": item["model_id"], "step": step}
+            if mine not in outputs:
+                outputs.append(mine)
+        if outputs != outputs_of(run.tags):
+            tags = {OUTPUTS_TAG: json.dumps(outputs, separators=(",", ":"))}
+            await call(self.tracking.SetTags, tpb.SetTagsRequest(run_id=run_id, tags=tags))
         return {}
 
     # ------------------------------------------------------------ search

@@ -8,8 +8,10 @@ agrees on it) and shown as "0" in every answer.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.routing import BaseRoute
@@ -33,6 +35,25 @@ DEFAULT_NAME = "Default"
 RUN_NAME_TAG = "mlflow.runName"
 USER_TAG = "mlflow.user"
 CONTEXT_TAG = "mlflow.data.context"
+OUTPUTS_TAG = "modelog.mlflow.outputs"
+"""The logged models a run output (runs/outputs), as JSON [{"model_id", "step"}]: runs/get shows them
+as MLflow's `outputs.model_outputs`, never as a tag. Run tags under `modelog.mlflow.` are ours alone."""
+RESERVED_PREFIX = "modelog.mlflow."
+
+
+def check_reserved(tags: dict[str, str], field: str = "tags") -> None:
+    for key in tags:
+        if key.startswith(RESERVED_PREFIX):
+            raise InvalidArgument.field(field, f"tag keys starting with {RESERVED_PREFIX!r} are reserved")
+
+
+def outputs_of(tags: Mapping[str, str]) -> list[dict[str, Any]]:
+    try:
+        got = json.loads(tags.get(OUTPUTS_TAG, "[]"))
+    except ValueError:
+        return []
+    return got if isinstance(got, list) else []
+
 
 _STATUS = {
     pb.RUN_STATUS_RUNNING: "RUNNING",
@@ -117,7 +138,7 @@ def run_info_json(info: pb.RunInfo, ids: Experiments) -> Body:
 
 
 def run_json(run: pb.Run, ids: Experiments) -> Body:
-    tags = dict(run.tags)
+    tags = {k: v for k, v in run.tags.items() if not k.startswith(RESERVED_PREFIX)}
     tags.setdefault(RUN_NAME_TAG, run.info.name)
     if run.info.source.user:
         tags.setdefault(USER_TAG, run.info.source.user)
@@ -143,7 +164,7 @@ def run_json(run: pb.Run, ids: Experiments) -> Body:
         "info": run_info_json(run.info, ids),
         "data": {"metrics": metrics, "params": pairs(run.params), "tags": pairs(tags)},
         "inputs": {"dataset_inputs": datasets},
-        "outputs": {},
+        "outputs": {"model_outputs": outputs_of(run.tags)},
     }
 
 
@@ -257,6 +278,7 @@ class Tracking:
     async def create_run(self, call: Call) -> Body:
         eid = await self.ids.ours(call, call.text("experiment_id", default="0"))
         tags = key_values(call.fields.get("tags"), "tags")
+        check_reserved(tags)
         name = call.text("run_name") or tags.get(RUN_NAME_TAG, "")
         tags.pop(RUN_NAME_TAG, None)
         user = call.text("user_id") or tags.get(USER_TAG, "")
@@ -338,6 +360,7 @@ class Tracking:
         return {}
 
     async def _tags(self, call: Call, run_id: str, tags: dict[str, str]) -> None:
+        check_reserved(tags, "key" if len(tags) == 1 else "tags")
         name = tags.pop(RUN_NAME_TAG, None)
         if name:
             await call(self.stub.RenameRun, pb.RenameRunRequest(run_id=run_id, name=name))
@@ -345,10 +368,9 @@ class Tracking:
             await call(self.stub.SetTags, pb.SetTagsRequest(run_id=run_id, tags=tags))
 
     async def delete_tag(self, call: Call) -> Body:
-        await call(
-            self.stub.DeleteTag,
-            pb.DeleteTagRequest(run_id=self._run_id(call), key=call.text("key", required=True)),
-        )
+        key = call.text("key", required=True)
+        check_reserved({key: ""}, "key")
+        await call(self.stub.DeleteTag, pb.DeleteTagRequest(run_id=self._run_id(call), key=key))
         return {}
 
     async def log_batch(self, call: Call) -> Body:
