@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def spec(name: str) -> ServiceSpec:
-    from modelog_platform.settings import SERVICES
+    from modelog.shared.settings import SERVICES
 
     if name not in SERVICES:
         raise ValueError(f"unknown service {name!r}; services are: {', '.join(SERVICES)}")

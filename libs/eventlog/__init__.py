@@ -24,17 +24,17 @@ if TYPE_CHECKING:
         Unauthenticated,
         Unavailable,
     )
-    from eventlog.events import DomainEvent, EventRegistry, Metadata, UnknownEventType, canonical_json
-    from eventlog.hashchain import GENESIS, ChainRow, ChainVerifier, VerifyReport
+    from eventlog.events import DomainEvent, EventRegistry, Metadata, UnknownEventType
     from eventlog.records import AppendResult, NewEvent, RecordedEvent
     from eventlog.schema import create_log
     from eventlog.store import EventStore, InlineHook
+    from modelog.shared.hashchain import GENESIS, ChainRow, ChainVerifier, VerifyReport, canonical_json
 
 _WHERE = {
     "AlreadyExists": "eventlog.errors",
     "AppendResult": "eventlog.records",
-    "ChainRow": "eventlog.hashchain",
-    "ChainVerifier": "eventlog.hashchain",
+    "ChainRow": "modelog.shared.hashchain",
+    "ChainVerifier": "modelog.shared.hashchain",
     "ConcurrencyConflict": "eventlog.errors",
     "Decider": "eventlog.decider",
     "DomainEvent": "eventlog.events",
@@ -42,7 +42,7 @@ _WHERE = {
     "EventStore": "eventlog.store",
     "FailedPrecondition": "eventlog.errors",
     "FieldViolation": "eventlog.errors",
-    "GENESIS": "eventlog.hashchain",
+    "GENESIS": "modelog.shared.hashchain",
     "IdempotencyKeyReused": "eventlog.errors",
     "InlineHook": "eventlog.store",
     "InvalidArgument": "eventlog.errors",
@@ -56,8 +56,8 @@ _WHERE = {
     "Unauthenticated": "eventlog.errors",
     "Unavailable": "eventlog.errors",
     "UnknownEventType": "eventlog.events",
-    "VerifyReport": "eventlog.hashchain",
-    "canonical_json": "eventlog.events",
+    "VerifyReport": "modelog.shared.hashchain",
+    "canonical_json": "modelog.shared.hashchain",
     "create_log": "eventlog.schema",
     "handle": "eventlog.decider",
     "load": "eventlog.decider",

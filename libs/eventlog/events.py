@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -10,15 +9,11 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from eventlog.errors import InvalidArgument
+from modelog.shared.hashchain import canonical_json
 
 JsonDict = dict[str, Any]
 _PRINTABLE = re.compile(r"^[\x21-\x7e]*\Z")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\Z")
-
-
-def canonical_json(value: Any) -> str:
-    """The one JSON spelling the hash chain covers: sorted keys, no spaces, no NaN."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class DomainEvent(BaseModel):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventlog.events import DomainEvent, EventRegistry, Metadata
-from eventlog.hashchain import ChainRow, micros
+from modelog.shared.hashchain import ChainRow, micros
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,18 @@ from opentelemetry import trace
 
 from eventlog.errors import ConcurrencyConflict, IdempotencyKeyReused, InvalidArgument
 from eventlog.events import Metadata
-from eventlog.hashchain import GENESIS, ChainRow, ChainVerifier, VerifyReport, canonical_bytes, link, micros
 from eventlog.metrics import append_duration
 from eventlog.records import AppendResult, NewEvent, RecordedEvent
 from eventlog.schema import check_log_name
+from modelog.shared.hashchain import (
+    GENESIS,
+    ChainRow,
+    ChainVerifier,
+    VerifyReport,
+    canonical_bytes,
+    link,
+    micros,
+)
 
 InlineHook = Callable[[asyncpg.Connection, Sequence[RecordedEvent]], Awaitable[None]]
 """Runs inside the append transaction with the events it recorded (read-your-writes views)."""

@@ -15,7 +15,8 @@ from modelog._gen.admin.v1 import admin_pb2_grpc
 from modelog._gen.eventlog.v1 import eventlog_pb2_grpc
 from modelog._gen.identity.v1 import identity_pb2_grpc
 from modelog.errors import ModelogError, from_rpc
-from modelog_platform.settings import Settings
+from modelog.shared.settings import Settings
+from modelog.shared.tls import channel_credentials
 
 DEFAULT_TIMEOUT = 300.0
 """The longest a unary call may take, retries included, when its caller gives no timeout."""
@@ -174,8 +175,6 @@ class Connection:
         self.token = token or _connected[1] or settings.client_token()
         options = [("grpc.max_receive_message_length", 64 << 20)]
         if settings.ca_file:  # MODELOG_CA_FILE: TLS, trusting that CA (`modelog up --tls` prints it)
-            from modelog_platform.tls import channel_credentials
-
             creds = channel_credentials(settings.ca_file)
             self._raw = grpc.secure_channel(self.url, creds, options=options)
         else:

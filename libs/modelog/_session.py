@@ -11,8 +11,8 @@ from modelog._client import Connection, remember
 from modelog._gen.tracking.v1 import tracking_pb2
 from modelog._transport import Journal, Online, Transport
 from modelog.errors import FailedPrecondition
+from modelog.shared.settings import Settings
 from modelog.tracking import ActiveRun, RunData, start_run
-from modelog_platform.settings import Settings
 
 
 class OfflineError(FailedPrecondition, RuntimeError):

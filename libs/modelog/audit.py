@@ -18,9 +18,11 @@ from modelog._client import Connection
 from modelog._gen.audit.v1 import audit_pb2, audit_pb2_grpc
 from modelog._gen.common.v1 import event_pb2
 from modelog._gen.eventlog.v1 import eventlog_pb2
+from modelog.errors import InvalidArgument
+from modelog.shared.audit.cursor import decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
-    from modelog_services.audit.verify import Outcome
+    from modelog.shared.audit.verify import Outcome
 
 
 def _ts(when: datetime) -> Timestamp:
@@ -81,8 +83,8 @@ def verify(path: str | os.PathLike[str], public_key: str | bytes | None = None) 
     `public_key` (PEM, 64 hex digits or a file holding either) pins the signer; without it the key
     inside the bundle is trusted and the outcome says so (`key_pinned` is False).
     """
-    from modelog_services.audit.signing import load_public_key
-    from modelog_services.audit.verify import verify_file
+    from modelog.shared.audit.keys import load_public_key  # cryptography: loaded when verifying
+    from modelog.shared.audit.verify import verify_file
 
     key = load_public_key(public_key) if public_key is not None else None
     return verify_file(Path(path), key)
@@ -211,9 +213,6 @@ def subscribe(
 
 
 def _positions(cursor: str) -> dict[str, int]:
-    from eventlog.errors import InvalidArgument
-    from modelog_services.audit.subscribe import decode_cursor
-
     try:
         return decode_cursor(cursor)
     except InvalidArgument as exc:
@@ -266,16 +265,10 @@ def replay(
         for e in merged:
             cursor[e.service] = e.position
             if _matches(e, types, streams):
-                yield _event(e, _cursor(cursor))
+                yield _event(e, encode_cursor(cursor))
     finally:
         if connection is None:
             conn.close()
-
-
-def _cursor(positions: dict[str, int]) -> str:
-    from modelog_services.audit.subscribe import encode_cursor
-
-    return encode_cursor(positions)
 
 
 _PAGE = 10_000

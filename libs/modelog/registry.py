@@ -541,7 +541,7 @@ def artifact_ref(artifact: Any) -> pb.ArtifactRef:
     """An artifact version: "name:v3", "name:alias", "name" (the latest), or an ArtifactVersion."""
     if not isinstance(artifact, str):
         return pb.ArtifactRef(name=artifact.name, version=artifact.version)
-    from modelog.artifacts._base import parse_ref  # the server's rule, raising SDK errors
+    from modelog.shared.artifacts.refs import parse_ref  # the rule the server applies too
 
     parsed = parse_ref(artifact, "artifact")
     return pb.ArtifactRef(name=parsed.name, version=parsed.version or 0, alias=parsed.alias or "")

@@ -28,8 +28,8 @@ from eventlog import (
     RecordedEvent,
     handle,
 )
-from eventlog.inputs import unsafe_character
 from eventlog.projection import Projection, Tables
+from modelog.shared.inputs import unsafe_character
 from modelog_platform.authz import DEFAULT_PROJECT, GRANTABLE, SCOPE_KINDS, Grant, Perm
 from modelog_platform.identity import LOG, registry
 

@@ -27,12 +27,12 @@ from eventlog.sources import GrpcLogReader, LogReader
 from modelog._gen.admin.v1 import admin_pb2, admin_pb2_grpc
 from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
 from modelog._gen.identity.v1 import access_pb2, access_pb2_grpc, identity_pb2, identity_pb2_grpc
+from modelog.shared.settings import SERVICES, Settings, redact_dsn
 from modelog_platform import identity, tls
 from modelog_platform.access import AccessControl, AccessView
 from modelog_platform.authz import NEW_IN, Authorizer, Place, Resolver
 from modelog_platform.grpc_std import Health, enable_reflection
 from modelog_platform.service import ServiceSpec
-from modelog_platform.settings import SERVICES, Settings, redact_dsn
 from modelog_services import spec as service_spec
 
 log = logging.getLogger("modelog.platform")

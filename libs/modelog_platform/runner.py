@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Protocol
 import grpc
 
 from eventlog.sources import GrpcLogReader, parse_routes
+from modelog.shared.settings import SERVICES, Settings, redact_dsn
 from modelog_platform import tls as tls_mod
 from modelog_platform.app import Platform, Server, StartupError, start_server
 from modelog_platform.embedded import EmbeddedBroker, EmbeddedError, EmbeddedPostgres, port_in_use
-from modelog_platform.settings import SERVICES, Settings, redact_dsn
 from modelog_platform.telemetry import TelemetryError, setup_logging, setup_metrics, setup_tracing
 
 if TYPE_CHECKING:

@@ -3,7 +3,8 @@
 `modelog up --tls` with no certificate of its own creates a CA and a server certificate under
 MODELOG_HOME/tls once and reuses them; MODELOG_TLS_CERT / MODELOG_TLS_KEY bring your own instead.
 MODELOG_TLS_CLIENT_CA makes the server require client certificates signed by that CA (mutual TLS;
-the process's own certificate is then also what it presents when calling its peers).
+the process's own certificate is then also what it presents when calling its peers). What a client
+trusts and presents is modelog.shared.tls (the SDK's too), re-exported here.
 
 `python -m modelog_platform.tls --out DIR NAME...` issues a CA and one certificate per NAME (DNS
 name NAME, plus localhost and 127.0.0.1), for a compose or Kubernetes install (infra/compose.md).
@@ -26,6 +27,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from modelog.shared.tls import TlsError as TlsError
+from modelog.shared.tls import channel_credentials as channel_credentials
+from modelog.shared.tls import read_pem
+
 CA_DAYS = 3650
 CERT_DAYS = 397
 """What browsers and Apple platforms still accept for a leaf; we renew well before it ends."""
@@ -37,10 +42,6 @@ _CA_USAGE = {
     "data_encipherment": False, "key_agreement": False, "key_cert_sign": True, "crl_sign": True,
     "encipher_only": False, "decipher_only": False,
 }  # fmt: skip
-
-
-class TlsError(RuntimeError):
-    """A certificate or key cannot be used; the message names the file and what is wrong."""
 
 
 @dataclass(frozen=True)
@@ -191,30 +192,12 @@ def ensure_local(home: Path, hosts: list[str]) -> TlsFiles:
     return files
 
 
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise TlsError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
-
-
 def server_credentials(files: TlsFiles, client_ca: Path | None) -> grpc.ServerCredentials:
     """TLS with our certificate; with `client_ca`, also require a client certificate it signed."""
     return grpc.ssl_server_credentials(
-        [(_read(files.key, "TLS key"), _read(files.cert, "TLS certificate"))],
-        root_certificates=_read(client_ca, "client CA") if client_ca else None,
+        [(read_pem(files.key, "TLS key"), read_pem(files.cert, "TLS certificate"))],
+        root_certificates=read_pem(client_ca, "client CA") if client_ca else None,
         require_client_auth=client_ca is not None,
-    )
-
-
-def channel_credentials(
-    ca: Path | None, cert: Path | None = None, key: Path | None = None
-) -> grpc.ChannelCredentials:
-    """Trust `ca` (None: the system's roots); present `cert`/`key` when given (mutual TLS)."""
-    return grpc.ssl_channel_credentials(
-        root_certificates=_read(ca, "CA file") if ca else None,
-        private_key=_read(key, "TLS key") if cert and key else None,
-        certificate_chain=_read(cert, "TLS certificate") if cert and key else None,
     )
 
 

@@ -11,14 +11,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from eventlog import FailedPrecondition, InvalidArgument, PermissionDenied
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
+from modelog.shared.artifacts.manifest import Entry, check_digest
+from modelog.shared.artifacts.refs import LATEST, Ref, check_alias, check_name
 from modelog_platform import context
 
 from . import transfers
 from .blobstore import FileBlobStore
-from .domain import LATEST, Ref, check_alias, check_name
 from .gc import collect
 from .ingestpool import IngestPool
-from .manifest import Entry, check_digest
 from .scrub import ScrubReport, verify_store
 from .service import ArtifactService, VersionView, without_key
 

@@ -35,9 +35,15 @@ from typing import Any, Protocol
 import grpc
 
 from eventlog.errors import InvalidArgument, ModelogError
-
-from .localcopy import SourceChanged, copy_hashed, copy_then_hash, read_exactly, start_writeback, syncfs
-from .seal import last_used, seal, seal_key, touch
+from modelog.shared.artifacts.localcopy import (
+    SourceChanged,
+    copy_hashed,
+    copy_then_hash,
+    read_exactly,
+    start_writeback,
+    syncfs,
+)
+from modelog.shared.artifacts.seal import last_used, seal, seal_key, touch
 
 CHECKPOINT_BYTES = 512 << 20
 """A session fsyncs and records its offset at least this often (what a crash can lose)."""

@@ -1,5 +1,6 @@
 """The artifacts service's rules as deciders: artifacts (versions, aliases, tags), blobs, and garbage
-collections. Path and manifest rules live in manifest.py (shared with the SDK).
+collections. Names, aliases and references (modelog.shared.artifacts.refs) and path and manifest
+rules (modelog.shared.artifacts.manifest) are shared with the SDK.
 
 A version is numbered by its artifact's stream, so two concurrent commits of one artifact get v3 and
 v4 (optimistic concurrency re-decides the loser). `latest` is an alias like any other, moved by the
@@ -11,9 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple, NoReturn
+from typing import NoReturn
 
 from eventlog import Decider, DomainEvent, FailedPrecondition, InvalidArgument, NotFound
+from modelog.shared.artifacts.refs import LATEST
 
 from .events import (
     KINDS,
@@ -25,7 +27,6 @@ from .events import (
     Kind,
 )
 
-LATEST = "latest"
 MAX_MESSAGE = 10_000
 MAX_TAGS = 100
 MAX_TAG_KEY = 250
@@ -34,35 +35,12 @@ MAX_ALIASES = 20
 DIGESTS_PER_EVENT = 2_000
 """A collection of many blobs is split so no event nears a Kafka message's 1 MB limit."""
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
-_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,63}\Z")
-_VERSIONISH = re.compile(r"^v?\d+\Z")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _TAG_KEY = re.compile(r"^[\w.\-/: ]+\Z")
 
 
 def _invalid(name: str, why: str) -> NoReturn:
     raise InvalidArgument.field(name, why)
-
-
-def check_name(value: str, field_name: str = "name") -> str:
-    if not _NAME.match(value):
-        _invalid(
-            field_name,
-            f"{value!r} is not an artifact name: 1-128 of A-Z a-z 0-9 . _ -, starting alphanumeric",
-        )
-    return value
-
-
-def check_alias(value: str, field_name: str = "alias") -> str:
-    if value == LATEST:
-        _invalid(field_name, "'latest' moves to each new version by itself and cannot be set or removed")
-    if not _ALIAS.match(value) or _VERSIONISH.match(value):
-        _invalid(
-            field_name,
-            f"{value!r} is not an alias: 1-64 of a-z 0-9 _ -, starting with a letter, not a version like v3",
-        )
-    return value
 
 
 def check_kind(value: str, field_name: str = "kind") -> Kind | None:
@@ -100,34 +78,6 @@ def check_tags(tags: Mapping[str, str], field_name: str = "tags") -> dict[str, s
         if len(value) > MAX_TAG_VALUE:
             _invalid(f"{field_name}[{key!r}]", f"the value is longer than {MAX_TAG_VALUE} characters")
     return dict(tags)
-
-
-class Ref(NamedTuple):
-    """A version of an artifact as people write it: `ds`, `ds:v3`, `ds@3`, `ds:prod`, `ds@latest`."""
-
-    name: str
-    version: int | None = None
-    alias: str | None = None
-
-    def __str__(self) -> str:
-        if self.version is not None:
-            return f"{self.name}:v{self.version}"
-        return f"{self.name}:{self.alias or LATEST}"
-
-
-def parse_ref(text: str, field_name: str = "ref") -> Ref:
-    cut = max(text.rfind(":"), text.rfind("@"))
-    if cut == -1:
-        return Ref(check_name(text, field_name))
-    name, spec = check_name(text[:cut], field_name), text[cut + 1 :]
-    if _VERSIONISH.match(spec):
-        version = int(spec.lstrip("v"))
-        if version < 1:
-            _invalid(field_name, f"{text!r}: versions start at v1")
-        return Ref(name, version=version)
-    if spec == LATEST:
-        return Ref(name)
-    return Ref(name, alias=check_alias(spec, field_name))
 
 
 def artifact_stream_id(name: str) -> str:

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import asyncpg
 
 from eventlog import EventStore, Metadata, handle
+from modelog.shared.artifacts.manifest import Manifest
 
 from .blobstore import BlobStore
 from .domain import CollectBlobs, collection_decider, gc_stream_id
 from .events import registry
-from .manifest import Manifest
 from .projections import VIEWS
 
 ABANDONED_SESSION_S = 7 * 24 * 3600

@@ -13,9 +13,10 @@ import signal
 import sys
 from pathlib import Path
 
+from modelog.shared.artifacts.localcopy import libc_function
+
 from .blobstore import FileBlobStore
 from .ingestpool import read_frame, write_frame
-from .localcopy import libc_function
 
 _PR_SET_PDEATHSIG = 1
 _PRCTL = libc_function("prctl", ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)

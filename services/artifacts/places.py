@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from modelog.shared.artifacts.manifest import Manifest
 from modelog_platform.authz import Place, Resolver
 
-from .manifest import Manifest
 from .projections import VIEWS
 
 MANIFESTS_KEPT = 4096

@@ -27,7 +27,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from . import seal
+from modelog.shared.artifacts import seal
+
 from .blobstore import BlobInfo, FileBlobStore
 
 CHUNK = 1 << 20

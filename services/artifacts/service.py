@@ -17,6 +17,8 @@ import asyncpg
 
 from eventlog import EventStore, FailedPrecondition, InvalidArgument, Metadata, NewEvent, NotFound, handle
 from eventlog.decider import Outcome
+from modelog.shared.artifacts.manifest import Diff, Entry, Manifest, diff
+from modelog.shared.artifacts.refs import Ref, check_alias, check_name
 from modelog_platform.access import project_name
 from modelog_platform.authz import Visible
 
@@ -25,23 +27,19 @@ from .domain import (
     ArtifactCommand,
     ArtifactState,
     CommitVersion,
-    Ref,
     RemoveAlias,
     SetAlias,
     TagVersion,
     artifact_stream_id,
     blob_stream_id,
-    check_alias,
     check_kind,
     check_message,
-    check_name,
     check_run_id,
     check_tags,
     initial_artifact,
 )
 from .events import ArtifactVersionCommitted, BlobStored, registry
 from .gc import GcLock
-from .manifest import Diff, Entry, Manifest, diff
 from .projections import VIEWS
 
 MAX_PAGE = 1000

@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 from eventlog import InvalidArgument, NotFound
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
+from modelog.shared.artifacts.manifest import check_digest
 
 from .blobstore import SMALL_MAX, BlobStore, RangeReader, UploadSession
-from .manifest import check_digest
 
 CHUNK = 1 << 20
 MAX_CHUNK = 8 << 20

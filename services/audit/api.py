@@ -10,15 +10,17 @@ from datetime import UTC
 import grpc
 
 from eventlog import EventStore, InvalidArgument, RecordedEvent
-from eventlog.hashchain import micros
 from eventlog.sources import LogReader
 from modelog._gen.audit.v1 import audit_pb2, audit_pb2_grpc
 from modelog._gen.common.v1 import event_pb2
+from modelog.shared.audit.cursor import decode_cursor, encode_cursor
+from modelog.shared.audit.keys import public_pem
+from modelog.shared.hashchain import micros
 from modelog_platform.eventlog_api import to_proto
 from modelog_services.audit.export import Scope, export_bundle
 from modelog_services.audit.history import HistoryCache, serialize
-from modelog_services.audit.signing import SigningKey, public_pem
-from modelog_services.audit.subscribe import Filter, decode_cursor, encode_cursor, subscribe
+from modelog_services.audit.signing import SigningKey
+from modelog_services.audit.subscribe import Filter, subscribe
 
 _PROTO_CACHE = 20_000
 

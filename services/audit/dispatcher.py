@@ -28,13 +28,14 @@ import asyncpg
 from eventlog import EventStore, Metadata, RecordedEvent, handle
 from eventlog.cloudevents import to_structured
 from eventlog.sources import LogReader
-from modelog_platform.settings import Settings
+from modelog.shared.audit.cursor import decode_cursor
+from modelog.shared.settings import Settings
 from modelog_services.audit import webhook_store as db
 from modelog_services.audit.domain import DisableWebhook, stream_id, webhook
 from modelog_services.audit.events import WebhookFilterValue, registry
 from modelog_services.audit.shared_tail import SharedTail
 from modelog_services.audit.ssrf import AllowList
-from modelog_services.audit.subscribe import Filter, decode_cursor, subscribe
+from modelog_services.audit.subscribe import Filter, subscribe
 from modelog_services.audit.webhook_http import Response, Sender, secret_key, signed_headers
 
 log = logging.getLogger("modelog.audit.webhooks")

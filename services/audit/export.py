@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from eventlog import NotFound
-from eventlog.hashchain import GENESIS, micros
 from eventlog.records import RecordedEvent
 from eventlog.sources import LogReader
-from modelog_services.audit.bundle import BundleWriter, iso
+from modelog.shared.audit.bundle import iso
+from modelog.shared.hashchain import GENESIS, micros
+from modelog_services.audit.bundle import BundleWriter
 from modelog_services.audit.signing import SigningKey
 
 CHUNK = 1 << 20

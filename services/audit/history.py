@@ -22,7 +22,8 @@ from eventlog.records import RecordedEvent
 from eventlog.sources import LogReader
 from modelog._gen.audit.v1 import audit_pb2
 from modelog._gen.common.v1 import event_pb2
-from modelog_services.audit.subscribe import MAX_BATCH, Filter, encode_cursor
+from modelog.shared.audit.cursor import encode_cursor
+from modelog_services.audit.subscribe import MAX_BATCH, Filter
 
 PAGE = 5000
 """Events read per page (one SQL round trip for every subscriber at that cursor)."""

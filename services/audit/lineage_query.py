@@ -14,8 +14,8 @@ from typing import Any
 import asyncpg
 
 from eventlog import InvalidArgument, NotFound
-from eventlog.inputs import parse_json
 from eventlog.projection import Tables
+from modelog.shared.inputs import parse_json
 from modelog_services.audit.lineage_facts import artifact_key, dataset_key
 
 T = Tables("audit")

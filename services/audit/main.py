@@ -15,8 +15,8 @@ from modelog._gen.audit.v1 import (
     webhooks_pb2,
     webhooks_pb2_grpc,
 )
+from modelog.shared.settings import PLATFORM_LOGS, SERVICES
 from modelog_platform.service import ServiceSpec
-from modelog_platform.settings import PLATFORM_LOGS, SERVICES
 from modelog_services.audit.api import AuditServicer, add_to_server
 from modelog_services.audit.dispatcher import Dispatcher, Policy
 from modelog_services.audit.lineage import LineageGraph

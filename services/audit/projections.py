@@ -9,7 +9,7 @@ import asyncpg
 
 from eventlog import RecordedEvent
 from eventlog.projection import Projection, Tables
-from modelog_platform.settings import PLATFORM_LOGS, SERVICES
+from modelog.shared.settings import PLATFORM_LOGS, SERVICES
 
 
 class AuditTrail(Projection):

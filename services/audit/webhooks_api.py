@@ -27,6 +27,7 @@ from eventlog.cloudevents import to_structured
 from eventlog.sources import LogReader
 from modelog._gen.audit.v1 import webhooks_pb2 as pb
 from modelog._gen.audit.v1 import webhooks_pb2_grpc
+from modelog.shared.audit.cursor import decode_cursor, encode_cursor
 from modelog_platform import context
 from modelog_services.audit import ssrf
 from modelog_services.audit import webhook_store as db
@@ -44,7 +45,6 @@ from modelog_services.audit.domain import (
     webhook,
 )
 from modelog_services.audit.events import WebhookFilterValue, registry
-from modelog_services.audit.subscribe import decode_cursor, encode_cursor
 from modelog_services.audit.webhook_http import (
     fingerprint,
     generate_secret,

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from modelog_platform.settings import Settings
+from modelog.shared.settings import Settings
 from modelog_platform.tls import TlsFiles
 from modelog_services.gateway import jsonapi, session, ui
 from modelog_services.gateway.http import HttpConfig, build_app

@@ -15,48 +15,16 @@ from typing import Any, TypeVar, cast
 import grpc
 from google.protobuf.message import Message
 
-from eventlog.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
-    ModelogError,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
-    Unavailable,
-)
-from modelog_platform.grpc_errors import status_details
+from eventlog.errors import ModelogError
+from modelog.shared.status import error_of
 
 T = TypeVar("T")
 
 
-_BY_CODE: dict[grpc.StatusCode, type[ModelogError]] = {
-    cls.code: cls
-    for cls in (
-        AlreadyExists,
-        FailedPrecondition,
-        InvalidArgument,
-        NotFound,
-        PermissionDenied,
-        Unauthenticated,
-        Unavailable,
-    )
-}
-
-
 def from_rpc(exc: grpc.RpcError) -> ModelogError:
-    """A failed call as the server's own error class, details kept: one hierarchy on both sides of
-    the gateway, so its routes catch `NotFound` like any handler would."""
-    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else grpc.StatusCode.UNKNOWN
-    message = (exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)) or code.name
-    details = status_details(exc)
-    violations = [FieldViolation(f, d) for f, d in details.get("field_violations") or []]  # type: ignore[attr-defined]
-    metadata = dict(details.get("metadata") or {})  # type: ignore[call-overload]
-    err = _BY_CODE.get(code, ModelogError)(message, violations=violations, metadata=metadata)
-    err.code = code
-    err.reason = str(details.get("reason") or code.name)
-    return err
+    """A failed call as the server's own error class, details kept (the one mapping back from a
+    status, as the SDK's): its routes catch `NotFound` like any handler would."""
+    return error_of(exc)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import grpc
 from eventlog import FailedPrecondition, InvalidArgument, NotFound
 from modelog._gen.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
 from modelog._gen.registry.v1 import registry_pb2, registry_pb2_grpc
+from modelog.shared.artifacts.refs import parse_ref
 from modelog_platform.peers import TIMEOUT_S, PeerClient
-from modelog_services.artifacts.domain import parse_ref
 
 CHUNK = 1 << 20
 SMALL = 1 << 20

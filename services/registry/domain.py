@@ -31,7 +31,7 @@ from eventlog import (
     NotFound,
     PermissionDenied,
 )
-from eventlog.inputs import parse_json
+from modelog.shared.inputs import parse_json
 
 from .events import (
     TARGET_STAGES,

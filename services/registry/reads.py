@@ -14,8 +14,8 @@ import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from eventlog import InvalidArgument, NotFound
-from eventlog.inputs import parse_json
 from modelog._gen.registry.v1 import registry_pb2 as pb
+from modelog.shared.inputs import parse_json
 from modelog_platform.authz import Visible
 
 from .domain import check_alias, check_model_name

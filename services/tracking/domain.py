@@ -18,7 +18,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from eventlog import AlreadyExists, Decider, DomainEvent, FailedPrecondition, InvalidArgument, NotFound
-from eventlog.inputs import unsafe_character
+from modelog.shared.inputs import unsafe_character
 
 from .events import (
     TERMINAL_STATUSES,

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from eventlog import DomainEvent, RecordedEvent
-from eventlog.hashchain import micros
 from eventlog.projection import Projection, Tables
+from modelog.shared.hashchain import micros
 
 from .events import (
     DatasetInputLogged,

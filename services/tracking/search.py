@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from eventlog import InvalidArgument
-from eventlog.inputs import parse_json
+from modelog.shared.inputs import parse_json
 
 from .filter import And, Comparison, Expr, Not, Or, OrderBy, parse_filter, parse_order_by
 from .projections import INDEXED_PREFIX, VIEWS

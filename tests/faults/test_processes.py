@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,10 +16,10 @@ import psutil
 import pytest
 
 from eventlog import EventStore, Metadata, NewEvent
+from modelog.shared.settings import PLATFORM_LOGS, SERVICES
 from modelog_platform.embedded import free_port
-from modelog_platform.settings import PLATFORM_LOGS, SERVICES
-from tests.integration.busfix import eventually
 from tests.procs import MODELOG, Up, env_for
+from tests.waiting import wait_until, wait_until_async
 
 
 class Fleet:
@@ -91,15 +90,15 @@ async def test_kill_9_of_service_processes_mid_stream_converges(fleet: Fleet, po
             )
 
     writer = asyncio.create_task(write(600, "a"))
-    await eventually(lambda: _count(pool, "tracking", 100), what="some events")
+    await wait_until_async(lambda: _count(pool, "tracking", 100), 30, "some events")
     fleet.kill9("audit")  # the projection dies mid-stream
     fleet.kill9("tracking")  # and so does the tracking log's relay
-    await eventually(lambda: _count(pool, "tracking", 300), what="more events while they are down")
+    await wait_until_async(lambda: _count(pool, "tracking", 300), 30, "more events while they are down")
     await asyncio.to_thread(fleet.start, "tracking")
     await asyncio.to_thread(fleet.start, "audit")
     await writer
     await write(50, "b")
-    await eventually(lambda: trail_complete(pool), within=90, what="audit trail == every log, exactly once")
+    await wait_until_async(lambda: trail_complete(pool), 90, "audit trail == every log, exactly once")
     await tracking.close()
 
 
@@ -138,27 +137,26 @@ def test_up_restarts_a_broker_that_dies(modelog_home: Path) -> None:
             rows = {r["name"]: r for r in json.loads(out)}
             return bool(rows["audit_trail"]["lag"] == 0 and rows["tokens"]["lag"] == 0)
 
-        end = time.monotonic() + 60
-        while not lag_zero():
-            assert time.monotonic() < end, "projections never caught up after the broker restart"
-            time.sleep(0.2)
+        wait_until(lag_zero, 60, "the projections to catch up after the broker restart", every=0.2)
 
         # The database dies too (kill -9 of the postmaster): restarted, recovered, serving again.
         postmaster = next(p for p in up.descendants() if p.name() == "postgres" and "-D" in p.cmdline())
         os.kill(postmaster.pid, signal.SIGKILL)
         up.wait_for("restarted postgres", 60)
-        end = time.monotonic() + 60
-        while True:
+
+        def token_made() -> bool:
             made = subprocess.run(
                 [*MODELOG, "token", "create", "after-db-restart"],
                 env=cli_env,
                 capture_output=True,
                 timeout=30,
             )
-            if made.returncode == 0:
-                break
-            assert time.monotonic() < end, made.stderr
-            time.sleep(0.5)
+            assert made.returncode == 0, made.stderr
+            return True
+
+        wait_until(
+            token_made, 60, "a token made after the database restart", ignoring=(AssertionError,), every=0.5
+        )
     finally:
         assert up.stop() == 0
     leftovers = [

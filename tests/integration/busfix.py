@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 
 from eventlog import Metadata, NewEvent
 from eventlog.sources import GrpcLogReader
+from modelog.shared.settings import Settings
 from modelog_platform.app import Platform, Server, start_server
-from modelog_platform.settings import Settings
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], within: float = 30.0, what: str = "condition"
-) -> None:
-    """Wait on a condition (never a bare sleep): polls until true or fails after `timeout`."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 class Bus:

@@ -27,10 +27,11 @@ from modelog._gen.registry.v1 import registry_pb2 as rpb
 from modelog._gen.registry.v1 import registry_pb2_grpc
 from modelog._gen.tracking.v1 import tracking_pb2 as tpb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
+from modelog.shared.settings import SERVICES, Settings
 from modelog_platform.app import Platform, start_server
-from modelog_platform.settings import SERVICES, Settings
 from modelog_services.monitoring.service import MonitorService
 from tests.conftest import dsn_for_database
+from tests.waiting import wait_until_async
 
 NUMERICAL = ("n0", "n1", "n2", "n3")
 CATEGORICAL = ("c0", "c1")
@@ -172,17 +173,13 @@ class MonitoringStack:
 
     async def profiled(self, monitor: str, window: int, within: float = 30.0) -> pb.Window:
         """Wait until the window's background profiling is recorded."""
-        deadline = asyncio.get_running_loop().time() + within
-        while True:
-            w = (
-                await self.api.GetWindow(
-                    pb.GetWindowRequest(monitor=monitor, window=window), metadata=self.md()
-                )
-            ).window
-            if w.status == "profiled":
-                return w
-            assert asyncio.get_running_loop().time() < deadline, f"window {window} still {w.status}"
-            await asyncio.sleep(0.05)
+
+        async def done() -> pb.Window | None:
+            request = pb.GetWindowRequest(monitor=monitor, window=window)
+            w = (await self.api.GetWindow(request, metadata=self.md())).window
+            return w if w.status == "profiled" else None
+
+        return await wait_until_async(done, within, f"window {window} of {monitor} to be profiled")
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from eventlog.rebuild import rebuild
 from eventlog.sources import StoreReader
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog.errors import FailedPrecondition, InvalidArgument
+from modelog.shared.artifacts.manifest import FORMAT
 from modelog_platform.grpc_errors import status_details
 from modelog_services.artifacts.events import ArtifactVersionCommitted
-from modelog_services.artifacts.manifest import FORMAT
 from modelog_services.artifacts.projections import ArtifactsView, BlobsView
 from tests.integration.test_artifacts_stack import ArtifactStack, put_blobs, read_tree, sha, stack, tree
 
@@ -166,7 +166,7 @@ async def test_commit_refuses_paths_that_collide_on_disk(
 
 async def _plant(stack: ArtifactStack, name: str, entries: list[list[object]]) -> None:
     """A version whose manifest no commit would accept, written past the API (a hostile or buggy server)."""
-    from eventlog.events import canonical_json
+    from modelog.shared.hashchain import canonical_json
 
     await put_blobs(stack, [b"evil"])
     doc = canonical_json({"entries": entries, "format": FORMAT}).encode()

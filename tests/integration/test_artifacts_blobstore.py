@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from eventlog import InvalidArgument
-from modelog_services.artifacts import blobstore, seal
+from modelog.shared.artifacts import seal
+from modelog_services.artifacts import blobstore
 from modelog_services.artifacts.blobstore import FileBlobStore, SessionBusy
 
 

@@ -14,6 +14,7 @@ import pytest
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
 from tests.integration.test_artifacts_stack import ArtifactStack, chunks, put_blobs, sha, stack
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.asyncio
 __all__ = ["stack"]
@@ -88,8 +89,7 @@ async def test_an_upload_in_flight_survives_gc_and_completes(stack: ArtifactStac
     call = stack.stub.Upload(requests(), metadata=stack.md)
     assert (await call.read()).offset == 0
     part = stack.blobs.uploads / f"d-{sha(data)}.part"
-    while not (part.exists() and part.stat().st_size == half):  # noqa: ASYNC110 - a condition, not a nap
-        await asyncio.sleep(0.01)
+    await wait_until_async(lambda: part.exists() and part.stat().st_size == half, 10, "half the bytes held")
     old = time.time() - 10 * 24 * 3600
     os.utime(part, (old, old))  # even an old-looking session is spared while a stream holds it
     await gc(stack, grace=0)

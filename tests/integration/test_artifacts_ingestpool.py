@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +24,19 @@ from modelog_services.artifacts.blobstore import Ingested
 from modelog_services.artifacts.ingestpool import IngestPool, read_frame, workers_from_env, write_frame
 from tests.integration.test_artifacts_samehost import files, sdk
 from tests.integration.test_artifacts_stack import ArtifactStack, read_tree, sha, stack, tree
+from tests.waiting import wait_until, wait_until_async
 
 __all__ = ["stack"]
 
 
-def gone(pid: int, within_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
+def gone(pid: int) -> bool:
+    def ended() -> bool:
         try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return True
-        time.sleep(0.05)
-    return False
+
+    return wait_until(ended, 10, f"worker {pid} to end")
 
 
 async def test_same_host_files_are_stored_by_worker_processes(stack: ArtifactStack, tmp_path: Path) -> None:
@@ -168,17 +166,18 @@ async def test_calls_waiting_for_a_worker_hold_no_executor_thread(tmp_path: Path
     blocking work (asyncio.to_thread) still runs meanwhile."""
     (tmp_path / "f").write_bytes(b"content")
     pool = IngestPool(tmp_path / "store", 1)
-    release = threading.Event()
+    release, holding = threading.Event(), threading.Event()
     real = pool._call
 
     def slow(items: Any) -> Any:
+        holding.set()
         release.wait(10)
         return real(items)
 
     pool._call = slow  # type: ignore[method-assign]
     try:
         burst = [asyncio.create_task(pool.ingest_many([(str(tmp_path / "f"), None)])) for _ in range(20)]
-        await asyncio.sleep(0.2)
+        await wait_until_async(holding.is_set, 10, "one call to hold the only worker")  # 19 queue behind
         other = await asyncio.wait_for(asyncio.to_thread(lambda: "done"), 5)
         assert other == "done" and not any(t.done() for t in burst)
         release.set()

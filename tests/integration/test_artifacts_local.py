@@ -16,7 +16,7 @@ import modelog.artifacts as art
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog.artifacts import tree as tree_module
 from modelog.errors import InvalidArgument
-from modelog_services.artifacts.manifest import Entry, Manifest
+from modelog.shared.artifacts.manifest import Entry, Manifest
 from tests.integration.test_artifacts_stack import read_tree, tree
 
 

@@ -23,7 +23,7 @@ from modelog.artifacts import downloading as download_module
 from modelog.artifacts import samehost
 from modelog.artifacts import uploading as upload_module
 from modelog.errors import FailedPrecondition
-from modelog_services.artifacts import localcopy, seal
+from modelog.shared.artifacts import localcopy, seal
 from modelog_services.artifacts.blobstore import FileBlobStore
 from tests.integration.test_artifacts_stack import ArtifactStack, read_tree, sha, stack, tree
 

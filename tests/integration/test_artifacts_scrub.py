@@ -21,7 +21,8 @@ from eventlog import FailedPrecondition
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
 from modelog.cli import main as cli_main
-from modelog_services.artifacts import scrub, seal
+from modelog.shared.artifacts import seal
+from modelog_services.artifacts import scrub
 from modelog_services.artifacts.api import ArtifactsServicer
 from modelog_services.artifacts.blobstore import BlobInfo, FileBlobStore
 from tests.integration.test_artifacts_blobstore import is_sealed

@@ -14,8 +14,8 @@ import pytest
 from modelog._client import Connection
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
+from modelog.shared.settings import Settings
 from modelog_platform.app import Platform, Server, start_server
-from modelog_platform.settings import Settings
 from modelog_services.artifacts.blobstore import FileBlobStore, Ingested
 from modelog_services.artifacts.ingestpool import IngestPool
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -15,18 +15,12 @@ import pytest
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog_services.artifacts import blobstore
 from tests.integration.test_artifacts_stack import ArtifactStack, chunks, open_stack, put_blobs, sha, stack
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.asyncio
 __all__ = ["stack"]
 
 SIZE = 6 << 20
-
-
-async def wait_for(cond: Callable[[], bool], limit_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def send_half_then_break(s: ArtifactStack, data: bytes) -> int:
@@ -45,9 +39,9 @@ async def send_half_then_break(s: ArtifactStack, data: bytes) -> int:
     call = s.stub.Upload(requests(), metadata=s.md)
     first = await call.read()
     assert first.offset == 0 and not first.stored
-    await wait_for(lambda: part.exists() and part.stat().st_size == half)
+    await wait_until_async(lambda: part.exists() and part.stat().st_size == half, 10, "half the bytes held")
     call.cancel()
-    await wait_for(lambda: not blobstore_is_locked(s, f"d-{sha(data)}"))
+    await wait_until_async(lambda: not blobstore_is_locked(s, f"d-{sha(data)}"), 10, "the session unlocked")
     return half
 
 

@@ -15,8 +15,8 @@ import pytest
 from eventlog import EventStore, Metadata, NewEvent, create_log
 from modelog import audit
 from modelog._client import Connection
+from modelog.shared.settings import SERVICES, Settings
 from modelog_platform.app import Platform, Server, start_server
-from modelog_platform.settings import SERVICES, Settings
 from tests.procs import env_for
 
 AUDIT_CLI = [sys.executable, "-m", "modelog.cli.audit"]
@@ -138,7 +138,8 @@ async def test_offline_verify_names_the_tampered_position(stack: Stack, tmp_path
 async def test_a_bundle_from_another_platform_key_fails_when_pinned(stack: Stack, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from modelog_services.audit.signing import SigningKey, public_pem
+    from modelog.shared.audit.keys import public_pem
+    from modelog_services.audit.signing import SigningKey
 
     await seed(stack)
     bundle = await stack.export(tmp_path / "audit.jsonl")

@@ -1,4 +1,6 @@
-"""Subscriptions: live within a second, resume exactly after the cursor, filters, bad cursors."""
+"""Subscriptions: live events, resume exactly after the cursor, filters, bad cursors.
+
+How fast a live event arrives is measured in tests/bench, never asserted here."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from eventlog import Metadata, NewEvent
 from modelog import audit, errors
 from modelog_platform.app import Server, start_server
 from tests.integration.test_audit_export import Stack, open_platform
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.asyncio
 
@@ -42,20 +45,23 @@ async def pull(sub: audit.Subscription) -> audit.SubscribedEvent:
     return await asyncio.wait_for(asyncio.to_thread(next, sub), 10.0)
 
 
-async def test_ci_subscriber_gets_approval_within_a_second_and_resumes_exactly(stack: Stack) -> None:
+async def caught_up(sub: audit.Subscription, started_from: str) -> None:
+    """Wait until the stream is open and past its history: the server's first heartbeat (read by a
+    pending `pull`) replaces the cursor the subscription started from."""
+    await wait_until_async(lambda: sub.cursor != started_from, 10, "the subscription's first heartbeat")
+
+
+async def test_ci_subscriber_gets_a_live_approval_and_resumes_exactly(stack: Stack) -> None:
     conn = stack.conn()
     sub = audit.subscribe(
-        ["registry.TransitionApproved"], from_cursor="start", heartbeat_s=0.2, connection=conn
+        ["registry.TransitionApproved"], from_cursor="start", heartbeat_s=0.1, connection=conn
     )
     waiting = asyncio.create_task(pull(sub))
-    await asyncio.sleep(0.3)  # let the stream open (from "start": nothing can be missed anyway)
-    t0 = time.monotonic()
+    await caught_up(sub, "start")  # the approval below is live, not history
     await approve(stack, "r0")
     first = await waiting
-    latency = time.monotonic() - t0
     assert first.qualified_type == "registry.TransitionApproved" and first.payload["request_id"] == "r0"
     assert first.metadata["actor"] == "bob"
-    assert latency < 1.0, latency
     cursor = first.cursor
     sub.close()
 
@@ -74,9 +80,9 @@ async def test_ci_subscriber_gets_approval_within_a_second_and_resumes_exactly(s
 async def test_now_skips_history_and_stream_prefix_filters(stack: Stack) -> None:
     await approve(stack, "old")
     conn = stack.conn()
-    sub = audit.subscribe(streams=["model-*"], services=["registry"], connection=conn)
+    sub = audit.subscribe(streams=["model-*"], services=["registry"], heartbeat_s=0.1, connection=conn)
     waiting = asyncio.create_task(pull(sub))
-    await asyncio.sleep(0.3)
+    await caught_up(sub, "now")  # "now" is the heads when the stream opened: append after that
     await stack.platform.stores["registry"].append("other", None, [NewEvent("Y", 1, "{}")], Metadata())
     await approve(stack, "new", noise=False)
     ev = await waiting
@@ -102,7 +108,7 @@ async def test_heartbeats_advance_the_cursor_when_nothing_matches(stack: Stack) 
 
 
 def _decode(cursor: str) -> dict[str, int]:
-    from modelog_services.audit.subscribe import decode_cursor
+    from modelog.shared.audit.cursor import decode_cursor
 
     return decode_cursor(cursor)
 
@@ -184,7 +190,7 @@ async def test_a_slow_subscriber_gets_every_event_in_order(stack: Stack) -> None
         for ev in sub:
             seen.append(ev.payload["n"])
             if len(seen) % 500 == 0:
-                time.sleep(0.2)  # the server must wait for us, not skip ahead
+                time.sleep(0.2)  # a slow consumer is the case under test: the server must wait for it
             if len(seen) == 3000:
                 return seen
         return seen

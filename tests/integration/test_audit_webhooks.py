@@ -28,13 +28,13 @@ from standardwebhooks import Webhook as SpecVerifier
 from eventlog import EventStore, Metadata, NewEvent, create_log
 from modelog import audit, errors, webhooks
 from modelog._client import Connection
+from modelog.shared.settings import SERVICES, Settings
 from modelog_platform.app import Platform, Server, start_server
-from modelog_platform.settings import SERVICES, Settings
 from modelog_services.audit.dispatcher import Dispatcher, Policy
 from modelog_services.audit.main import LOGS, PlatformReader
 from modelog_services.audit.ssrf import AllowList
 from tests.conftest import dsn_for_database
-from tests.integration.busfix import eventually
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.asyncio
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,7 +165,7 @@ class Stack:
         async def enough() -> bool:
             return len(await self.call(webhooks.deliveries, hook_id)) >= n
 
-        await eventually(enough, within, f"{n} deliveries of {hook_id} in the delivery log")
+        await wait_until_async(enough, within, f"{n} deliveries of {hook_id} in the delivery log")
         deliveries: list[webhooks.Delivery] = await self.call(webhooks.deliveries, hook_id)
         return deliveries
 
@@ -174,7 +174,7 @@ class Stack:
             return len(self.receiver.of(name)) >= n
 
         try:
-            await eventually(enough, within, f"{n} deliveries to /{name}")
+            await wait_until_async(enough, within, f"{n} deliveries to /{name}")
         except AssertionError:
             dump_dispatcher_tasks()
             raise
@@ -301,7 +301,7 @@ async def test_example_receiver_accepts_a_real_delivery_and_refuses_a_forged_one
             ds = await stack.call(webhooks.deliveries, hook.id)
             return bool(ds) and ds[0].status == "delivered" and ds[0].response_code == 204
 
-        await eventually(delivered, 10, "the delivery log to say 204")
+        await wait_until_async(delivered, 10, "the delivery log to say 204")
 
         def forge() -> int:
             req = urllib.request.Request(
@@ -341,7 +341,7 @@ async def test_failing_twice_then_succeeding_is_one_delivery_with_three_attempts
         ds = await stack.call(webhooks.deliveries, hook.id)
         return bool(ds) and ds[0].status == "delivered"
 
-    await eventually(logged, 10, "the delivery to be logged")
+    await wait_until_async(logged, 10, "the delivery to be logged")
     [d] = await stack.call(webhooks.deliveries, hook.id)
     assert d.attempts == 3 and d.event_id == every[0].headers["webhook-id"]
     assert [a.response_code for a in d.attempt_log] == [500, 502, 204]
@@ -357,7 +357,7 @@ async def test_disabled_after_a_run_of_failures_and_enable_resumes_where_it_stop
     async def disabled() -> bool:
         return not (await stack.call(webhooks.get, hook.id)).enabled
 
-    await eventually(disabled, 15, "the webhook to be disabled")
+    await wait_until_async(disabled, 15, "the webhook to be disabled")
     got = await stack.call(webhooks.get, hook.id)
     assert got.failures == 2 and "2 consecutive deliveries failed" in got.disabled_reason
     events = await stack.platform.stores["audit"].read_stream(f"webhook-{hook.id}")
@@ -415,7 +415,7 @@ async def test_the_address_is_checked_again_at_delivery_time(stack: Stack) -> No
             ds = await stack.call(webhooks.deliveries, hook.id)
             return bool(ds) and ds[0].attempts >= 1
 
-        await eventually(blocked, 10, "a blocked attempt in the delivery log")
+        await wait_until_async(blocked, 10, "a blocked attempt in the delivery log")
         [d] = await stack.call(webhooks.deliveries, hook.id)
         assert d.response_code == 0 and "blocked" in d.last_error and "loopback" in d.last_error
         assert stack.receiver.of("rebind", ok_only=False) == []
@@ -469,7 +469,7 @@ async def test_nothing_is_lost_when_the_audit_process_restarts_mid_retry(stack: 
         ds = await stack.call(webhooks.deliveries, hook.id)
         return bool(ds) and ds[0].status == "retrying" and ds[0].attempts >= 2
 
-    await eventually(retrying, 10, "the delivery to be mid-retry")
+    await wait_until_async(retrying, 10, "the delivery to be mid-retry")
     await stack.stop_dispatcher()  # the process dies; only PostgreSQL remembers
     before = (await stack.call(webhooks.deliveries, hook.id))[0].attempts
     await stack.approve("k2", "restart")
@@ -582,7 +582,7 @@ async def test_rotating_the_secret_signs_new_deliveries_with_it_and_delete_erase
         w = d.workers.get(hook.id) if d is not None else None
         return w is not None and w.config[2] == rotated.secret_fingerprint
 
-    await eventually(signing_with_the_new_secret, 15, "the worker to take the new secret")
+    await wait_until_async(signing_with_the_new_secret, 15, "the worker to take the new secret")
     await stack.approve("s2", "rotate")
     hits = await stack.hits("rotate", 2)
     SpecVerifier(hook.secret).verify(old_hit.body, old_hit.headers)

@@ -24,7 +24,8 @@ from eventlog.sources import StoreReader
 from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
 from modelog_platform.embedded import EmbeddedBroker, free_port
 from modelog_services.audit.projections import AuditTrail
-from tests.integration.busfix import Bus, eventually, start_bus, stop_bus
+from tests.integration.busfix import Bus, start_bus, stop_bus
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.asyncio
 
@@ -72,7 +73,7 @@ async def test_relay_publishes_the_log_in_order_as_valid_cloudevents(bus: Bus, k
     for m, p in zip(msgs, positions, strict=True):
         by_key.setdefault(m.key, []).append(p)  # type: ignore[attr-defined]
     assert all(ps == sorted(ps) for ps in by_key.values()), "out of order within a key"
-    await eventually(lambda: _relay_caught_up(bus), what="relay checkpoint at head")
+    await wait_until_async(lambda: _relay_caught_up(bus), 30, "relay checkpoint at head")
 
 
 async def _relay_caught_up(bus: Bus) -> bool:
@@ -84,7 +85,7 @@ async def _relay_caught_up(bus: Bus) -> bool:
 
 async def test_projection_sees_every_event_of_every_log_exactly_once(bus: Bus) -> None:
     await asyncio.gather(bus.append("tracking", 150), bus.append("registry", 80), bus.append("artifacts", 30))
-    await eventually(bus.trail_matches_logs, what="audit trail == all logs")
+    await wait_until_async(bus.trail_matches_logs, 30, "audit trail == all logs")
     actors = await bus.pool.fetch("SELECT DISTINCT actor FROM audit.trail WHERE service = 'tracking'")
     assert [r[0] for r in actors] == ["alice"]
 
@@ -120,7 +121,7 @@ async def test_duplicated_and_reordered_messages_give_the_same_view(
     async def converged() -> bool:
         return await bus.pool.fetchval("SELECT count(*) FROM audit.trail WHERE service='tracking'") == 60
 
-    await eventually(converged, what="60 tracking rows from shuffled duplicates")
+    await wait_until_async(converged, 30, "60 tracking rows from shuffled duplicates")
     assert runner.stats.duplicates >= 60
     await rebuild(bus.pool, AuditTrail(), StoreReader(bus.platform.stores), swap=False)
     await assert_same_rows(bus.pool, "audit.trail", f"audit.trail{SHADOW}", "service = 'tracking'")
@@ -138,12 +139,12 @@ async def assert_same_rows(pool: asyncpg.Pool, live: str, other: str, where: str
 async def test_a_gap_is_healed_from_the_source_log_never_skipped(bus: Bus) -> None:
     runner = bus.platform.runners["audit_trail"]
     await bus.append("monitoring", 20)
-    await eventually(bus.trail_matches_logs, what="first 20")
+    await wait_until_async(bus.trail_matches_logs, 30, "first 20")
     # Events committed while the relay is away never reach Kafka; Head() gives them away.
     for t in [t for t in bus.platform._tasks if t.get_name() == "relay-monitoring"]:
         t.cancel()
     await bus.append("monitoring", 15)
-    await eventually(bus.trail_matches_logs, what="35 after healing")
+    await wait_until_async(bus.trail_matches_logs, 30, "35 after healing")
     assert runner.stats.healed_gaps >= 1
 
 
@@ -153,7 +154,7 @@ async def test_rebuild_equals_live_while_appends_continue(bus: Bus) -> None:
     report = await rebuild(bus.pool, AuditTrail(), bus.platform.reader)  # type: ignore[arg-type]
     assert report.swapped and report.events >= 200
     await writer
-    await eventually(bus.trail_matches_logs, what="live view converged after the swap")
+    await wait_until_async(bus.trail_matches_logs, 30, "live view converged after the swap")
     await rebuild(bus.pool, AuditTrail(), bus.platform.reader, swap=False)  # type: ignore[arg-type]
     await assert_same_rows(bus.pool, "audit.trail", f"audit.trail{SHADOW}")
 
@@ -181,15 +182,20 @@ async def test_broker_wipe_loses_nothing_and_the_relay_resumes(fresh_db: str, mo
     bus = await start_bus(fresh_db, modelog_home, bootstrap)
     try:
         await bus.append("tracking", 50)
-        await eventually(bus.trail_matches_logs, what="before the wipe")
+        await wait_until_async(bus.trail_matches_logs, 30, "before the wipe")
         writer = asyncio.create_task(bus.append("tracking", 100, stream="during"))
         broker.stop()  # everything the broker held is gone
-        await asyncio.sleep(0.2)
+        tracking = bus.platform.stores["tracking"]
+
+        async def written_while_down() -> bool:
+            return (await tracking.head())[0] >= 60
+
+        await wait_until_async(written_while_down, 30, "appends while the broker is down")
         broker.start()  # a new, empty broker on the same port
         await writer
         await bus.append("registry", 30)
-        await eventually(bus.trail_matches_logs, within=60, what="after the wipe")
-        await eventually(lambda: _relay_caught_up(bus), within=60, what="relays resumed")
+        await wait_until_async(bus.trail_matches_logs, 60, "after the wipe")
+        await wait_until_async(lambda: _relay_caught_up(bus), 60, "relays resumed")
         # The relay publishes new events to the new broker by itself.
         await bus.append("audit", 5)
         msgs = await consume(bootstrap, topic_for("audit", bus.prefix), 5)
@@ -219,9 +225,7 @@ async def test_one_request_is_one_trace_from_grpc_to_projection(
         return {"eventlog append", "relay publish", "projection audit_trail"} <= names
 
     try:
-        await eventually(
-            projected, within=10, what="append, relay and projection spans in the request's trace"
-        )
+        await wait_until_async(projected, 10, "append, relay and projection spans in the request's trace")
     except AssertionError:
         print([(s.name, s.context.trace_id == trace_id) for s in span_exporter.get_finished_spans()])
         raise
@@ -233,7 +237,7 @@ async def test_metrics_report_append_latency_lag_heals_and_errors(
     for t in [t for t in bus.platform._tasks if t.get_name() == "relay-artifacts"]:
         t.cancel()  # artifacts events reach the projection only by healing
     await bus.append("artifacts", 12)
-    await eventually(bus.trail_matches_logs, what="healed")
+    await wait_until_async(bus.trail_matches_logs, 30, "healed")
 
     def points(name: str) -> list[object]:
         data = metric_reader.get_metrics_data()
@@ -289,6 +293,6 @@ async def test_an_event_the_broker_refuses_is_stood_in_for_and_the_rest_of_the_l
         ]
         assert any(p.attributes.get("log") == "tracking" for p in refusals)  # type: ignore[attr-defined]
         # The projection reads the refused event from the log instead.
-        await eventually(bus.trail_matches_logs, what="audit trail has the refused event")
+        await wait_until_async(bus.trail_matches_logs, 30, "audit trail has the refused event")
     finally:
         await stop_bus(bus)

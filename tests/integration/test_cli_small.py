@@ -9,8 +9,6 @@ import asyncio
 import json
 import re
 import subprocess
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from tests.integration.test_bus import consume
 from tests.integration.test_registry_sdk import Server, alice, server, train_and_package
 from tests.integration.test_up import addr, up_process
 from tests.procs import MODELOG, Up, env_for
+from tests.waiting import wait_until
 
 __all__ = ["addr", "alice", "server", "up_process"]
 
@@ -36,18 +35,6 @@ def cli(server: Server, *args: str) -> Result:
         "MODELOG_KAFKA_BOOTSTRAP": None,
     }
     return CliRunner().invoke(main, list(args), env=env)
-
-
-def until(read: Callable[[], str], done: Callable[[str], bool], within: float = 30) -> str:
-    """Polls a view fed asynchronously (over Kafka) until `done` holds; fails after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        text = read()
-        if done(text):
-            return text
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not there after {within}s:\n{text}")
-        time.sleep(0.1)
 
 
 def test_plotting_a_metric_the_run_never_logged_names_the_ones_it_has(
@@ -108,10 +95,12 @@ def test_stages_and_approvals_are_words_never_none(
 
 def test_a_timeline_says_what_each_event_did(server: Server, alice: modelog.Client, tmp_path: Path) -> None:
     run_id, _, _ = train_and_package(tmp_path, "timeline-model")
-    text = until(
-        lambda: cli(server, "timeline", f"run:{run_id}").stdout,
-        lambda out: "finished the run as FINISHED" in out and "committed timeline-model:v1" in out,
-    )
+
+    def complete() -> str:  # the timeline is fed over Kafka: wait until it has the whole story
+        out = cli(server, "timeline", f"run:{run_id}").stdout
+        return out if "finished the run as FINISHED" in out and "committed timeline-model:v1" in out else ""
+
+    text = wait_until(complete, 30, "the run's whole timeline", every=0.1)
     assert "alice logged params lr=0.05, trees=200" in text
     batches = re.findall(r"alice logged (\d+) metric points? of ((?:auc|loss)(?:, (?:auc|loss))?)", text)
     assert batches and sum(int(n) for n, _ in batches) == 10  # however the SDK cut the batches

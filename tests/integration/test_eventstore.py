@@ -17,9 +17,11 @@ from eventlog import (
     InvalidArgument,
     Metadata,
     NewEvent,
+    RecordedEvent,
     create_log,
 )
 from modelog_platform import identity
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.asyncio
 
@@ -240,10 +242,20 @@ async def test_tail_wakes_on_notify_not_on_polling(pool: asyncpg.Pool) -> None:
         async for e in store.tail(1, idle_poll_s=3600):
             await got.put(e.position)
 
+    empty_reads = 0  # the follower found nothing new: what it does next is wait on LISTEN
+    read_log = store.read_log
+
+    async def counted(from_position: int, limit: int = 1000) -> list[RecordedEvent]:
+        nonlocal empty_reads
+        events = await read_log(from_position, limit)
+        empty_reads += not events
+        return events
+
+    store.read_log = counted  # type: ignore[method-assign]
     task = asyncio.create_task(follow())
     try:
         for i in range(1, 4):
-            await asyncio.sleep(0.05)  # let the follower go idle on LISTEN before each append
+            await wait_until_async(lambda i=i: empty_reads >= i, 5, "the follower to go idle on LISTEN")
             await store.append("s", None, [ev(i)], Metadata())
             assert await asyncio.wait_for(got.get(), 5) == i
     finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections import Counter
 from typing import Any
 
@@ -61,17 +60,6 @@ def _ndjson(ctx: Any, value: Any) -> dict[str, bytes]:
     return {"data": b"".join(json.dumps(item).encode() + b"\n" for item in items)}
 
 
-def heads(p: Platform) -> dict[str, str]:
-    req = urllib.request.Request(
-        f"{p.http}{jsonapi.PREFIX}/modelog.eventlog.v1.EventLog/ListLogs",
-        data=b"{}",
-        method="POST",
-        headers={"Authorization": f"Bearer {p.token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return {log["service"]: log["position"] for log in json.loads(resp.read())["logs"]}
-
-
 def _streamed(case: Any, p: Platform, headers: dict[str, str]) -> tuple[int, str]:
     """A server stream: the status, and its first event or refusal (a stream that follows a log would
     never end on its own, so we leave after the first event or a short wait)."""
@@ -108,7 +96,7 @@ def test_no_input_is_a_server_error_and_a_refusal_writes_nothing(case: Any, plat
     name = case.operation.definition.raw["operationId"]
     started = time.monotonic()
     headers = {"Authorization": f"Bearer {platform.token}"}
-    before = KNOWN.pop("heads", None) or heads(platform)
+    before = KNOWN.pop("heads", None) or platform.heads()
     if case.operation.definition.raw["x-grpc-streaming"] in ("server-streaming", "bidirectional streaming"):
         status, text = _streamed(case, platform, headers)
     else:
@@ -117,7 +105,7 @@ def test_no_input_is_a_server_error_and_a_refusal_writes_nothing(case: Any, plat
     SEEN.setdefault(name, Counter())[status] += 1
     assert status < 500, f"{name} answered {status}: {text[:2000]}\nbody: {json.dumps(case.body)[:4000]}"
     if 400 <= status < 500:
-        after = heads(platform)
+        after = platform.heads()
         assert after == before, f"{name} refused ({status}) but wrote: {text[:500]}"
         KNOWN["heads"] = after  # nothing else writes here: the next case starts from these
     SPENT[name] = SPENT.get(name, 0.0) + time.monotonic() - started

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import socket
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -25,6 +24,7 @@ from modelog_services import permissions
 from modelog_services.gateway import jsonapi
 from modelog_services.gateway.upstream import Upstream
 from tests.integration.gatewayfix import Platform, platform
+from tests.waiting import wait_until
 
 __all__ = ["platform"]
 
@@ -77,10 +77,6 @@ def events(text: str) -> list[tuple[str, Any]]:
     return out
 
 
-def heads(p: Platform) -> dict[str, str]:
-    return {log["service"]: log["position"] for log in ok(p, "modelog.eventlog.v1.EventLog/ListLogs")["logs"]}
-
-
 def violations(answer: dict[str, Any]) -> dict[str, str]:
     for detail in answer["error"]["details"]:
         if detail["@type"].endswith("google.rpc.BadRequest"):
@@ -99,7 +95,7 @@ def read_log(p: Platform, service: str, after: int) -> list[dict[str, Any]]:
 
 
 def test_a_create_and_get_round_trip_is_an_ordinary_audited_call(platform: Platform) -> None:
-    before = int(heads(platform)["tracking"])
+    before = platform.heads()["tracking"]
     request_id = uuid.uuid4().hex
     created = ok(
         platform,
@@ -123,19 +119,18 @@ def test_a_create_and_get_round_trip_is_an_ordinary_audited_call(platform: Platf
 
     run = ok(platform, "modelog.tracking.v1.Tracking/StartRun", {"experimentId": created["experimentId"]})
     run_id = run["run"]["info"]["runId"]
-    deadline = time.monotonic() + 30
-    while True:  # the audit timeline is an async view: wait for it, never sleep a fixed time
+
+    def started_by_admin() -> bool:  # the audit timeline is an async view, fed over the bus
         status, timeline, _ = call(platform, "modelog.audit.v1.Lineage/Timeline", {"entity": f"run:{run_id}"})
         entries = timeline.get("entries", []) if status == 200 else []
-        if any(e["type"] == "RunStarted" and e["actor"] == "admin" for e in entries):
-            break
-        assert time.monotonic() < deadline, (status, timeline)
-        time.sleep(0.2)
+        return any(e["type"] == "RunStarted" and e["actor"] == "admin" for e in entries)
+
+    wait_until(started_by_admin, 30, "the timeline to show the run started by admin", every=0.2)
 
 
 def test_refusals_are_google_rpc_errors_with_their_http_status_and_write_nothing(platform: Platform) -> None:
     viewer = platform.new_token("json-viewer", "viewer")
-    before = heads(platform)
+    before = platform.heads()
     create = "modelog.tracking.v1.Tracking/CreateExperiment"
 
     status, answer, _ = call(platform, create, {"name": "by-a-viewer"}, token=viewer)
@@ -166,7 +161,7 @@ def test_refusals_are_google_rpc_errors_with_their_http_status_and_write_nothing
     status, answer, headers = call(platform, create, http="GET")
     assert status == 405 and headers["allow"] == "POST" and answer["error"]["status"] == "UNIMPLEMENTED"
 
-    assert heads(platform) == before
+    assert platform.heads() == before
 
 
 def test_no_hostile_body_is_a_server_error(platform: Platform) -> None:
@@ -362,10 +357,10 @@ def test_a_client_stream_takes_a_json_array_or_ndjson(platform: Platform) -> Non
     history = ok(platform, "modelog.tracking.v1.Tracking/GetMetricHistory", {"runId": run_id, "key": "loss"})
     assert history["steps"] == ["1", "2", "3"] and history["values"] == [0.9, 0.7, "NaN"], history
 
-    before = heads(platform)
+    before = platform.heads()
     status, answer, _ = call(platform, "modelog.tracking.v1.Tracking/LogMetrics", [batches[0], {"runId": 7}])
     assert status == 400 and "[1].runId" in violations(answer), answer
-    assert heads(platform) == before  # every message is checked before any is sent
+    assert platform.heads() == before  # every message is checked before any is sent
 
 
 def test_a_bidi_stream_takes_an_array_and_answers_as_events(platform: Platform) -> None:
@@ -415,10 +410,10 @@ def test_an_idempotency_key_makes_a_retry_write_once(platform: Platform) -> None
     create = "modelog.tracking.v1.Tracking/CreateExperiment"
     key = f"json-{uuid.uuid4().hex}"
     first = ok(platform, create, {"name": "json-idempotent"}, Idempotency_Key=key)
-    after_first = heads(platform)
+    after_first = platform.heads()
     again = ok(platform, create, {"name": "json-idempotent"}, Idempotency_Key=key)
     assert again == first
-    assert heads(platform) == after_first
+    assert platform.heads() == after_first
     status, answer, _ = call(platform, create, {"name": "json-idempotent"}, Idempotency_Key=f"{key}-2")
     assert status == 409 and answer["error"]["status"] == "ALREADY_EXISTS", answer
 

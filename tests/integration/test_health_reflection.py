@@ -14,8 +14,8 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2 as refl
 
+from modelog.shared.settings import Settings
 from modelog_platform.app import Platform, start_server
-from modelog_platform.settings import Settings
 
 EVENTLOG = "modelog.eventlog.v1.EventLog"
 

@@ -22,12 +22,12 @@ from modelog._gen.audit.v1 import lineage_pb2 as lpb
 from modelog._gen.audit.v1 import lineage_pb2_grpc
 from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog._gen.tracking.v1 import tracking_pb2 as tpb
+from modelog.shared.settings import Settings
 from modelog_platform.app import Platform, start_server
-from modelog_platform.settings import Settings
 from modelog_services.audit.lineage import LineageGraph
 from modelog_services.audit.lineage_facts import SOURCES
-from tests.integration.busfix import eventually
 from tests.integration.test_registry_stack import Node, RegistryStack
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.asyncio
 SERVICES = ("tracking", "artifacts", "registry", "monitoring", "audit")
@@ -119,7 +119,7 @@ async def flow(
     await stack.promote("churn", 1, pb.STAGE_STAGING, "alice")
     await stack.promote("churn", 1, pb.STAGE_PRODUCTION, "alice", "bob")
     await configure_monitor(stack, "churn-prod", "churn@champion", "churn-data:v1")
-    await eventually(lambda: caught_up(platform), what="the lineage view to catch up")
+    await wait_until_async(lambda: caught_up(platform), 30, "the lineage view to catch up")
     before_v2 = datetime.now(UTC)
     await stack.version("churn")
     await stack.api.SetAlias(
@@ -127,7 +127,7 @@ async def flow(
     )
     await stack.promote("churn", 2, pb.STAGE_STAGING, "alice")
     await stack.promote("churn", 2, pb.STAGE_PRODUCTION, "alice", "bob")  # archives version 1
-    await eventually(lambda: caught_up(platform), what="the lineage view to catch up")
+    await wait_until_async(lambda: caught_up(platform), 30, "the lineage view to catch up")
     yield Flow(
         stack,
         lineage_pb2_grpc.LineageStub(node.channel),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import grpc
@@ -30,11 +31,14 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 __all__ = ["mstack"]
 
 
-async def refused(stack: MonitoringStack, code: grpc.StatusCode, call: object, text: str = "") -> str:
-    """Awaits `call`, asserts it fails with `code` (and `text`), and that the monitoring log did not move."""
+async def refused(
+    stack: MonitoringStack, code: grpc.StatusCode, call: Callable[[], Awaitable[object]], text: str = ""
+) -> str:
+    """Makes `call()`, asserts it fails with `code` (and `text`), and that the monitoring log did not
+    move. The head is read before the call is made: a grpc.aio call starts as soon as it exists."""
     head = await stack.head()
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call  # type: ignore[misc]
+        await call()
     details = info.value.details() or ""
     assert info.value.code() == code, details
     assert text in details, details
@@ -188,23 +192,33 @@ async def test_bad_input_is_refused_with_a_clear_error_and_writes_nothing(mstack
         }
         return api.CreateMonitor(pb.CreateMonitorRequest(**{**base, **fields}), metadata=md)  # type: ignore[arg-type]
 
-    await refused(mstack, grpc.StatusCode.NOT_FOUND, create(model="nope@champion"), "nope")
-    await refused(mstack, grpc.StatusCode.NOT_FOUND, create(model="churn@nobody"), "nobody")
+    await refused(mstack, grpc.StatusCode.NOT_FOUND, lambda: create(model="nope@champion"), "nope")
+    await refused(mstack, grpc.StatusCode.NOT_FOUND, lambda: create(model="churn@nobody"), "nobody")
     await refused(
-        mstack, grpc.StatusCode.NOT_FOUND, create(reference_path="missing.parquet"), "missing.parquet"
+        mstack, grpc.StatusCode.NOT_FOUND, lambda: create(reference_path="missing.parquet"), "missing.parquet"
     )
-    await refused(
-        mstack, grpc.StatusCode.INVALID_ARGUMENT, create(reference_path="no-n3.csv"), "'n3' is missing"
-    )
-    await refused(
-        mstack, grpc.StatusCode.INVALID_ARGUMENT, create(reference_path="notes.txt"), "neither Parquet"
-    )
-    await refused(mstack, grpc.StatusCode.INVALID_ARGUMENT, create(spec=spec(window_rows=0)), "window policy")
-    await refused(mstack, grpc.StatusCode.INVALID_ARGUMENT, create(reference_path=""), "name the one to use")
     await refused(
         mstack,
         grpc.StatusCode.INVALID_ARGUMENT,
-        create(spec=spec(columns=[pb.Column(name="n0", kind="weird")])),
+        lambda: create(reference_path="no-n3.csv"),
+        "'n3' is missing",
+    )
+    await refused(
+        mstack,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        lambda: create(reference_path="notes.txt"),
+        "neither Parquet",
+    )
+    await refused(
+        mstack, grpc.StatusCode.INVALID_ARGUMENT, lambda: create(spec=spec(window_rows=0)), "window policy"
+    )
+    await refused(
+        mstack, grpc.StatusCode.INVALID_ARGUMENT, lambda: create(reference_path=""), "name the one to use"
+    )
+    await refused(
+        mstack,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        lambda: create(spec=spec(columns=[pb.Column(name="n0", kind="weird")])),
         "spec.columns[0].kind",
     )
 
@@ -225,15 +239,29 @@ async def test_bad_input_is_refused_with_a_clear_error_and_writes_nothing(mstack
 
             return await api.LogPredictions(it(), metadata=md)
 
-        await refused(mstack, grpc.StatusCode.INVALID_ARGUMENT, one(), text)
-    await refused(mstack, grpc.StatusCode.NOT_FOUND, mstack.log("nobody", good), "no monitor named 'nobody'")
-    close = api.CloseWindow(pb.CloseWindowRequest(monitor="strict"), metadata=md)
-    await refused(mstack, grpc.StatusCode.FAILED_PRECONDITION, close, "has no rows")
+        await refused(mstack, grpc.StatusCode.INVALID_ARGUMENT, one, text)
+    await refused(
+        mstack, grpc.StatusCode.NOT_FOUND, lambda: mstack.log("nobody", good), "no monitor named 'nobody'"
+    )
+    close = pb.CloseWindowRequest(monitor="strict")
+    await refused(
+        mstack,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        lambda: api.CloseWindow(close, metadata=md),
+        "has no rows",
+    )
     labels = pa.table({"id": np.array([99_999_999]), "label": np.array([1])})
-    unmatched = api.LogLabels(pb.LogLabelsRequest(monitor="strict", arrow=ipc(labels)), metadata=md)
-    await refused(mstack, grpc.StatusCode.FAILED_PRECONDITION, unmatched, "matches")
-    report = api.GetReport(pb.GetReportRequest(monitor="strict"), metadata=md)
-    await refused(mstack, grpc.StatusCode.NOT_FOUND, report, "has no profiled window yet")
+    unmatched = pb.LogLabelsRequest(monitor="strict", arrow=ipc(labels))
+    await refused(
+        mstack, grpc.StatusCode.FAILED_PRECONDITION, lambda: api.LogLabels(unmatched, metadata=md), "matches"
+    )
+    report = pb.GetReportRequest(monitor="strict")
+    await refused(
+        mstack,
+        grpc.StatusCode.NOT_FOUND,
+        lambda: api.GetReport(report, metadata=md),
+        "has no profiled window yet",
+    )
 
 
 async def test_rebuilding_the_monitoring_view_from_position_zero_equals_the_live_one(
@@ -267,7 +295,10 @@ async def test_a_baseline_from_uploaded_rows_replaces_the_reference(mstack: Moni
     assert not (await mstack.profiled("churn-rebased", 1)).dataset_drift
     bad = pb.SetBaselineRequest(monitor="churn-rebased", arrow=ipc(shifted.drop_columns(["c1"])))
     await refused(
-        mstack, grpc.StatusCode.INVALID_ARGUMENT, mstack.api.SetBaseline(bad, metadata=mstack.md()), "'c1'"
+        mstack,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        lambda: mstack.api.SetBaseline(bad, metadata=mstack.md()),
+        "'c1'",
     )
 
 
@@ -313,5 +344,10 @@ async def test_a_retried_create_returns_the_monitor_instead_of_already_exists(
     again = await mstack.api.CreateMonitor(request, metadata=md)
     assert again.monitor == first.monitor and await mstack.head() == head
     assert first.monitor.model_version == 1 and first.monitor.baseline.path == "ref.parquet"
-    other = mstack.api.CreateMonitor(request, metadata=mstack.md())
-    await refused(mstack, grpc.StatusCode.ALREADY_EXISTS, other, "churn-retry")
+    other = mstack.md()  # another idempotency key: a second create of the same name
+    await refused(
+        mstack,
+        grpc.StatusCode.ALREADY_EXISTS,
+        lambda: mstack.api.CreateMonitor(request, metadata=other),
+        "churn-retry",
+    )

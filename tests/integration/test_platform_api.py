@@ -14,9 +14,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from eventlog import Metadata, NewEvent
 from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
 from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
+from modelog.shared.settings import SERVICES, Settings
 from modelog_platform.app import Platform, Server, start_server
 from modelog_platform.grpc_errors import status_details
-from modelog_platform.settings import SERVICES, Settings
 
 pytestmark = pytest.mark.asyncio
 

@@ -5,6 +5,7 @@ nothing, idempotent retries, and rebuild == live."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
@@ -29,12 +30,13 @@ def ref(model: str, version: int = 0, alias: str = "") -> pb.VersionRef:
 
 
 async def refused(
-    stack: RegistryStack, code: grpc.StatusCode, call: object, text: str = ""
+    stack: RegistryStack, code: grpc.StatusCode, call: Callable[[], Awaitable[object]], text: str = ""
 ) -> grpc.aio.AioRpcError:
-    """Awaits `call`, asserts it fails with `code` (and `text`), and that the registry log did not move."""
+    """Makes `call()`, asserts it fails with `code` (and `text`), and that the registry log did not
+    move. The head is read before the call is made: a grpc.aio call starts as soon as it exists."""
     head = await stack.head()
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call  # type: ignore[misc]
+        await call()
     assert info.value.code() == code, info.value.details()
     assert text in (info.value.details() or ""), info.value.details()
     assert await stack.head() == head, "a refused call wrote to the registry log"
@@ -81,7 +83,7 @@ async def test_a_run_becomes_an_approved_production_version_with_lineage_and_his
     await refused(
         stack,
         grpc.StatusCode.PERMISSION_DENIED,
-        stack.api.ApproveTransition(
+        lambda: stack.api.ApproveTransition(
             pb.ApproveTransitionRequest(ref=ref("churn", 1)), metadata=stack.md("alice")
         ),
         "'alice' opened request",
@@ -193,7 +195,7 @@ async def test_an_unknown_run_or_artifact_version_is_not_found_and_writes_nothin
     await refused(
         stack,
         grpc.StatusCode.NOT_FOUND,
-        stack.api.CreateModelVersion(
+        lambda: stack.api.CreateModelVersion(
             pb.CreateModelVersionRequest(model="m", run_id="nope123", artifact=good, create_model=True),
             metadata=stack.md(),
         ),
@@ -202,7 +204,7 @@ async def test_an_unknown_run_or_artifact_version_is_not_found_and_writes_nothin
     await refused(
         stack,
         grpc.StatusCode.NOT_FOUND,
-        stack.api.CreateModelVersion(
+        lambda: stack.api.CreateModelVersion(
             pb.CreateModelVersionRequest(
                 model="m",
                 run_id=run_id,
@@ -217,7 +219,7 @@ async def test_an_unknown_run_or_artifact_version_is_not_found_and_writes_nothin
     await refused(
         stack,
         grpc.StatusCode.FAILED_PRECONDITION,
-        stack.api.CreateModelVersion(
+        lambda: stack.api.CreateModelVersion(
             pb.CreateModelVersionRequest(model="m", run_id=other_run, artifact=good, create_model=True),
             metadata=stack.md(),
         ),
@@ -227,7 +229,7 @@ async def test_an_unknown_run_or_artifact_version_is_not_found_and_writes_nothin
     await refused(
         stack,
         grpc.StatusCode.FAILED_PRECONDITION,
-        stack.api.CreateModelVersion(
+        lambda: stack.api.CreateModelVersion(
             pb.CreateModelVersionRequest(
                 model="m", artifact=pb.ArtifactRef(name=dataset.name, version=1), create_model=True
             ),
@@ -238,7 +240,7 @@ async def test_an_unknown_run_or_artifact_version_is_not_found_and_writes_nothin
     await refused(
         stack,
         grpc.StatusCode.NOT_FOUND,
-        stack.api.GetModel(pb.GetModelRequest(name="m"), metadata=stack.md()),
+        lambda: stack.api.GetModel(pb.GetModelRequest(name="m"), metadata=stack.md()),
         "no model named 'm'",
     )
 
@@ -253,42 +255,42 @@ async def test_forbidden_moves_are_refused_with_clear_errors_and_write_nothing(s
     )
     cases = [
         (
-            stack.api.SetAlias(
+            lambda: stack.api.SetAlias(
                 pb.SetAliasRequest(model="churn", alias="champion", version=2), metadata=stack.md()
             ),
             grpc.StatusCode.FAILED_PRECONDITION,
             "deprecated; an alias cannot point at it",
         ),
         (
-            stack.api.SetAlias(
+            lambda: stack.api.SetAlias(
                 pb.SetAliasRequest(model="churn", alias="Champion!", version=1), metadata=stack.md()
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "alias",
         ),
         (
-            stack.api.SetAlias(
+            lambda: stack.api.SetAlias(
                 pb.SetAliasRequest(model="churn", alias="champion", version=9), metadata=stack.md()
             ),
             grpc.StatusCode.NOT_FOUND,
             "no version 9",
         ),
         (
-            stack.api.RequestTransition(
+            lambda: stack.api.RequestTransition(
                 pb.RequestTransitionRequest(ref=ref("churn", 1), stage=PRODUCTION), metadata=stack.md()
             ),
             grpc.StatusCode.FAILED_PRECONDITION,
             "allows Production only from Staging",
         ),
         (
-            stack.api.SetAlias(
+            lambda: stack.api.SetAlias(
                 pb.SetAliasRequest(model="churn", alias="champion", version=1), metadata=stack.md("vic")
             ),
             grpc.StatusCode.PERMISSION_DENIED,
             "it needs EDIT there and holds READ",
         ),
         (
-            stack.api.SetPolicy(
+            lambda: stack.api.SetPolicy(
                 pb.SetPolicyRequest(name="churn", policy=pb.ModelPolicy(max_production_versions=2)),
                 metadata=stack.md("bob"),
             ),
@@ -296,19 +298,19 @@ async def test_forbidden_moves_are_refused_with_clear_errors_and_write_nothing(s
             "it needs MANAGE there and holds EDIT, READ",
         ),
         (
-            stack.api.ApproveTransition(
+            lambda: stack.api.ApproveTransition(
                 pb.ApproveTransitionRequest(ref=ref("churn", 1)), metadata=stack.md("bob")
             ),
             grpc.StatusCode.FAILED_PRECONDITION,
             "has no open transition request",
         ),
         (
-            stack.api.CreateModel(pb.CreateModelRequest(name="churn"), metadata=stack.md()),
+            lambda: stack.api.CreateModel(pb.CreateModelRequest(name="churn"), metadata=stack.md()),
             grpc.StatusCode.ALREADY_EXISTS,
             "a model named 'churn' already exists",
         ),
         (
-            stack.api.CreateModel(pb.CreateModelRequest(name="a/b"), metadata=stack.md()),
+            lambda: stack.api.CreateModel(pb.CreateModelRequest(name="a/b"), metadata=stack.md()),
             grpc.StatusCode.INVALID_ARGUMENT,
             "not a model name",
         ),
@@ -318,7 +320,9 @@ async def test_forbidden_moves_are_refused_with_clear_errors_and_write_nothing(s
     err = await refused(
         stack,
         grpc.StatusCode.INVALID_ARGUMENT,
-        stack.api.SetAlias(pb.SetAliasRequest(model="churn", alias="v2", version=1), metadata=stack.md()),
+        lambda: stack.api.SetAlias(
+            pb.SetAliasRequest(model="churn", alias="v2", version=1), metadata=stack.md()
+        ),
     )
     assert status_details(err)["field_violations"] == [
         ("alias", "'v2' looks like a version number; pick a name such as 'champion'")
@@ -328,7 +332,7 @@ async def test_forbidden_moves_are_refused_with_clear_errors_and_write_nothing(s
     await refused(
         stack,
         grpc.StatusCode.FAILED_PRECONDITION,
-        stack.api.DeleteModel(pb.DeleteModelRequest(name="churn"), metadata=stack.md()),
+        lambda: stack.api.DeleteModel(pb.DeleteModelRequest(name="churn"), metadata=stack.md()),
         "version 1 in Production; archive it before deleting the model",
     )
 
@@ -415,7 +419,9 @@ async def test_a_rename_frees_the_old_name_and_history_keeps_both(stack: Registr
     await refused(
         stack,
         grpc.StatusCode.ALREADY_EXISTS,
-        stack.api.RenameModel(pb.RenameModelRequest(name="churn", new_name="churn-v2"), metadata=stack.md()),
+        lambda: stack.api.RenameModel(
+            pb.RenameModelRequest(name="churn", new_name="churn-v2"), metadata=stack.md()
+        ),
         "already exists",
     )
     history = await stack.api.History(pb.HistoryRequest(model="churn-v2"), metadata=stack.md())

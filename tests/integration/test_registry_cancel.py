@@ -16,6 +16,7 @@ from modelog_platform.authz import Perm
 from modelog_services.registry.api import RegistryServicer
 from modelog_services.registry.peers import Peers
 from tests.security.stackfix import SecurityStack
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.asyncio
 
@@ -48,14 +49,10 @@ async def _cancelled_midway(servicer: RegistryServicer, call: Any, monkeypatch: 
 
 
 async def _settled(servicer: RegistryServicer, name: str) -> pb.Model:
-    deadline = asyncio.get_running_loop().time() + 10
-    while True:
-        try:
-            return (await servicer.GetModel(pb.GetModelRequest(name=name), None)).model  # type: ignore[arg-type]
-        except Exception:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.02)
+    async def model() -> pb.Model:
+        return (await servicer.GetModel(pb.GetModelRequest(name=name), None)).model  # type: ignore[arg-type]
+
+    return await wait_until_async(model, 10, f"model {name!r} to land", ignoring=(Exception,))
 
 
 async def test_a_cancelled_create_or_rename_still_lands_whole(

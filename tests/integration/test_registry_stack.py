@@ -25,8 +25,8 @@ from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog._gen.registry.v1 import registry_pb2_grpc
 from modelog._gen.tracking.v1 import tracking_pb2 as tpb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
+from modelog.shared.settings import Settings
 from modelog_platform.app import Platform, Server, start_server
-from modelog_platform.settings import Settings
 
 SERVICES = ("tracking", "artifacts", "registry")
 

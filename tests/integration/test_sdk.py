@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import modelog
 from modelog import errors
 from modelog_platform.embedded import free_port
 from tests.procs import Up, env_for
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +142,7 @@ def test_offline_then_sync_equals_online(client: modelog.Client, monkeypatch: py
 
 def test_system_metrics_are_sampled_in_the_background(client: modelog.Client) -> None:
     with modelog.start_run(experiment="system", system_metrics=0.05) as run:
-        deadline = time.monotonic() + 10
-        while run._batcher.enqueued < 6 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: run._batcher.enqueued >= 6, 10, "six samples of system metrics")
     metrics = modelog.get_run(run.id).metrics
     assert "system/cpu_percent" in metrics and "system/memory_percent" in metrics
 

@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from modelog._gen.identity.v1 import identity_pb2, identity_pb2_grpc
+from modelog.shared.settings import redact_dsn
 from modelog_platform.embedded import free_port
-from modelog_platform.settings import redact_dsn
 from tests.procs import MODELOG, Up, env_for
 
 

@@ -14,7 +14,8 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
-from tests.integration.busfix import Bus, eventually, start_bus, stop_bus
+from tests.integration.busfix import Bus, start_bus, stop_bus
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.asyncio
 
@@ -70,8 +71,8 @@ async def test_clients_that_leave_a_following_stream_leave_no_error_in_the_serve
         assert out.strip() == b"1"
 
     await bus.append("tracking", 1)  # a stream whose client left finds out when it next writes
-    await eventually(
-        lambda: _at_least(tail_spans_ended(span_exporter), 7), within=30, what="all seven Tail calls to end"
+    await wait_until_async(
+        lambda: _at_least(tail_spans_ended(span_exporter), 7), 30, "all seven Tail calls to end"
     )
     noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not noisy, [f"{r.name}: {r.getMessage()}" for r in noisy]

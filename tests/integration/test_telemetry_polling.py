@@ -13,9 +13,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from eventlog.sources import GrpcLogReader
 from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
+from modelog.shared.settings import Settings
 from modelog_platform.app import Platform, Server, start_server
-from modelog_platform.settings import Settings
-from tests.integration.busfix import eventually
+from tests.waiting import wait_until_async
 
 HEAD = "/modelog.eventlog.v1.EventLog/Head"
 
@@ -56,7 +56,7 @@ async def test_projection_head_polling_creates_no_root_spans(
     async def polled() -> bool:
         return reader.heads >= 3 * len(plat.runners)
 
-    await eventually(polled, within=60, what="every runner to check its sources' heads a few times")
+    await wait_until_async(polled, 60, "every runner to check its sources' heads a few times")
     assert _heads(span_exporter) == [], "internal head polling was traced"
 
     # A person's call is still traced (so the assertion above is not vacuous) ...

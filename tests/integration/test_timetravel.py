@@ -6,12 +6,10 @@ lineage graph and timelines answer the same instants from the SDK and the CLI.""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -26,6 +24,7 @@ from modelog.asof import ModelAsOf, VersionAsOf, timestamp
 from modelog.cli import main as cli_main
 from modelog.registry import models, register_model
 from tests.integration.test_registry_sdk import Server, _quiet, server
+from tests.waiting import wait_until
 
 __all__ = ["server"]
 
@@ -49,11 +48,21 @@ class Flow:
     instants: list[Recorded]
 
 
+FED_LATER = (AssertionError, errors.NotFound)
+"""What a view fed over the bus says until it has caught up."""
+
+
+def after(at: datetime) -> None:
+    """Until the clock is past `at` by more than its resolution, so that whatever is recorded next is
+    recorded strictly after `at`."""
+    wait_until(lambda: datetime.now(UTC) > at + timedelta(milliseconds=5), 1, "the clock to pass an instant")
+
+
 def record(name: str = "churn") -> Recorded:
     m = models.model(name)
     stages = {v.version: v.stage for v in models.search_versions(name)}
     at = datetime.now(UTC)
-    time.sleep(0.01)  # not waiting for anything: the next event must be recorded strictly after `at`
+    after(at)
     return Recorded(at, dict(m.aliases), list(m.production_versions), stages)
 
 
@@ -78,7 +87,7 @@ def flow(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[F
         as_alice(server, mp, tmp)
         client = modelog.connect()
         before = datetime.now(UTC)
-        time.sleep(0.01)
+        after(before)
         digest = "sha256:" + "ab" * 32
         with modelog.start_run(experiment="churn-tt", params={"lr": 0.1}) as run:
             run.log_input(name="customers-2026-02", digest=digest, context="training")
@@ -174,17 +183,6 @@ def test_grpc_and_cli_answer_the_same_instants(flow: Flow) -> None:
     assert bad.exit_code == 2 and "not an ISO 8601 time" in bad.output
 
 
-def _poll(check: Any, within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return check()
-        except (AssertionError, errors.NotFound):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def test_lineage_and_timelines_from_the_sdk_and_the_cli(flow: Flow, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELOG_URL", flow.server.addr)
     monkeypatch.setenv("MODELOG_TOKEN", flow.server.tokens["carol"])
@@ -195,7 +193,7 @@ def test_lineage_and_timelines_from_the_sdk_and_the_cli(flow: Flow, monkeypatch:
         assert ("model:churn-tt/2", "stage", "model:churn-tt#Archived") in g.triples()
         return g
 
-    _poll(settled)
+    wait_until(settled, 30, "the lineage view to have the archive", ignoring=FED_LATER, every=0.1)
     then = modelog.lineage("model:churn-tt@champion", direction="up", as_of=t1)
     assert [n.label for n in then.upstream_of("model:churn-tt@champion")] == ["model:churn-tt/1"]
     upstream = {n.label for n in then.upstream_of("model:churn-tt/1")}
@@ -243,11 +241,12 @@ def test_a_renamed_model_is_found_by_the_name_it_had_then(
     now = models.get("fraud-tt2", as_of=datetime.now(UTC))
     assert isinstance(now, ModelAsOf) and now.model_id == then.model_id
 
-    def renamed() -> None:  # the lineage view learns the new name from the bus
+    def renamed() -> bool:  # the lineage view learns the new name from the bus
         g = modelog.lineage("model:fraud-tt2/1", direction="up")
         assert g.nodes[g.root].label == "model:fraud-tt2/1"
+        return True
 
-    _poll(renamed)
+    wait_until(renamed, 30, "the lineage view to have the rename", ignoring=FED_LATER, every=0.1)
     old = modelog.lineage("model:fraud-tt/1", direction="up", as_of=before_rename)
     assert old.nodes[old.root].label == "model:fraud-tt/1"
     assert {n.label for n in old.upstream_of(old.root)} == {f"run:{flow.run_id}", "artifact:churn-model:v3"}

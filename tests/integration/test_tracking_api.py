@@ -8,7 +8,7 @@ import math
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,9 @@ from eventlog.rebuild import rebuild
 from eventlog.sources import StoreReader
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
+from modelog.shared.settings import Settings
 from modelog_platform.app import Platform, Server, start_server
 from modelog_platform.grpc_errors import status_details
-from modelog_platform.settings import Settings
 from modelog_services.tracking.projections import ExperimentsView, RunsView
 from tests.conftest import dsn_for_database
 
@@ -105,9 +105,13 @@ async def refused(call: Any, code: grpc.StatusCode, *words: str) -> grpc.aio.Aio
     return info.value
 
 
-async def refused_unwritten(tk: TrackingStack, call: Any, code: grpc.StatusCode, *words: str) -> None:
+async def refused_unwritten(
+    tk: TrackingStack, call: Callable[[], Awaitable[object]], code: grpc.StatusCode, *words: str
+) -> None:
+    """`refused`, and the log did not move: its head is read before the call is made (a grpc.aio
+    call starts as soon as it exists)."""
     before = await tk.head()
-    await refused(call, code, *words)
+    await refused(call(), code, *words)
     assert await tk.head() == before, "a refused call wrote to the log"
 
 
@@ -129,7 +133,7 @@ async def test_experiment_lifecycle(tk: TrackingStack) -> None:
     await tk.experiment(name)
     await refused_unwritten(
         tk,
-        tk.api.CreateExperiment(pb.CreateExperimentRequest(name=name + "-v2"), metadata=tk.md()),
+        lambda: tk.api.CreateExperiment(pb.CreateExperimentRequest(name=name + "-v2"), metadata=tk.md()),
         grpc.StatusCode.ALREADY_EXISTS,
         name + "-v2",
     )
@@ -147,7 +151,7 @@ async def test_experiment_lifecycle(tk: TrackingStack) -> None:
     assert untagged.experiment.tags == {"owner": "ana"}
     deleted = await tk.api.DeleteExperiment(pb.DeleteExperimentRequest(experiment_id=e), metadata=tk.md())
     assert deleted.experiment.deleted
-    await refused_unwritten(tk, tk.run(e), grpc.StatusCode.FAILED_PRECONDITION, "deleted")
+    await refused_unwritten(tk, lambda: tk.run(e), grpc.StatusCode.FAILED_PRECONDITION, "deleted")
     listed = await tk.api.ListExperiments(
         pb.ListExperimentsRequest(view=pb.VIEW_TYPE_DELETED_ONLY), metadata=tk.md()
     )
@@ -190,7 +194,7 @@ async def test_bad_experiment_names_are_refused_and_nothing_is_written(
 ) -> None:
     await refused_unwritten(
         tk,
-        tk.api.CreateExperiment(pb.CreateExperimentRequest(name=name), metadata=tk.md()),
+        lambda: tk.api.CreateExperiment(pb.CreateExperimentRequest(name=name), metadata=tk.md()),
         grpc.StatusCode.INVALID_ARGUMENT,
         *words,
     )
@@ -272,7 +276,7 @@ async def test_run_lifecycle_reads_back_everything(tk: TrackingStack) -> None:
     assert (await tk.api.GetRun(pb.GetRunRequest(run_id=r), metadata=tk.md())).run.info.deleted
     await refused_unwritten(
         tk,
-        tk.api.SetTags(pb.SetTagsRequest(run_id=r, tags={"a": "b"}), metadata=tk.md()),
+        lambda: tk.api.SetTags(pb.SetTagsRequest(run_id=r, tags={"a": "b"}), metadata=tk.md()),
         grpc.StatusCode.FAILED_PRECONDITION,
         "deleted",
     )
@@ -316,10 +320,10 @@ async def test_long_param_values_are_stored_and_found_by_their_whole_value(tk: T
 
 async def test_a_changed_param_is_refused_and_nothing_of_the_call_is_written(tk: TrackingStack) -> None:
     r = (await tk.run((await tk.experiment()).experiment_id, params={"lr": "0.01"})).info.run_id
+    before = await tk.head()  # before the call exists: a grpc.aio call starts when it is made
     call = tk.api.LogParams(
         pb.LogParamsRequest(run_id=r, params={"lr": "0.1", "layers": "4"}), metadata=tk.md()
     )
-    before = await tk.head()
     err = await refused(call, grpc.StatusCode.INVALID_ARGUMENT, "lr", "0.01", "0.1")
     assert await tk.head() == before
     assert status_details(err)["field_violations"][0][0] == "params['lr']"  # type: ignore[index]
@@ -330,23 +334,23 @@ async def test_a_finished_run_refuses_data_but_takes_tags(tk: TrackingStack) -> 
     r = (await tk.run((await tk.experiment()).experiment_id)).info.run_id
     await tk.api.FinishRun(pb.FinishRunRequest(run_id=r, status=FAILED), metadata=tk.md())
     await refused_unwritten(
-        tk, tk.log(r, [("loss", 1.0, 0)]), grpc.StatusCode.FAILED_PRECONDITION, "FAILED", r
+        tk, lambda: tk.log(r, [("loss", 1.0, 0)]), grpc.StatusCode.FAILED_PRECONDITION, "FAILED", r
     )
     await refused_unwritten(
         tk,
-        tk.api.LogParams(pb.LogParamsRequest(run_id=r, params={"a": "1"}), metadata=tk.md()),
+        lambda: tk.api.LogParams(pb.LogParamsRequest(run_id=r, params={"a": "1"}), metadata=tk.md()),
         grpc.StatusCode.FAILED_PRECONDITION,
     )
     await refused_unwritten(
         tk,
-        tk.api.FinishRun(pb.FinishRunRequest(run_id=r, status=KILLED), metadata=tk.md()),
+        lambda: tk.api.FinishRun(pb.FinishRunRequest(run_id=r, status=KILLED), metadata=tk.md()),
         grpc.StatusCode.FAILED_PRECONDITION,
         "already finished",
     )
     batches = [pb.MetricBatch(run_id=r, keys=["x"], values=[1.0])]
     await refused_unwritten(
         tk,
-        tk.api.LogMetrics(_stream(batches), metadata=tk.md()),
+        lambda: tk.api.LogMetrics(_stream(batches), metadata=tk.md()),
         grpc.StatusCode.FAILED_PRECONDITION,
         "batch 0",
     )
@@ -360,34 +364,36 @@ async def test_unknown_ids_and_bad_input_are_named(tk: TrackingStack) -> None:
     )
     await refused_unwritten(
         tk,
-        tk.api.LogParams(pb.LogParamsRequest(run_id="nope", params={"a": "1"}), metadata=tk.md()),
+        lambda: tk.api.LogParams(pb.LogParamsRequest(run_id="nope", params={"a": "1"}), metadata=tk.md()),
         grpc.StatusCode.NOT_FOUND,
         "'nope'",
     )
     await refused(
         tk.api.GetRun(pb.GetRunRequest(), metadata=tk.md()), grpc.StatusCode.INVALID_ARGUMENT, "run_id"
     )
-    await refused_unwritten(tk, tk.run("nope"), grpc.StatusCode.NOT_FOUND, "'nope'")
+    await refused_unwritten(tk, lambda: tk.run("nope"), grpc.StatusCode.NOT_FOUND, "'nope'")
     await refused_unwritten(
         tk,
-        tk.api.StartRun(pb.StartRunRequest(experiment_name="no-such-exp"), metadata=tk.md()),
+        lambda: tk.api.StartRun(pb.StartRunRequest(experiment_name="no-such-exp"), metadata=tk.md()),
         grpc.StatusCode.NOT_FOUND,
         "no-such-exp",
     )
     await refused_unwritten(
-        tk, tk.run(e, tags={"bad key!": "x"}), grpc.StatusCode.INVALID_ARGUMENT, "bad key!"
+        tk, lambda: tk.run(e, tags={"bad key!": "x"}), grpc.StatusCode.INVALID_ARGUMENT, "bad key!"
     )
     r = (await tk.run(e)).info.run_id
     await refused_unwritten(
         tk,
-        tk.api.LogMetricsBatch(pb.MetricBatch(run_id=r, keys=["a", "b"], values=[1.0]), metadata=tk.md()),
+        lambda: tk.api.LogMetricsBatch(
+            pb.MetricBatch(run_id=r, keys=["a", "b"], values=[1.0]), metadata=tk.md()
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "2 keys, 1 values",
     )
     big = pb.MetricBatch(run_id=r, keys=["a"] * 100_001, values=[0.0] * 100_001)
     await refused_unwritten(
         tk,
-        tk.api.LogMetricsBatch(big, metadata=tk.md()),
+        lambda: tk.api.LogMetricsBatch(big, metadata=tk.md()),
         grpc.StatusCode.INVALID_ARGUMENT,
         "100001",
         "100000",
@@ -417,9 +423,9 @@ async def test_nested_runs_live_under_a_parent_of_the_same_experiment(tk: Tracki
     assert child.info.parent_run_id == parent
     grandchild = await tk.run(e, parent_run_id=child.info.run_id)
     assert grandchild.info.parent_run_id == child.info.run_id
-    await refused_unwritten(tk, tk.run(e, parent_run_id="ghost"), grpc.StatusCode.NOT_FOUND, "ghost")
+    await refused_unwritten(tk, lambda: tk.run(e, parent_run_id="ghost"), grpc.StatusCode.NOT_FOUND, "ghost")
     await refused_unwritten(
-        tk, tk.run(other, parent_run_id=parent), grpc.StatusCode.INVALID_ARGUMENT, "parent_run_id", e
+        tk, lambda: tk.run(other, parent_run_id=parent), grpc.StatusCode.INVALID_ARGUMENT, "parent_run_id", e
     )
 
 

@@ -21,9 +21,9 @@ from modelog._gen.monitoring.v1 import monitoring_pb2_grpc
 from modelog._gen.registry.v1 import registry_pb2_grpc
 from modelog._gen.tracking.v1 import tracking_pb2 as tpb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
+from modelog.shared.settings import Settings
 from modelog_platform.app import Platform, Server, start_server
 from modelog_platform.grpc_errors import status_details
-from modelog_platform.settings import Settings
 
 
 async def heads(platform: Platform) -> dict[str, int]:

@@ -2,7 +2,7 @@
 service: refused by the field that holds them, nothing written. Names in other scripts are names:
 where a service takes them at all, two names that look alike stay two resources, shown as written.
 
-The rule for characters lives in one place (eventlog.inputs); services whose names are plain ASCII
+The rule for characters lives in one place (modelog.shared.inputs); services whose names are plain ASCII
 (models, artifacts, monitors, projects, groups, tokens) refuse everything else by their own pattern."""
 
 from __future__ import annotations

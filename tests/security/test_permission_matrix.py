@@ -11,9 +11,9 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pool, message_factory
 
+from modelog.shared.settings import Settings
 from modelog_platform.app import Platform, StartupError, start_server
 from modelog_platform.authz import Perm
-from modelog_platform.settings import Settings
 from modelog_services import permissions
 from tests.security.stackfix import SecurityStack, heads
 

@@ -7,19 +7,17 @@ from collections.abc import Sequence
 import pytest
 
 from eventlog import DomainEvent, FailedPrecondition, InvalidArgument, NotFound
+from modelog.shared.artifacts.refs import Ref, check_alias, parse_ref
 from modelog_services.artifacts.domain import (
     DIGESTS_PER_EVENT,
     ArtifactCommand,
     CollectBlobs,
     CommitVersion,
-    Ref,
     RemoveAlias,
     SetAlias,
     TagVersion,
-    check_alias,
     collection_decider,
     initial_artifact,
-    parse_ref,
 )
 from modelog_services.artifacts.events import (
     ArtifactAliasRemoved,

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventlog import InvalidArgument
-from modelog_services.artifacts.manifest import (
+from modelog.shared.artifacts.manifest import (
     MODE_EXEC,
     MODE_FILE,
     Entry,

@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlog.hashchain import GENESIS, canonical_bytes, link, micros
 from eventlog.records import RecordedEvent
+from modelog.shared.audit.verify import Outcome, verify_bytes
+from modelog.shared.hashchain import GENESIS, canonical_bytes, link, micros
 from modelog_services.audit.bundle import BundleWriter
 from modelog_services.audit.signing import SigningKey
-from modelog_services.audit.verify import Outcome, verify_bytes
 
 KEY = SigningKey(Ed25519PrivateKey.generate())
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -202,7 +202,7 @@ def test_a_truncated_bundle_fails() -> None:
     )
 )
 def test_a_batch_encodes_to_exactly_one_line_per_row(rows: list[list[object]]) -> None:
-    from modelog_services.audit.bundle import encode, rows_to_lines
+    from modelog.shared.audit.bundle import encode, rows_to_lines
 
     assert rows_to_lines(rows) == "".join(encode(r) + "\n" for r in rows)
 
@@ -210,7 +210,7 @@ def test_a_batch_encodes_to_exactly_one_line_per_row(rows: list[list[object]]) -
 def test_a_public_key_file_whose_path_is_64_characters_long_is_read_as_a_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modelog_services.audit.signing import load_public_key, public_pem, raw_public
+    from modelog.shared.audit.keys import load_public_key, public_pem, raw_public
 
     monkeypatch.chdir(tmp_path)
     name = "k" * 60 + ".pub"

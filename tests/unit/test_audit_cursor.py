@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventlog import InvalidArgument
-from modelog_services.audit.subscribe import decode_cursor, encode_cursor
+from modelog.shared.audit.cursor import decode_cursor, encode_cursor
 
 logs = st.sampled_from(["tracking", "registry", "artifacts", "monitoring", "audit", "identity"])
 

@@ -10,10 +10,11 @@ import pytest
 
 from eventlog import RecordedEvent
 from modelog._gen.audit.v1 import audit_pb2
+from modelog.shared.audit.cursor import decode_cursor
 from modelog_platform.eventlog_api import to_proto
 from modelog_services.audit import history
 from modelog_services.audit.history import HistoryCache
-from modelog_services.audit.subscribe import MAX_BATCH, Filter, decode_cursor
+from modelog_services.audit.subscribe import MAX_BATCH, Filter
 
 pytestmark = pytest.mark.asyncio
 

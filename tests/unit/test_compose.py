@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from eventlog.sources import parse_routes
-from modelog_platform.settings import SERVICES
+from modelog.shared.settings import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from modelog_platform.settings import SERVICES
+from modelog.shared.settings import SERVICES
 from tests.unit.test_compose import ENVOY, ROOT, _command, _env, _yaml
 
 OVERRIDE = ROOT / "infra" / "compose.tls.yml"

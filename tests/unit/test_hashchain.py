@@ -7,7 +7,7 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlog.hashchain import GENESIS, ChainRow, ChainVerifier, canonical_bytes, link
+from modelog.shared.hashchain import GENESIS, ChainRow, ChainVerifier, canonical_bytes, link
 
 
 def build(n: int) -> list[ChainRow]:

@@ -10,7 +10,7 @@ import unicodedata
 import pytest
 
 from eventlog import InvalidArgument
-from eventlog.inputs import _UNSAFE, parse_json, unsafe_character
+from modelog.shared.inputs import _UNSAFE, parse_json, unsafe_character
 from modelog_services.audit.lineage_query import decode_page
 from modelog_services.registry import reads as registry_reads
 from modelog_services.tracking.search import SortKey

@@ -1,4 +1,5 @@
-"""The SDK's error mapping and its metric sender's refusals, with fakes (pure client logic, no server)."""
+"""The one error hierarchy's mapping to gRPC statuses and back, and the SDK's metric sender's refusals,
+with fakes (pure logic, no server)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+import eventlog.errors
 from modelog import errors
 from modelog._batcher import Batch, MetricBatcher
 from modelog._client import _AuthInterceptor
+from modelog.shared import errors as shared
+from modelog_platform.grpc_errors import status_details, to_status
 
 
 class FailedCall(grpc.RpcError, grpc.Call):  # type: ignore[misc]
@@ -68,6 +72,61 @@ def test_every_status_code_has_its_own_sdk_error_class(code: grpc.StatusCode) ->
     assert "\n" not in str(err) and not isinstance(err, grpc.RpcError)
 
 
+def _classes(base: type[shared.ModelogError]) -> list[type[shared.ModelogError]]:
+    found = []
+    for cls in base.__subclasses__():
+        if cls.__module__ == shared.__name__:
+            found += [cls, *_classes(cls)]
+    return found
+
+
+ERROR_CLASSES = _classes(shared.ModelogError)
+
+
+def _raised_by_the_server(cls: type[shared.ModelogError]) -> shared.ModelogError:
+    if cls is shared.ConcurrencyConflict:
+        return shared.ConcurrencyConflict("registry", "model-churn", 3, 5)
+    return cls(
+        f"{cls.__name__}: model 'churn' says no",
+        violations=[shared.FieldViolation("name", "too long"), ("alias", "not an alias")],
+        metadata={"model": "churn", "version": "3"},
+        resource=shared.Resource("model", "churn", "project:default", "the model asked for"),
+    )
+
+
+def test_the_server_and_the_sdk_raise_the_same_classes() -> None:
+    for name in ("ModelogError", "InvalidArgument", "NotFound", "AlreadyExists", "FailedPrecondition"):
+        assert getattr(eventlog.errors, name) is getattr(errors, name) is getattr(shared, name)
+    assert len(ERROR_CLASSES) == len(grpc.StatusCode) - 1 + 2  # a class per code but OK, and two reasons
+
+
+@pytest.mark.parametrize("cls", ERROR_CLASSES, ids=lambda c: c.__name__)
+def test_every_error_class_comes_back_to_the_sdk_as_the_class_the_server_raised(
+    cls: type[shared.ModelogError],
+) -> None:
+    sent = _raised_by_the_server(cls)
+    status = to_status(sent)  # the server's mapping (the interceptor aborts with this)
+    got = errors.from_rpc(FailedCall(status.code, status.details, status.trailing_metadata), "127.0.0.1:9")
+    assert type(got) is cls and got.code == sent.code == cls.code
+    assert (got.message, str(got)) == (sent.message, sent.message)
+    assert (got.reason, got.metadata) == (sent.reason, sent.metadata)
+    assert got.violations == sent.violations and got.resource == sent.resource
+    assert status_details(FailedCall(status.code, status.details, status.trailing_metadata)) == {
+        "reason": sent.reason,
+        "metadata": sent.metadata,
+        **({"field_violations": [tuple(v) for v in sent.violations]} if sent.violations else {}),
+    }
+
+
+def test_a_concurrency_conflict_keeps_the_stream_and_both_versions_on_the_way_back() -> None:
+    status = to_status(shared.ConcurrencyConflict("registry", "model-churn", 3, 5))
+    got = errors.from_rpc(FailedCall(status.code, status.details, status.trailing_metadata))
+    assert isinstance(got, shared.ConcurrencyConflict) and isinstance(got, errors.Conflict)
+    assert (got.log, got.stream_id, got.expected, got.actual) == ("registry", "model-churn", 3, 5)
+    assert got.resource == shared.Resource("stream", "model-churn", "log:registry")
+    assert "version 5" in got.message and "expected version 3" in got.message
+
+
 def test_the_structured_details_the_server_sends_are_kept() -> None:
     info = error_details_pb2.ErrorInfo(reason="BLOBS_MISSING", domain="modelog.dev", metadata={"n": "2"})
     bad = error_details_pb2.BadRequest(
@@ -78,7 +137,7 @@ def test_the_structured_details_the_server_sends_are_kept() -> None:
     err = errors.from_rpc(refused(grpc.StatusCode.INVALID_ARGUMENT, "entries[0].path: absolute", info, bad))
     assert isinstance(err, errors.InvalidArgument) and err.message == "entries[0].path: absolute"
     assert (err.reason, err.metadata) == ("BLOBS_MISSING", {"n": "2"})
-    assert err.field_violations == [("entries[0].path", "absolute")]
+    assert err.violations == [("entries[0].path", "absolute")]
 
 
 def test_an_unreachable_server_is_named_with_the_hint_but_a_worded_refusal_is_left_as_is() -> None:

@@ -11,16 +11,8 @@ from typing import Protocol, TypeVar
 
 from modelog._client import Connection
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
-from modelog.errors import translating
-from modelog_services.artifacts import domain as _domain
-from modelog_services.artifacts import manifest as _manifest
 
 T = TypeVar("T")
-
-# The rules the SDK shares with the server (reference syntax, manifest paths), raising SDK errors.
-parse_ref = translating(_domain.parse_ref)
-check_path = translating(_manifest.check_path)
-build_manifest = translating(_manifest.Manifest.build)
 
 CHUNK = 1 << 20
 STREAM_HASH_MIN = 64 << 20

@@ -13,8 +13,8 @@ from typing import IO, Any
 from modelog._client import Connection
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog.errors import FailedPrecondition
-from modelog_services.artifacts.domain import Ref
-from modelog_services.artifacts.manifest import Entry, Manifest
+from modelog.shared.artifacts.manifest import Entry, Manifest, check_path
+from modelog.shared.artifacts.refs import Ref, parse_ref
 
 from ._base import (
     CHUNK,
@@ -23,8 +23,6 @@ from ._base import (
     Progress,
     _connected,
     _TerminalProgress,
-    check_path,
-    parse_ref,
     stub,
 )
 from .downloading import BlobReader, materialize
@@ -87,7 +85,7 @@ class ArtifactVersion:
         """Write the version's files under `target`; with `exact`, also delete files it does not have.
         With `local`, a store on this host is copied from rather than streamed (same bytes). With
         `verify`, every file is hashed as it is written, even blobs whose seal vouches for them
-        (modelog_services.artifacts.seal); streamed bytes are always hashed."""
+        (modelog.shared.artifacts.seal); streamed bytes are always hashed."""
         with _connected(self.conn) as conn:
             return materialize(
                 stub(conn),

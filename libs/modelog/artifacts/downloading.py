@@ -19,7 +19,7 @@ from modelog._client import Connection
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
 from modelog.errors import FailedPrecondition
-from modelog_services.artifacts.manifest import Entry, Manifest
+from modelog.shared.artifacts.manifest import Entry, Manifest, check_path
 
 from ._base import (
     BATCH_BLOB_MAX,
@@ -28,8 +28,6 @@ from ._base import (
     CHUNK,
     WORKERS,
     Progress,
-    build_manifest,
-    check_path,
     groups,
     stub,
 )
@@ -247,7 +245,7 @@ def materialize(
     """Make `root` hold the manifest's files; files already there with the right content are kept.
     With `local`, blobs of a store on this host are copied from it rather than streamed; `verify`
     hashes even those whose seal vouches for them (streamed bytes are always hashed)."""
-    build_manifest(manifest.entries, field_name="path")  # every path rule, before anything is written
+    Manifest.build(manifest.entries, field_name="path")  # every path rule, before anything is written
     root.mkdir(parents=True, exist_ok=True)
     own_cache = cache is None
     cache = cache or HashCache()

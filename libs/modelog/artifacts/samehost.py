@@ -16,9 +16,9 @@ from pathlib import Path
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
 from modelog.errors import FailedPrecondition, ModelogError, Unauthenticated, Unavailable
-from modelog_services.artifacts.localcopy import copy_hashed, copy_plain
-from modelog_services.artifacts.manifest import Entry
-from modelog_services.artifacts.seal import seal_key, sealed
+from modelog.shared.artifacts.localcopy import copy_hashed, copy_plain
+from modelog.shared.artifacts.manifest import Entry
+from modelog.shared.artifacts.seal import seal_key, sealed
 
 from ._base import Progress, groups
 from .tree import LocalFile

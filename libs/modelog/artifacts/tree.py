@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelog.errors import InvalidArgument
-from modelog_platform.settings import Settings
-from modelog_services.artifacts.manifest import Entry, Manifest, normal_mode
+from modelog.shared.artifacts.manifest import Entry, Manifest, normal_mode
+from modelog.shared.settings import Settings
 
-from ._base import CHUNK, RACY_NS, WORKERS, Progress, build_manifest
+from ._base import CHUNK, RACY_NS, WORKERS, Progress
 
 
 @dataclass
@@ -81,7 +81,7 @@ class HashCache:
 
 
 def _refuse(path: str, why: str) -> InvalidArgument:
-    return InvalidArgument(f"path: {path!r} {why}", field_violations=[("path", f"{path!r} {why}")])
+    return InvalidArgument(f"path: {path!r} {why}", violations=[("path", f"{path!r} {why}")])
 
 
 def scan(root: Path) -> list[LocalFile]:
@@ -157,9 +157,9 @@ def manifest_of(files: Sequence[LocalFile], *, checked: bool = False) -> Manifes
     entries = [Entry(f.path, f.digest or "", f.size, f.mode) for f in files]
     if checked:
         return Manifest(tuple(sorted(entries, key=lambda e: e.path)))
-    return build_manifest(entries, field_name="path")
+    return Manifest.build(entries, field_name="path")
 
 
 def check_paths(files: Sequence[LocalFile]) -> None:
     """Every path rule of a manifest, before any hashing or uploading."""
-    build_manifest([Entry(f.path, "0" * 64, f.size, f.mode) for f in files], field_name="path")
+    Manifest.build([Entry(f.path, "0" * 64, f.size, f.mode) for f in files], field_name="path")

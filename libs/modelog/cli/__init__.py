@@ -33,8 +33,8 @@ _TLS_HELP = (
 def up(tls: bool) -> None:
     """Run the whole platform locally (embedded PostgreSQL and broker unless MODELOG_PG_DSN /
     MODELOG_KAFKA_BOOTSTRAP name external ones). Ctrl-C stops everything."""
+    from modelog.shared.settings import Settings
     from modelog_platform.runner import up as run_up
-    from modelog_platform.settings import Settings
 
     settings = Settings()
     settings.tls = settings.tls or tls
@@ -48,8 +48,8 @@ def up(tls: bool) -> None:
 def serve(service: str, addr: str | None, tls: bool) -> None:
     """Run one service in this process, against MODELOG_PG_DSN and MODELOG_KAFKA_BOOTSTRAP.
     Run several copies to scale out: they share work as a Kafka consumer group."""
+    from modelog.shared.settings import Settings
     from modelog_platform.runner import serve_one
-    from modelog_platform.settings import Settings
 
     settings = Settings(addr=addr) if addr else Settings()
     settings.tls = settings.tls or tls

@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from eventlog.records import RecordedEvent
 from modelog.cli.common import die, emit, grpc_errors, instant, table
+
+if TYPE_CHECKING:
+    from eventlog.records import RecordedEvent
 
 
 @click.group()
@@ -187,7 +189,7 @@ def _to_topic(events: Iterator[Any], topic: str, bootstrap: str | None) -> None:
 
     from aiokafka.errors import KafkaError
 
-    from modelog_platform.settings import Settings
+    from modelog.shared.settings import Settings
     from modelog_services.audit.redeliver import publish
 
     settings = Settings()
@@ -214,7 +216,10 @@ def _to_topic(events: Iterator[Any], topic: str, bootstrap: str | None) -> None:
 
 
 def _records(events: Iterator[Any], last: list[str]) -> Iterator[RecordedEvent]:
-    """The events as stored; `last` holds the cursors after the latest two handed out."""
+    """The events as stored; `last` holds the cursors after the latest two handed out (for the
+    re-delivery commands, which run the server's own relay and webhook sender in this process)."""
+    from eventlog.records import RecordedEvent
+
     for e in events:
         last[:] = [*last[-1:], e.cursor]
         r = e.raw
@@ -239,7 +244,7 @@ def _to_webhook(events: Iterator[Any], url: str, secret: str) -> None:
     at the first event the receiver refuses so that the printed cursor resumes exactly there."""
     import asyncio
 
-    from eventlog import ModelogError
+    from modelog.errors import ModelogError
     from modelog_services.audit.redeliver import post_signed
 
     last: list[str] = []

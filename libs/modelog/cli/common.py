@@ -16,7 +16,6 @@ import click
 import grpc
 from click.exceptions import NoArgsIsHelpError
 
-from eventlog.errors import ModelogError as ServerError
 from modelog.errors import UNREACHABLE_HINT, ModelogError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,7 +39,7 @@ class CliError(click.ClickException):
 
 def error_line(exc: BaseException) -> str:
     """`<STATUS>: <message>` for any error a command can end with; never a traceback."""
-    if isinstance(exc, ModelogError | ServerError):
+    if isinstance(exc, ModelogError):
         code, detail = exc.code.name, exc.message
     elif isinstance(exc, grpc.RpcError):
         code = exc.code().name if isinstance(exc, grpc.Call) else "UNKNOWN"
@@ -64,7 +63,7 @@ def grpc_errors(fn: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (grpc.RpcError, ModelogError, ServerError) as exc:
+        except (grpc.RpcError, ModelogError) as exc:
             die(error_line(exc))
 
     return run  # type: ignore[return-value]

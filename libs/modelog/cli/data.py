@@ -19,14 +19,13 @@ import click
 import grpc
 
 import modelog.artifacts as art
-from eventlog.errors import ModelogError
-from modelog import errors as sdk_errors
 from modelog._client import Connection
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog.cli.common import CliError, die, error_line
-from modelog_platform.settings import Settings
-from modelog_services.artifacts.domain import check_name, parse_ref
-from modelog_services.artifacts.manifest import Manifest, diff
+from modelog.errors import ModelogError
+from modelog.shared.artifacts.manifest import Manifest, diff
+from modelog.shared.artifacts.refs import check_name, parse_ref
+from modelog.shared.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 POINTER_SUFFIX = ".modelog"
@@ -42,7 +41,7 @@ def _errors(fn: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (grpc.RpcError, ModelogError, sdk_errors.ModelogError) as exc:
+        except (grpc.RpcError, ModelogError) as exc:
             die(error_line(exc))
         except OSError as exc:
             if isinstance(exc, BrokenPipeError):

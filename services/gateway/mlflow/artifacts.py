@@ -47,7 +47,7 @@ from modelog._gen.artifacts.v1 import artifacts_pb2 as apb
 from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
 from modelog._gen.tracking.v1 import tracking_pb2 as tpb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
-from modelog_services.artifacts.manifest import Entry, Manifest, path_problem
+from modelog.shared.artifacts.manifest import Entry, Manifest, path_problem
 from modelog_services.gateway.errors import mlflow_error
 from modelog_services.gateway.http import caller
 from modelog_services.gateway.mlflow.common import Body, Call, route

@@ -24,7 +24,7 @@ import hmac
 import os
 import time
 
-from .localcopy import libc_function
+from modelog.shared.artifacts.localcopy import libc_function
 
 ATTRIBUTE = "user.modelog.seal"
 _NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES, errno.E2BIG, errno.ENOSPC)

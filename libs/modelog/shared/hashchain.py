@@ -1,7 +1,7 @@
 """The tamper-evidence chain: hash = SHA-256(previous hash || canonical bytes of the event).
 
 Pure functions over plain values so the same code verifies a live log, a gRPC stream and an offline
-export bundle.
+export bundle (the SDK's verifier included), with the one JSON spelling the chain covers.
 """
 
 from __future__ import annotations
@@ -11,11 +11,17 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 GENESIS = bytes(32)
 """The `previous hash` of position 1."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON spelling the hash chain covers: sorted keys, no spaces, no NaN."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def micros(ts: datetime) -> int:

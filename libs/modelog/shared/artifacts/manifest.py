@@ -19,9 +19,9 @@ from functools import cached_property
 from typing import NoReturn
 from urllib.parse import unquote
 
-from eventlog.errors import InvalidArgument
-from eventlog.events import canonical_json
-from eventlog.inputs import unsafe_character
+from modelog.shared.errors import InvalidArgument
+from modelog.shared.hashchain import canonical_json
+from modelog.shared.inputs import unsafe_character
 
 FORMAT = "modelog.manifest.v1"
 MODE_FILE = 0o644
