@@ -51,9 +51,29 @@ class StartupError(RuntimeError):
     """A problem a person can fix (port taken, server unreachable); printed without a traceback."""
 
 
+_SESSION_STATE: set[int] = set()
+
+
+def keeps_session_state(conn: asyncpg.Connection) -> None:
+    """Mark a pooled connection that holds session-level state (an advisory lock taken outside a
+    transaction): it gets asyncpg's full reset when it goes back to the pool."""
+    _SESSION_STATE.add(id(conn))
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """asyncpg's default reset is one more round trip on every release (unlock all advisory locks,
+    CLOSE ALL, UNLISTEN *, RESET ALL): a read paid two queries for one. Nothing here leaves session
+    state on a pooled connection (locks are transaction-scoped, no SET without LOCAL, the LISTEN
+    connection is kept apart), except what `keeps_session_state` marks: those, and a connection left
+    in a transaction, get the full reset."""
+    if conn.is_in_transaction() or id(conn) in _SESSION_STATE:
+        _SESSION_STATE.discard(id(conn))
+        await conn.reset()
+
+
 async def connect(dsn: str, size: int) -> asyncpg.Pool:
     try:
-        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=size, command_timeout=60)
+        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=size, command_timeout=60, reset=_reset)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         raise StartupError(f"cannot reach PostgreSQL at {redact_dsn(dsn)}: {exc}") from None
     assert pool is not None

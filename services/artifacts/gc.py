@@ -23,6 +23,7 @@ import asyncpg
 
 from eventlog import EventStore, Metadata, handle
 from modelog.shared.artifacts.manifest import Manifest
+from modelog_platform.app import keeps_session_state
 
 from .blobstore import BlobStore
 from .domain import CollectBlobs, collection_decider, gc_stream_id
@@ -45,6 +46,7 @@ class GcLock:
     @asynccontextmanager
     async def shared(self) -> AsyncIterator[None]:
         async with self._commits, self.pool.acquire() as conn:
+            keeps_session_state(conn)
             await conn.execute("SELECT pg_advisory_lock_shared($1)", _LOCK_KEY)
             try:
                 yield
@@ -54,6 +56,7 @@ class GcLock:
     @asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
         async with self.pool.acquire() as conn:
+            keeps_session_state(conn)
             await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
             try:
                 yield
