@@ -12,6 +12,7 @@ from tests.bench import (
     bench_bus,
     bench_eventlog,
     bench_http,
+    bench_import,
     bench_monitoring_drift,
     bench_monitoring_service,
     bench_registry,
@@ -28,6 +29,8 @@ def main() -> None:
     bench_tracking.main()
     print("== HTTP surface: the stock mlflow client against Modelog and mlflow server ==")
     bench_http.main()
+    print("== import from a real mlflow server (source alone, end to end, Modelog's side alone) ==")
+    bench_import.main()
     print("== artifacts (side by side with DVC) ==")
     bench_artifacts.main()
     print("== registry ==")
