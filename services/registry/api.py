@@ -27,16 +27,13 @@ from eventlog import (
 )
 from eventlog.commandpath import CommandPath, Executed, derive_key, new_id
 from modelog._gen.registry.v1 import registry_pb2 as pb
-from modelog._gen.registry.v1 import registry_pb2_grpc
 from modelog_platform import context
 from modelog_platform.access import project_name
 from modelog_platform.authz import DEFAULT_PROJECT
 from modelog_platform.grpc_errors import from_validation_error
-from modelog_platform.instants import as_of
 
 from . import domain as d
 from . import reads
-from .asof import model_as_of
 from .events import (
     AliasRemoved,
     AliasSet,
@@ -50,10 +47,9 @@ from .events import (
     VersionStageChanged,
     registry,
 )
-from .history import summary, version_of
 from .peers import Peers
+from .queries import RegistryQueries
 
-MAX_HISTORY = 10_000
 E = TypeVar("E", bound=DomainEvent)
 
 
@@ -114,27 +110,14 @@ def _stage_policy(p: pb.StagePolicy, field: str) -> StagePolicy:
         raise from_validation_error(exc, prefix=f"{field}.") from None
 
 
-class RegistryServicer(registry_pb2_grpc.RegistryServicer):
+class RegistryServicer(RegistryQueries):
     def __init__(self, store: EventStore, peers: Peers) -> None:
         self.store = store
-        self.pool = store.pool
         self.commands = CommandPath(store, events=registry)
         self.peers = peers
         self._ids: dict[str, str] = {}
 
     # ------------------------------------------------------------ plumbing
-
-    async def _model_id(self, name: str, field: str = "model", *, fresh: bool = False) -> str:
-        """The id of the model named `name`, from a cache that commands confirm (see _on_name)."""
-        cached = None if fresh else self._ids.get(name)
-        if cached is not None:
-            return cached
-        async with self.pool.acquire() as conn:
-            model_id = await reads.require_model_id(conn, d.check_model_name(name, field))
-        if len(self._ids) >= 10_000:
-            self._ids.clear()
-        self._ids[name] = model_id
-        return model_id
 
     async def _on_model(
         self, model_id: str, scope: str, cmd: d.ModelCommand, name: str | None = None
@@ -168,14 +151,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             row = await reads.version_row(conn, ref.model, ref.version, ref.alias)
         model_id, n = str(row["model_id"]), int(row["version"])
         return model_id, n, await self._on_model(model_id, scope, make(n), ref.model)
-
-    async def _model(self, model_id: str) -> pb.Model:
-        async with self.pool.acquire() as conn:
-            return await reads.get_model_by_id(conn, model_id)
-
-    async def _version(self, model_id: str, version: int) -> pb.ModelVersion:
-        async with self.pool.acquire() as conn:
-            return await reads.get_version_by_id(conn, model_id, version)
 
     async def _claim(self, name: str, model_id: str) -> None:
         claim = d.ClaimModelName(name, model_id)
@@ -222,27 +197,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         cmd = d.RegisterModel(model_id, request.name, request.description, dict(request.tags), project)
         await self._create_model("CreateModel", cmd)
         return pb.CreateModelResponse(model=await self._model(model_id))
-
-    async def GetModel(
-        self, request: pb.GetModelRequest, ctx: grpc.aio.ServicerContext
-    ) -> pb.GetModelResponse:
-        async with self.pool.acquire() as conn:
-            return pb.GetModelResponse(model=await reads.get_model(conn, request.name))
-
-    async def SearchModels(
-        self, request: pb.SearchModelsRequest, ctx: grpc.aio.ServicerContext
-    ) -> pb.SearchModelsResponse:
-        async with self.pool.acquire() as conn:
-            models, token = await reads.search_models(
-                conn,
-                request.name_contains,
-                dict(request.tags),
-                request.include_deleted,
-                request.page_size,
-                request.page_token,
-                context.visible("model"),
-            )
-        return pb.SearchModelsResponse(models=models, next_page_token=token)
 
     async def RenameModel(
         self, request: pb.RenameModelRequest, ctx: grpc.aio.ServicerContext
@@ -361,52 +315,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         number = _of(done.events, ModelVersionCreated)[0].version
         return pb.CreateModelVersionResponse(version=await self._version(model_id, number))
 
-    async def GetModelVersion(
-        self, request: pb.GetModelVersionRequest, ctx: grpc.aio.ServicerContext
-    ) -> pb.GetModelVersionResponse:
-        r = request.ref
-        async with self.pool.acquire() as conn:
-            return pb.GetModelVersionResponse(
-                version=await reads.get_version(conn, r.model, r.version, r.alias)
-            )
-
-    async def GetByAlias(
-        self, request: pb.GetByAliasRequest, ctx: grpc.aio.ServicerContext
-    ) -> pb.GetByAliasResponse:
-        if not request.alias:
-            raise InvalidArgument.field("alias", "is required")
-        async with self.pool.acquire() as conn:
-            return pb.GetByAliasResponse(
-                version=await reads.get_version(conn, request.model, alias=request.alias)
-            )
-
-    async def SearchModelVersions(
-        self, request: pb.SearchModelVersionsRequest, ctx: grpc.aio.ServicerContext
-    ) -> pb.SearchModelVersionsResponse:
-        statuses = []
-        for i, s in enumerate(request.statuses):
-            if s not in reads.STATUS_NAME:
-                raise InvalidArgument.field(f"statuses[{i}]", f"{s} is not a version status")
-            statuses.append(reads.STATUS_NAME[s])
-        stage = ""
-        if request.stage:
-            if request.stage not in reads.STAGE_NAME:
-                raise InvalidArgument.field("stage", f"{request.stage} is not a stage")
-            stage = reads.STAGE_NAME[request.stage]
-        query = reads.VersionQuery(
-            model=request.model,
-            tags=dict(request.tags),
-            stage=stage,
-            alias=request.alias,
-            run_id=request.run_id,
-            statuses=statuses,
-        )
-        async with self.pool.acquire() as conn:
-            versions, token = await reads.search_versions(
-                conn, query, request.page_size, request.page_token, context.visible("model")
-            )
-        return pb.SearchModelVersionsResponse(versions=versions, next_page_token=token)
-
     async def AnnotateVersion(
         self, request: pb.AnnotateVersionRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.AnnotateVersionResponse:
@@ -523,13 +431,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         _, req = await self._request_reply(model_id, n, _of(done.events, TransitionCancelled)[0].request_id)
         return pb.CancelTransitionResponse(request=req)
 
-    async def ListTransitionRequests(
-        self, request: pb.ListTransitionRequestsRequest, ctx: grpc.aio.ServicerContext
-    ) -> pb.ListTransitionRequestsResponse:
-        async with self.pool.acquire() as conn:
-            found = await reads.list_requests(conn, request.model, request.version, request.open_only)
-        return pb.ListTransitionRequestsResponse(requests=found)
-
     async def CommentOnVersion(
         self, request: pb.CommentOnVersionRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.CommentOnVersionResponse:
@@ -542,56 +443,3 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         return pb.CommentOnVersionResponse()
 
     # ------------------------------------------------------------ lineage and history
-
-    async def GetLineage(
-        self, request: pb.GetLineageRequest, ctx: grpc.aio.ServicerContext
-    ) -> pb.GetLineageResponse:
-        r = request.ref
-        async with self.pool.acquire() as conn:
-            return pb.GetLineageResponse(lineage=await reads.lineage(conn, r.model, r.version, r.alias))
-
-    async def History(self, request: pb.HistoryRequest, ctx: grpc.aio.ServicerContext) -> pb.HistoryResponse:
-        if request.limit < 0 or request.limit > MAX_HISTORY:
-            raise InvalidArgument.field("limit", f"must be 0 (default 1000) to {MAX_HISTORY}")
-        if request.from_stream_version < 0:
-            raise InvalidArgument.field("from_stream_version", "must be >= 0")
-        limit = request.limit or 1000
-        model_id = await self._model_id(request.model)
-        recorded = await self.store.read_stream(
-            d.model_stream_id(model_id), max(1, request.from_stream_version)
-        )
-        entries: list[pb.HistoryEntry] = []
-        next_version = 0
-        for ev in recorded:
-            if len(entries) == limit:
-                next_version = ev.stream_version
-                break
-            e = ev.decode(registry)
-            if request.version and version_of(e) != request.version:
-                continue
-            meta = ev.metadata()
-            entries.append(
-                pb.HistoryEntry(
-                    position=ev.position,
-                    stream_version=ev.stream_version,
-                    recorded_at=reads.ts(ev.recorded_at),
-                    actor=meta.actor,
-                    type=ev.type,
-                    version=version_of(e),
-                    summary=summary(e, meta.acted_by),
-                    payload_json=ev.payload_json,
-                    request_id=meta.request_id or "",
-                    occurred_at=reads.ts(ev.occurred_at),
-                    acted_by=meta.acted_by,
-                    imported_from=meta.origin.source if meta.origin else "",
-                )
-            )
-        return pb.HistoryResponse(model_id=model_id, entries=entries, next_stream_version=next_version)
-
-    async def GetModelAsOf(
-        self, request: pb.GetModelAsOfRequest, ctx: grpc.aio.ServicerContext
-    ) -> pb.GetModelAsOfResponse:
-        at = as_of(request)
-        if at is None:
-            raise InvalidArgument.field("as_of", "give the instant to travel to (GetModel answers for now)")
-        return await model_as_of(self.store, d.check_model_name(request.name, "name"), at)
