@@ -11,6 +11,9 @@ export const REGISTRY = "modelog.registry.v1.Registry";
 export const EVENTLOG = "modelog.eventlog.v1.EventLog";
 export const IDENTITY = "modelog.identity.v1.Identity";
 export const IDENTITY_ACCESS = "modelog.identity.v1.Access";
+export const AUDIT = "modelog.audit.v1.Audit";
+export const LINEAGE = "modelog.audit.v1.Lineage";
+export const ARTIFACTS = "modelog.artifacts.v1.Artifacts";
 
 export interface FieldViolation {
   field: string;
@@ -85,12 +88,13 @@ export async function rpc<T>(service: string, method: string, body: object = {},
 }
 
 /** A server-streaming call: every message as it arrives. EventSource cannot POST, so fetch reads
- * the event stream itself. */
+ * the event stream itself. `onOpen` runs once the server has accepted the call (its 200 came). */
 export async function* stream<T>(
   service: string,
   method: string,
   body: object = {},
   signal?: AbortSignal,
+  onOpen?: () => void,
 ): AsyncGenerator<T> {
   const res = await fetch(url(service, method), {
     method: "POST",
@@ -100,6 +104,7 @@ export async function* stream<T>(
     signal,
   });
   if (!res.ok || !res.body) throw await failure(res);
+  onOpen?.();
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
@@ -111,6 +116,7 @@ export async function* stream<T>(
       buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, "");
       const event = parseEvent(block);
       if (event === null) continue;
+      if (event.type === "end") return; // the call finished: {"status":"OK"}, not a message
       if (event.type === "error") {
         const err = (JSON.parse(event.data) as { error?: { message: string; status: string; details?: [] } }).error;
         throw new ApiError(err?.message ?? "the stream failed", err?.status ?? "UNKNOWN", 200, err?.details ?? []);

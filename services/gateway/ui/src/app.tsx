@@ -5,6 +5,8 @@ import { SessionContext } from "./session";
 import { SignIn } from "./pages/signin";
 import { Experiments } from "./pages/experiments";
 import { Runs } from "./pages/runs";
+import { Compare } from "./pages/compare";
+import { ArtifactPage, Artifacts } from "./pages/artifact";
 import { RunPage } from "./pages/run";
 import { Models } from "./pages/models";
 import { ModelPage } from "./pages/model";
@@ -40,6 +42,9 @@ export function App() {
           <Route path="/experiments" component={Experiments} />
           <Route path="/experiments/:id">{(p: { id: string }) => <Runs key={p.id} experimentId={p.id} />}</Route>
           <Route path="/runs/:id">{(p: { id: string }) => <RunPage key={p.id} runId={p.id} />}</Route>
+          <Route path="/compare" component={Compare} />
+          <Route path="/artifacts" component={Artifacts} />
+          <Route path="/artifacts/:name">{(p: { name: string }) => <ArtifactPage key={p.name} name={decodeURIComponent(p.name)} />}</Route>
           <Route path="/models" component={Models} />
           <Route path="/models/:name">{(p: { name: string }) => <ModelPage key={p.name} name={decodeURIComponent(p.name)} />}</Route>
           <Route path="/audit" component={Audit} />
@@ -67,6 +72,7 @@ function Shell(props: { me: Me; onSignOut: () => void; children: preact.Componen
         </Link>
         <nav aria-label="Main">
           {tab("/experiments", "Experiments")}
+          {tab("/artifacts", "Artifacts")}
           {tab("/models", "Models")}
           {tab("/audit", "Audit log")}
         </nav>

@@ -58,6 +58,24 @@ export interface Run {
   datasets?: DatasetInput[];
 }
 
+export interface ValueComparison {
+  key: string;
+  values?: Array<{ present?: boolean; value?: string }>;
+  differs?: boolean;
+}
+
+export interface MetricComparison {
+  key: string;
+  values?: Array<{ present?: boolean; summary?: MetricSummary }>;
+}
+
+export interface CompareRunsResponse {
+  runs?: RunInfo[];
+  params?: ValueComparison[];
+  tags?: ValueComparison[];
+  metrics?: MetricComparison[];
+}
+
 export interface MetricHistory {
   key?: string;
   steps?: Int64[];
@@ -151,6 +169,46 @@ export interface HistoryEntry {
   type?: string;
   version?: Int64;
   summary?: string;
+  payloadJson?: string;
+  requestId?: string;
+  /** When and by whom it happened: for imported history the source's (then `importedFrom` names
+   * the source, and recordedAt/actor are the import itself). */
+  occurredAt?: string;
+  actedBy?: string;
+  importedFrom?: string;
+}
+
+export interface VersionAsOf {
+  version?: Int64;
+  stage?: Stage;
+  status?: string;
+  aliases?: string[];
+  runId?: string;
+  artifactName?: string;
+  artifactVersion?: Int64;
+  manifestDigest?: string;
+  createdBy?: string;
+  createdAt?: string;
+  stageRequestId?: string;
+  stageRequestedBy?: string;
+  stageApprovedBy?: string[];
+  stageChangedBy?: string;
+  stageChangedAt?: string;
+  openRequestId?: string;
+}
+
+export interface ModelAsOf {
+  modelId?: string;
+  name?: string;
+  asOf?: string;
+  position?: Int64;
+  streamVersion?: Int64;
+  lastEventAt?: string;
+  deleted?: boolean;
+  aliases?: Array<{ alias: string; version?: Int64; setBy?: string; setAt?: string }>;
+  productionVersions?: Int64[];
+  versions?: VersionAsOf[];
+  description?: string;
 }
 
 export interface LogHead {
@@ -178,4 +236,56 @@ export interface VerifyResult {
   eventsChecked?: Int64;
   firstBadPosition?: Int64;
   reason?: string;
+}
+
+export interface ManifestEntry {
+  path: string;
+  digest: string;
+  size?: Int64;
+  mode?: number;
+}
+
+export interface ArtifactVersion {
+  name: string;
+  version?: Int64;
+  kind?: string;
+  manifestDigest?: string;
+  fileCount?: Int64;
+  totalSize?: Int64;
+  message?: string;
+  runId?: string;
+  parentVersion?: Int64;
+  aliases?: string[];
+  tags?: Record<string, string>;
+  createdBy?: string;
+  createdAt?: string;
+  entries?: ManifestEntry[];
+}
+
+export interface LineageNode {
+  id: string;
+  kind?: string;
+  label?: string;
+  attrsJson?: string;
+  service?: string;
+  position?: Int64;
+  recordedAt?: string;
+}
+
+export interface LineageEdge {
+  src: string;
+  dst: string;
+  relation?: string;
+  service?: string;
+  position?: Int64;
+  recordedAt?: string;
+  endedPosition?: Int64;
+  endedAt?: string;
+}
+
+export interface LineageGraph {
+  root?: string;
+  nodes?: LineageNode[];
+  edges?: LineageEdge[];
+  truncated?: boolean;
 }

@@ -1,5 +1,5 @@
 import type { ComponentChildren } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useLayoutEffect, useState } from "preact/hooks";
 import { Link } from "wouter-preact";
 import { ApiError } from "../api";
 import { runStatus, stageName } from "../format";
@@ -11,7 +11,8 @@ export type Async<T> = { state: "loading" } | { state: "error"; error: Error } |
 export function useAsync<T>(load: (signal: AbortSignal) => Promise<T>, deps: unknown[]): [Async<T>, () => void] {
   const [result, setResult] = useState<Async<T>>({ state: "loading" });
   const [tick, setTick] = useState(0);
-  useEffect(() => {
+  // a layout effect: the call goes out before the first paint, not a frame after it
+  useLayoutEffect(() => {
     const ctl = new AbortController();
     setResult((r) => (r.state === "ok" ? r : { state: "loading" }));
     load(ctl.signal).then(

@@ -13,6 +13,9 @@ export function useVirtualRows(opts: {
   count: number;
   rowHeight: number;
   overscan?: number;
+  /** Where the rows start inside the scrolling element (below a sticky header), which also hides
+   * that much of the view when scrolling a row into it. */
+  offset?: number;
   scrollElement: () => HTMLElement | null;
 }): Virtualizer<HTMLElement, HTMLElement> {
   const [, rerender] = useReducer((n: number) => n + 1, 0);
@@ -21,6 +24,8 @@ export function useVirtualRows(opts: {
     getScrollElement: opts.scrollElement,
     estimateSize: () => opts.rowHeight,
     overscan: opts.overscan ?? 12,
+    scrollMargin: opts.offset ?? 0,
+    scrollPaddingStart: opts.offset ?? 0,
     scrollToFn: elementScroll,
     observeElementRect,
     observeElementOffset,

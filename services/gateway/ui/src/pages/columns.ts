@@ -130,3 +130,56 @@ export function defaultCols(keys: Record<Kind, string[]>): Column[] {
   const params = keys.p.slice(0, 5);
   return [...metrics.map((key) => ({ kind: "m" as const, key })), ...params.map((key) => ({ kind: "p" as const, key }))];
 }
+
+/** What a run is ordered by for one `order_by` clause, as the server orders: numbers for metrics
+ * (NaN before missing) and times, text for the rest; undefined when the run lacks it. */
+function sortValue(run: Run, key: string): number | string | undefined {
+  const m = /^(attributes?|metrics?|params?|tags?)\.(?:`((?:[^`]|``)*)`|(.+))$/.exec(key.trim());
+  if (!m) return undefined;
+  const entity = m[1].replace(/s$/, "");
+  const name = m[2] !== undefined ? m[2].replace(/``/g, "`") : m[3];
+  if (entity === "metric") {
+    const s = metricOf(run, name);
+    return s ? num(s.last) : undefined;
+  }
+  if (entity === "param") return run.params?.[name];
+  if (entity === "tag") return run.tags?.[name];
+  switch (name) {
+    case "start_time":
+      return int(run.info.startTimeMs);
+    case "end_time":
+      return run.info.endTimeMs ? int(run.info.endTimeMs) : undefined;
+    case "run_name":
+      return run.info.name ?? "";
+    case "status":
+      return run.info.status ?? "";
+    case "run_id":
+      return run.info.runId;
+    default:
+      return undefined;
+  }
+}
+
+function rank(v: number | string | undefined): number {
+  return v === undefined ? 2 : typeof v === "number" && Number.isNaN(v) ? 1 : 0;
+}
+
+/** The order of SearchRuns: by the sort clause (missing values last whichever the direction, NaN
+ * just before them), then newest first, then by id. Lets a run that arrives live take its place. */
+export function compareRuns(a: Run, b: Run, sort: Sort | null): number {
+  if (sort) {
+    const va = sortValue(a, sort.key);
+    const vb = sortValue(b, sort.key);
+    const ra = rank(va);
+    const rb = rank(vb);
+    if (ra !== rb) return ra - rb;
+    if (ra === 0 && va !== vb) {
+      const c = (va as number | string) < (vb as number | string) ? -1 : 1;
+      return sort.desc ? -c : c;
+    }
+  }
+  const ta = int(a.info.startTimeMs);
+  const tb = int(b.info.startTimeMs);
+  if (ta !== tb) return tb - ta;
+  return a.info.runId < b.info.runId ? -1 : a.info.runId > b.info.runId ? 1 : 0;
+}

@@ -1,10 +1,14 @@
 import { useState } from "preact/hooks";
-import { Link } from "wouter-preact";
+import { Link, useSearchParams } from "wouter-preact";
 import { IDENTITY_ACCESS, REGISTRY, rpc } from "../api";
 import { Chip, ErrorBox, Show, StageBadge, useAsync } from "../components/common";
 import { enumName, fmtAgo, fmtTimestamp, int, stageName } from "../format";
 import { mayDecide, permsOnModel, useMe, type Grant, type Perm } from "../session";
-import type { HistoryEntry, Model, ModelPolicy, ModelVersion, Stage, StagePolicy, TransitionRequest } from "../types";
+import type { HistoryEntry, Model, ModelPolicy, ModelVersion, StagePolicy, TransitionRequest } from "../types";
+import { AsOfBar, AsOfView } from "./modelasof";
+import { byWhen, HistoryTimeline } from "./modelhistory";
+import { ModelLineage } from "./modellineage";
+import { RequestTransition, stagePolicy } from "./transition";
 
 interface ModelData {
   model: Model;
@@ -52,6 +56,21 @@ function ModelView(props: { data: ModelData; onChanged: () => void }) {
   const open = requests.filter((r) => r.status === "REQUEST_STATUS_OPEN");
   const closed = requests.filter((r) => r.status !== "REQUEST_STATUS_OPEN").slice(0, 10);
   const aliases = Object.entries(model.aliases ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  // time travel: `asof` in the URL is an instant (one of the history's), the page shows the
+  // registry as it stood then
+  const [params, setParams] = useSearchParams();
+  const asOf = params.get("asof");
+  const setAsOf = (at: string | null) =>
+    setParams(
+      (prev) => {
+        const next = new URLSearchParams(prev);
+        if (at) next.set("asof", at);
+        else next.delete("asof");
+        return next;
+      },
+      { replace: true },
+    );
+  const timeline = byWhen(history);
 
   return (
     <>
@@ -75,113 +94,125 @@ function ModelView(props: { data: ModelData; onChanged: () => void }) {
         </div>
       </div>
 
-      <div class="summary-strip">
-        <div class="card stat">
-          <div class="stat-label">Latest version</div>
-          <div class="stat-value">{int(model.latestVersion) ? `v${int(model.latestVersion)}` : "–"}</div>
-        </div>
-        <div class="card stat">
-          <div class="stat-label">In Production</div>
-          <div class="stat-value">
-            {(model.productionVersions ?? []).length ? (model.productionVersions ?? []).map((v) => `v${v}`).join(", ") : "none"}
+      {!asOf && (
+        <div class="summary-strip">
+          <div class="card stat">
+            <div class="stat-label">Latest version</div>
+            <div class="stat-value">{int(model.latestVersion) ? `v${int(model.latestVersion)}` : "–"}</div>
+          </div>
+          <div class="card stat">
+            <div class="stat-label">In Production</div>
+            <div class="stat-value">
+              {(model.productionVersions ?? []).length ? (model.productionVersions ?? []).map((v) => `v${v}`).join(", ") : "none"}
+            </div>
+          </div>
+          <div class="card stat wide">
+            <div class="stat-label">Aliases</div>
+            <div class="stat-value chips">
+              {aliases.length === 0 ? (
+                <span class="muted">none</span>
+              ) : (
+                aliases.map(([a, v]) => (
+                  <Chip key={a} kind="alias">
+                    @{a} → v{v}
+                  </Chip>
+                ))
+              )}
+            </div>
+          </div>
+          <div class="card stat">
+            <div class="stat-label">Pending requests</div>
+            <div class="stat-value">{open.length}</div>
           </div>
         </div>
-        <div class="card stat wide">
-          <div class="stat-label">Aliases</div>
-          <div class="stat-value chips">
-            {aliases.length === 0 ? (
-              <span class="muted">none</span>
-            ) : (
-              aliases.map(([a, v]) => (
-                <Chip key={a} kind="alias">
-                  @{a} → v{v}
-                </Chip>
-              ))
-            )}
-          </div>
-        </div>
-        <div class="card stat">
-          <div class="stat-label">Pending requests</div>
-          <div class="stat-value">{open.length}</div>
-        </div>
-      </div>
+      )}
+
+      <AsOfBar entries={timeline} asOf={asOf} onChange={setAsOf} />
 
       <div class="model-layout">
         <div class="model-main">
-          <section aria-label="Pending transition requests" class="card">
-            <h2>Pending transition requests</h2>
-            {open.length === 0 ? (
-              <p class="muted small">No open requests.</p>
-            ) : (
-              open.map((r) => (
-                <PendingRequest
-                  key={r.requestId}
-                  request={r}
-                  model={model}
-                  perms={perms}
-                  onDecided={props.onChanged}
-                />
-              ))
-            )}
-          </section>
+          {asOf ? (
+            <AsOfView name={model.name} asOf={asOf} />
+          ) : (
+            <>
+              <section aria-label="Pending transition requests" class="card">
+                <h2>Pending transition requests</h2>
+                {open.length === 0 ? (
+                  <p class="muted small">No open requests.</p>
+                ) : (
+                  open.map((r) => (
+                    <PendingRequest
+                      key={r.requestId}
+                      request={r}
+                      model={model}
+                      perms={perms}
+                      onDecided={props.onChanged}
+                    />
+                  ))
+                )}
+              </section>
 
-          <section class="card" aria-label="Versions">
-            <h2>
-              Versions <span class="muted">({versions.length})</span>
-            </h2>
-            <table class="grid-table flush" aria-label="Versions">
-              <thead>
-                <tr>
-                  <th class="num">Version</th>
-                  <th>Stage</th>
-                  <th>Status</th>
-                  <th>Aliases</th>
-                  <th>Run</th>
-                  <th>Artifact</th>
-                  <th>Created</th>
-                </tr>
-              </thead>
-              <tbody>
-                {versions.map((v) => (
-                  <tr key={v.version} data-testid={`version-${int(v.version)}`}>
-                    <td class="num strong">v{int(v.version)}</td>
-                    <td>
-                      <StageBadge stage={v.stage} />
-                      {v.openRequest?.requestId && (
-                        <span class="muted tiny"> → {stageName(v.openRequest.toStage)} requested</span>
-                      )}
-                    </td>
-                    <td>{enumName(v.status, "VERSION_STATUS_")}</td>
-                    <td>
-                      {(v.aliases ?? []).map((a) => (
-                        <Chip key={a} kind="alias">
-                          @{a}
-                        </Chip>
-                      ))}
-                    </td>
-                    <td>
-                      {v.runId ? (
-                        <Link href={`/runs/${encodeURIComponent(v.runId)}`}>
-                          <code>{v.runId.slice(0, 10)}</code>
-                        </Link>
-                      ) : (
-                        "–"
-                      )}
-                    </td>
-                    <td>
-                      {v.artifactName}
-                      {int(v.artifactVersion) ? `:v${int(v.artifactVersion)}` : ""}
-                    </td>
-                    <td title={fmtTimestamp(v.createdAt)}>
-                      {v.createdBy} · {fmtAgo(Date.parse(v.createdAt ?? ""))}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </section>
+              <section class="card" aria-label="Versions">
+                <h2>
+                  Versions <span class="muted">({versions.length})</span>
+                </h2>
+                <table class="grid-table flush" aria-label="Versions">
+                  <thead>
+                    <tr>
+                      <th class="num">Version</th>
+                      <th>Stage</th>
+                      <th>Status</th>
+                      <th>Aliases</th>
+                      <th>Run</th>
+                      <th>Artifact</th>
+                      <th>Created</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {versions.map((v) => (
+                      <tr key={v.version} data-testid={`version-${int(v.version)}`}>
+                        <td class="num strong">v{int(v.version)}</td>
+                        <td>
+                          <StageBadge stage={v.stage} />
+                          {v.openRequest?.requestId && (
+                            <span class="muted tiny"> → {stageName(v.openRequest.toStage)} requested</span>
+                          )}
+                        </td>
+                        <td>{enumName(v.status, "VERSION_STATUS_")}</td>
+                        <td>
+                          {(v.aliases ?? []).map((a) => (
+                            <Chip key={a} kind="alias">
+                              @{a}
+                            </Chip>
+                          ))}
+                        </td>
+                        <td>
+                          {v.runId ? (
+                            <Link href={`/runs/${encodeURIComponent(v.runId)}`}>
+                              <code>{v.runId.slice(0, 10)}</code>
+                            </Link>
+                          ) : (
+                            "–"
+                          )}
+                        </td>
+                        <td>
+                          {v.artifactName}
+                          {int(v.artifactVersion) ? `:v${int(v.artifactVersion)}` : ""}
+                        </td>
+                        <td title={fmtTimestamp(v.createdAt)}>
+                          {v.createdBy} · {fmtAgo(Date.parse(v.createdAt ?? ""))}
+                        </td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </section>
+              {perms.has("EDIT") && <RequestTransition model={model} versions={versions} onDone={props.onChanged} />}
+            </>
+          )}
+          <ModelLineage name={model.name} versions={versions.map((v) => int(v.version))} asOf={asOf} />
 
-          {closed.length > 0 && (
+          {!asOf && closed.length > 0 && (
             <section class="card" aria-label="Decided requests">
               <h2>Recent decisions</h2>
               <ul class="timeline">
@@ -205,34 +236,11 @@ function ModelView(props: { data: ModelData; onChanged: () => void }) {
 
         <aside class="model-side">
           <PolicyCard policy={model.policy} />
-          <section class="card" aria-label="History">
-            <h2>History</h2>
-            {history.length === 0 ? (
-              <p class="muted small">No history to show.</p>
-            ) : (
-              <ol class="timeline history">
-                {[...history].reverse().slice(0, 200).map((h) => (
-                  <li key={h.position}>
-                    <div>{h.summary || h.type}</div>
-                    <div class="muted tiny">
-                      <strong>{h.actor}</strong> · {fmtTimestamp(h.recordedAt)} · #{h.position}
-                    </div>
-                  </li>
-                ))}
-              </ol>
-            )}
-          </section>
+          <HistoryTimeline entries={history} asOf={asOf} />
         </aside>
       </div>
     </>
   );
-}
-
-function stagePolicy(policy: ModelPolicy | undefined, stage: Stage | undefined): StagePolicy {
-  if (stage === "STAGE_STAGING") return policy?.staging ?? {};
-  if (stage === "STAGE_PRODUCTION") return policy?.production ?? {};
-  if (stage === "STAGE_ARCHIVED") return policy?.archived ?? {};
-  return {};
 }
 
 function PendingRequest(props: {

@@ -1,51 +1,111 @@
-import { useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { Link, useSearchParams } from "wouter-preact";
 import { rpc, TRACKING } from "../api";
-import { colorFor, MetricChart, type XMode } from "../components/chart";
+import { colorFor, MetricChart } from "../components/chart";
 import { Chip, KeyValues, Mono, Show, StatusBadge, useAsync } from "../components/common";
 import { fmtDuration, fmtNum, fmtTime, int, num, shortDigest } from "../format";
 import type { Experiment, Run } from "../types";
+import { ChartControls, readChartParams } from "./chartparams";
+import { runKey, take } from "../prefetch";
+import { ArtifactBrowser } from "../components/artifacts";
+import { datasetKey, runLinks, type RunLinks } from "./runlinks";
+import { LiveBadge, useLive, type LiveEvent, type LiveState } from "../live";
 
 const FIRST_CHARTS = 12;
 
+/** Tags a training script (or an importer) may record the reason of a failure under. */
+const FAILURE_TAGS = ["failure_reason", "modelog.failure_reason", "failure", "error", "error_message", "exception"];
+
+const REFRESH_MS = 1000; // a run logging every few milliseconds is read back at most once a second
+
 export function RunPage(props: { runId: string }) {
-  const [data] = useAsync(async (signal) => {
-    const { run } = await rpc<{ run: Run }>(TRACKING, "GetRun", { runId: props.runId }, signal);
-    const exp = await rpc<{ experiment: Experiment }>(
-      TRACKING,
-      "GetExperiment",
-      { experimentId: run.info.experimentId },
-      signal,
-    ).catch(() => null);
-    return { run, experiment: exp?.experiment ?? null };
-  }, [props.runId]);
+  // The run first: its charts ask for their histories as soon as it is here; the experiment's name
+  // (for the crumbs) comes on the side.
+  const [data, reload] = useAsync(
+    (signal) =>
+      (take<{ run: Run }>(runKey(props.runId)) ?? rpc<{ run: Run }>(TRACKING, "GetRun", { runId: props.runId }, signal)).then(
+        (r) => r.run,
+      ),
+    [props.runId],
+  );
+  const experimentId = data.state === "ok" ? data.value.info.experimentId ?? "" : "";
+  const [experiment] = useAsync(
+    (signal) =>
+      experimentId
+        ? rpc<{ experiment: Experiment }>(TRACKING, "GetExperiment", { experimentId }, signal).then((r) => r.experiment)
+        : Promise.resolve(null),
+    [experimentId],
+  );
+
+  // The run's own stream: its metric batches redraw the charts they touch (the server downsamples
+  // the new history), any event reads the run again (summary, status, tags, a new metric's chart).
+  const [versions, setVersions] = useState<Record<string, number>>({});
+  const touched = useRef(new Set<string>());
+  const timer = useRef<number | null>(null);
+  const last = useRef(0);
+  const refresh = () => {
+    timer.current = null;
+    last.current = Date.now();
+    const keys = [...touched.current];
+    touched.current.clear();
+    reload();
+    if (keys.length) setVersions((v) => Object.fromEntries([...Object.entries(v), ...keys.map((k) => [k, (v[k] ?? 0) + 1])]));
+  };
+  const onEvents = (events: LiveEvent[]) => {
+    for (const e of events) {
+      if (e.type === "MetricsLogged") for (const k of (e.payload.keys as string[] | undefined) ?? []) touched.current.add(k);
+    }
+    if (timer.current === null) timer.current = window.setTimeout(refresh, Math.max(0, last.current + REFRESH_MS - Date.now()));
+  };
+  useEffect(() => () => {
+    if (timer.current !== null) clearTimeout(timer.current);
+  }, []);
+  const live = useLive({ services: ["tracking"], streams: [`run-${props.runId}`] }, onEvents).state;
+  const [links] = useAsync((signal) => runLinks(props.runId, signal), [props.runId]);
+
   return (
     <div class="page run-page">
       <Show data={data} what="the run">
-        {({ run, experiment }) => <RunView run={run} experiment={experiment} />}
+        {(run) => (
+          <RunView
+            run={run}
+            experiment={experiment.state === "ok" ? experiment.value : null}
+            versions={versions}
+            live={live}
+            links={links.state === "ok" ? links.value : null}
+          />
+        )}
       </Show>
     </div>
   );
 }
 
-function RunView(props: { run: Run; experiment: Experiment | null }) {
+function RunView(props: {
+  run: Run;
+  experiment: Experiment | null;
+  versions: Record<string, number>;
+  live: LiveState;
+  links: RunLinks | null;
+}) {
   const { run } = props;
   const info = run.info;
   const [params, setParams] = useSearchParams();
-  const x = (["step", "time", "relative"].includes(params.get("x") ?? "") ? params.get("x") : "step") as XMode;
-  const log = params.get("log") === "1";
+  const chart = readChartParams(params);
   const find = params.get("m") ?? "";
   const [showAll, setShowAll] = useState(false);
-  const set = (key: string, value: string | null) =>
+  const setMany = (changes: Record<string, string | null>) =>
     setParams(
       (prev) => {
         const next = new URLSearchParams(prev);
-        if (value) next.set(key, value);
-        else next.delete(key);
+        for (const [k, v] of Object.entries(changes)) {
+          if (v) next.set(k, v);
+          else next.delete(k);
+        }
         return next;
       },
       { replace: true },
     );
+  const set = (key: string, value: string | null) => setMany({ [key]: value });
 
   const metrics = useMemo(() => {
     const all = [...(run.metrics ?? [])];
@@ -61,6 +121,8 @@ function RunView(props: { run: Run; experiment: Experiment | null }) {
   const end = int(info.endTimeMs);
   const tags = Object.entries(run.tags ?? {}).sort(([a], [b]) => a.localeCompare(b));
   const source = info.source ?? {};
+  const failure = info.status === "RUN_STATUS_FAILED" ? FAILURE_TAGS.map((k) => run.tags?.[k]).find((v) => v) : undefined;
+  const produced = (props.links?.produced ?? []).filter((v) => v.name !== `run-${info.runId}`);
 
   return (
     <>
@@ -76,9 +138,16 @@ function RunView(props: { run: Run; experiment: Experiment | null }) {
           <h1 class="run-title">
             {info.name || info.runId} <StatusBadge status={info.status} />
             {info.deleted && <Chip kind="warn">deleted</Chip>}
+            {info.status === "RUN_STATUS_RUNNING" && <LiveBadge state={props.live} what="its metrics" />}
           </h1>
         </div>
       </div>
+      {info.status === "RUN_STATUS_FAILED" && (
+        <div class="failure" role="status" data-testid="failure">
+          <strong>This run failed</strong>
+          {failure ? <pre class="failure-reason">{failure}</pre> : <span class="muted small"> and recorded no reason (a tag such as failure_reason).</span>}
+        </div>
+      )}
       <dl class="facts card" aria-label="Run">
         <div>
           <dt>Run id</dt>
@@ -151,22 +220,7 @@ function RunView(props: { run: Run; experiment: Experiment | null }) {
                 value={find}
                 onInput={(e) => set("m", (e.target as HTMLInputElement).value)}
               />
-              <div class="segmented" role="group" aria-label="x axis">
-                {(["step", "time", "relative"] as XMode[]).map((mode) => (
-                  <button
-                    type="button"
-                    key={mode}
-                    class={x === mode ? "on" : ""}
-                    aria-pressed={x === mode}
-                    onClick={() => set("x", mode === "step" ? null : mode)}
-                  >
-                    {mode === "step" ? "Step" : mode === "time" ? "Time" : "Relative"}
-                  </button>
-                ))}
-              </div>
-              <label class="check inline">
-                <input type="checkbox" checked={log} onChange={() => set("log", log ? null : "1")} /> Log scale
-              </label>
+              <ChartControls params={chart} set={setMany} />
             </div>
           </div>
           {metrics.length === 0 ? (
@@ -178,8 +232,10 @@ function RunView(props: { run: Run; experiment: Experiment | null }) {
                   key={m.key}
                   runId={info.runId}
                   metric={m.key}
-                  x={x}
-                  log={log}
+                  x={chart.x}
+                  log={chart.log}
+                  smoothing={chart.smoothing}
+                  version={props.versions[m.key] ?? 0}
                   color={colorFor(metrics.indexOf(m))}
                 />
               ))}
@@ -190,6 +246,40 @@ function RunView(props: { run: Run; experiment: Experiment | null }) {
               Show all {chartable.length} charts
             </button>
           )}
+          <section class="card run-artifacts" aria-label="Artifacts">
+            <h2>Artifacts</h2>
+            <ArtifactBrowser
+              name={`run-${info.runId}`}
+              version={int(params.get("art") ?? "")}
+              path={params.get("file") ?? ""}
+              onChange={(v, path) => setMany({ art: v ? String(v) : null, file: path || null })}
+              empty="This run has logged no files of its own."
+            />
+            {(produced.length > 0 || (props.links?.models.length ?? 0) > 0) && (
+              <div class="produced small">
+                {produced.length > 0 && (
+                  <div>
+                    Produced{" "}
+                    {produced.map((v) => (
+                      <Link key={`${v.name}:${v.version}`} href={`/artifacts/${encodeURIComponent(v.name)}?v=${v.version}`} className="chip">
+                        {v.name}:v{v.version}
+                      </Link>
+                    ))}
+                  </div>
+                )}
+                {(props.links?.models.length ?? 0) > 0 && (
+                  <div>
+                    Trained{" "}
+                    {props.links!.models.map((v) => (
+                      <Link key={`${v.name}/${v.version}`} href={`/models/${encodeURIComponent(v.name)}`} className="chip">
+                        {v.name} v{v.version}
+                      </Link>
+                    ))}
+                  </div>
+                )}
+              </div>
+            )}
+          </section>
         </section>
 
         <aside class="run-side">
@@ -254,6 +344,14 @@ function RunView(props: { run: Run; experiment: Experiment | null }) {
                       {d.sourceType && <> · {d.sourceType}</>}
                       {d.source && <> · <Mono text={d.source} max={48} /></>}
                     </div>
+                    {(props.links?.datasets.get(datasetKey(d.digest ?? "")) ?? []).map((v) => (
+                      <div key={`${v.name}:${v.version}`} class="tiny dataset-link">
+                        content of{" "}
+                        <Link href={`/artifacts/${encodeURIComponent(v.name)}?v=${v.version}`}>
+                          {v.name}:v{v.version}
+                        </Link>
+                      </div>
+                    ))}
                   </li>
                 ))}
               </ul>

@@ -1,32 +1,16 @@
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { Link, useSearchParams } from "wouter-preact";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
+import { Link, useLocation, useSearchParams } from "wouter-preact";
 import { ApiError, rpc, TRACKING } from "../api";
 import { ErrorBox, Show, useAsync } from "../components/common";
-import { useVirtualRows } from "../components/virtual";
 import { ColumnPicker } from "./picker";
+import { RunsTable } from "./runstable";
+import { FIRST_PAGE, firstPageKey, searchRuns, take, VIEWS, type RunsPage } from "../prefetch";
+import { compareHref, MAX_COMPARE, pickedIn, setPickedIn } from "./selection";
+import { useLiveRuns } from "./liveruns";
 import type { Experiment, Run } from "../types";
-import {
-  ATTRS,
-  attrText,
-  cellText,
-  colId,
-  defaultCols,
-  discoverKeys,
-  formatCols,
-  formatSort,
-  metricTitle,
-  parseCols,
-  parseSort,
-  sortKeyOf,
-  type Column,
-  type Sort,
-} from "./columns";
+import { defaultCols, discoverKeys, formatCols, formatSort, parseCols, parseSort, type Column, type Sort } from "./columns";
 
-const ROW_HEIGHT = 30;
-const FIRST_PAGE = 200; // small, so the first rows paint at once
 const PAGE = 1000; // the server's maximum
-const COL_WIDTH = 130;
-const VIEWS = { active: "VIEW_TYPE_ACTIVE_ONLY", deleted: "VIEW_TYPE_DELETED_ONLY", all: "VIEW_TYPE_ALL" } as const;
 
 interface Pages {
   runs: Run[];
@@ -41,20 +25,16 @@ function useRunPages(experimentId: string, filter: string, sort: string, view: s
   const ctl = useRef<AbortController | null>(null);
   const busy = useRef(false);
 
-  const fetchPage = async (token: string, size: number, signal: AbortSignal) =>
-    rpc<{ runs?: Run[]; nextPageToken?: string }>(
-      TRACKING,
-      "SearchRuns",
-      { experimentIds: [experimentId], filter, orderBy: sort ? [sort] : [], pageSize: size, pageToken: token, view },
-      signal,
-    );
+  const query = { experimentId, filter, sort, view };
+  const fetchPage = (token: string, size: number, signal: AbortSignal) => searchRuns(query, token, size, signal);
 
-  useEffect(() => {
+  // a layout effect: the first page is asked for before the first paint, not a frame after it
+  useLayoutEffect(() => {
     ctl.current?.abort();
     const c = (ctl.current = new AbortController());
     busy.current = true;
     setPages((p) => ({ ...p, loading: true, error: null }));
-    fetchPage("", FIRST_PAGE, c.signal).then(
+    (take<RunsPage>(firstPageKey(query)) ?? fetchPage("", FIRST_PAGE, c.signal)).then(
       (page) => {
         if (c.signal.aborted) return;
         busy.current = false;
@@ -78,12 +58,16 @@ function useRunPages(experimentId: string, filter: string, sort: string, view: s
       (page) => {
         if (c.signal.aborted) return;
         busy.current = false;
-        setPages((p) => ({
-          runs: p.runs.concat(page.runs ?? []),
+        setPages((p) => {
+          // a run that arrived live may sit in the loaded range already
+          const have = new Set(p.runs.map((r) => r.info.runId));
+          return {
+          runs: p.runs.concat((page.runs ?? []).filter((r) => !have.has(r.info.runId))),
           next: page.nextPageToken ?? "",
           loading: false,
           error: null,
-        }));
+          };
+        });
       },
       (error: Error) => {
         if (c.signal.aborted) return;
@@ -92,7 +76,8 @@ function useRunPages(experimentId: string, filter: string, sort: string, view: s
       },
     );
   };
-  return { pages, more };
+  const apply = (update: (runs: Run[]) => Run[]) => setPages((p) => ({ ...p, runs: update(p.runs) }));
+  return { pages, more, apply };
 }
 
 export function Runs(props: { experimentId: string }) {
@@ -110,7 +95,18 @@ export function Runs(props: { experimentId: string }) {
       ),
     [props.experimentId],
   );
-  const { pages, more } = useRunPages(props.experimentId, filter, sortText, VIEWS[viewKey] ?? VIEWS.active);
+  const view = VIEWS[viewKey] ?? VIEWS.active;
+  const { pages, more, apply } = useRunPages(props.experimentId, filter, sortText, view);
+  const live = useLiveRuns({
+    experimentId: props.experimentId,
+    filter,
+    sort,
+    view,
+    runs: pages.runs,
+    hasMore: !!pages.next,
+    ready: !pages.loading || pages.runs.length > 0,
+    apply,
+  });
 
   const keys = useMemo(() => discoverKeys(pages.runs), [pages.runs]);
   const [fallbackCols, setFallbackCols] = useState<Column[]>([]);
@@ -133,6 +129,34 @@ export function Runs(props: { experimentId: string }) {
     );
 
   const filterError = pages.error instanceof ApiError && pages.error.status === "INVALID_ARGUMENT" ? pages.error : null;
+
+  // Runs picked for comparison: kept per experiment while the app runs; the compare page's URL
+  // holds them once they are compared.
+  const [picked, setPicked] = useState<string[]>(() => pickedIn(props.experimentId));
+  const [pickNote, setPickNote] = useState("");
+  useEffect(() => setPickedIn(props.experimentId, picked), [picked]);
+  const anchor = useRef(-1);
+  const [, navigate] = useLocation();
+  const toggle = (index: number, range: boolean) => {
+    const run = pages.runs[index];
+    if (!run) return;
+    const id = run.info.runId;
+    const on = !picked.includes(id);
+    let ids = [id];
+    if (range && anchor.current >= 0 && anchor.current !== index) {
+      const [a, b] = anchor.current < index ? [anchor.current, index] : [index, anchor.current];
+      ids = pages.runs.slice(a, b + 1).map((r) => r.info.runId);
+    }
+    anchor.current = index;
+    const next = on ? [...picked, ...ids.filter((x) => !picked.includes(x))] : picked.filter((x) => !ids.includes(x));
+    if (next.length > MAX_COMPARE) {
+      setPickNote(`At most ${MAX_COMPARE} runs can be compared at once.`);
+      setPicked(next.slice(0, MAX_COMPARE));
+      return;
+    }
+    setPickNote("");
+    setPicked(next);
+  };
 
   return (
     <div class="page runs-page">
@@ -161,6 +185,16 @@ export function Runs(props: { experimentId: string }) {
             <option value="all">All runs</option>
           </select>
           <ColumnPicker keys={keys} cols={cols} onChange={(next) => update({ cols: formatCols(next) || "-" }, true)} />
+          <button
+            type="button"
+            class="btn primary"
+            disabled={picked.length < 2}
+            title={picked.length < 2 ? "Pick two runs or more: click their boxes, or Space on the focused row" : undefined}
+            onClick={() => navigate(compareHref(picked))}
+            data-testid="compare"
+          >
+            Compare{picked.length ? ` ${picked.length}` : ""}
+          </button>
         </div>
       </div>
       <FilterBox
@@ -178,6 +212,16 @@ export function Runs(props: { experimentId: string }) {
         failed={!!pages.error}
         onNeedMore={more}
         searchKey={`${filter}\u0000${sortText}\u0000${viewKey}`}
+        picked={picked}
+        pickNote={pickNote}
+        live={live.state}
+        fresh={live.fresh}
+        onToggle={toggle}
+        onClearPicked={() => {
+          setPicked([]);
+          setPickNote("");
+        }}
+        onOpen={(run) => navigate(`/runs/${encodeURIComponent(run.info.runId)}`)}
         onSort={(key) => {
           const next: Sort | null =
             sort?.key !== key ? { key, desc: true } : sort.desc ? { key, desc: false } : null;
@@ -248,140 +292,5 @@ function FilterBox(props: { value: string; error: ApiError | null; onApply: (v: 
         </div>
       )}
     </form>
-  );
-}
-
-function RunsTable(props: {
-  runs: Run[];
-  cols: Column[];
-  sort: Sort | null;
-  hasMore: boolean;
-  loading: boolean;
-  failed: boolean;
-  onNeedMore: () => void;
-  searchKey: string;
-  onSort: (key: string) => void;
-}) {
-  const scroller = useRef<HTMLDivElement>(null);
-  // a new search starts at its first row
-  useEffect(() => {
-    if (scroller.current) scroller.current.scrollTop = 0;
-  }, [props.searchKey]);
-  const count = props.runs.length;
-  const virtual = useVirtualRows({ count, rowHeight: ROW_HEIGHT, scrollElement: () => scroller.current });
-  const items = virtual.getVirtualItems();
-  const last = items.length ? items[items.length - 1].index : 0;
-  useEffect(() => {
-    if (props.hasMore && !props.loading && last >= count - 300) props.onNeedMore();
-  }, [last, count, props.hasMore, props.loading]);
-
-  const widths = [...ATTRS.map((a) => a.width), ...props.cols.map(() => COL_WIDTH)];
-  // a last, flexible column fills a wide window, so rows never end in mid-air
-  const template = widths.map((w) => `${w}px`).join(" ") + " minmax(0, 1fr)";
-  const total = widths.reduce((a, b) => a + b, 0);
-  const now = Date.now();
-  const arrow = (key: string | undefined) =>
-    key && props.sort?.key === key ? (props.sort.desc ? " ↓" : " ↑") : "";
-  const ariaSort = (key: string | undefined) =>
-    key && props.sort?.key === key ? (props.sort.desc ? "descending" : "ascending") : undefined;
-
-  const header = (
-    <div class="vt-row vt-head" role="row" style={{ gridTemplateColumns: template, minWidth: `${total}px` }}>
-      {ATTRS.map((a, i) => (
-        <div role="columnheader" class={`vt-cell ${i === 0 ? "pin" : ""}`} aria-sort={ariaSort(a.sortKey)} key={a.id}>
-          {a.sortKey ? (
-            <button type="button" class="sort" onClick={() => props.onSort(a.sortKey!)}>
-              {a.label}
-              {arrow(a.sortKey)}
-            </button>
-          ) : (
-            <span class="plain">{a.label}</span>
-          )}
-        </div>
-      ))}
-      {props.cols.map((c) => {
-        const key = sortKeyOf(c);
-        return (
-          <div role="columnheader" class={`vt-cell kind-${c.kind}`} aria-sort={ariaSort(key)} key={colId(c)} title={key}>
-            <button type="button" class="sort" onClick={() => props.onSort(key)}>
-              <span class="kind-dot" aria-hidden="true" />
-              <span class="col-name">{c.key}</span>
-              {arrow(key)}
-            </button>
-          </div>
-        );
-      })}
-      <div role="presentation" class="vt-cell filler" />
-    </div>
-  );
-
-  return (
-    <div class="vt-wrap">
-      <div class="vt-status muted small" data-testid="run-count" aria-live="polite">
-        {props.failed
-          ? ""
-          : count === 0 && props.loading
-            ? "Loading runs…"
-            : `${count.toLocaleString("en-US")} run${count === 1 ? "" : "s"}${props.hasMore ? " loaded, more as you scroll" : ""}${props.loading && count ? " · loading…" : ""}`}
-      </div>
-      <div
-        class="vt-scroll"
-        ref={scroller}
-        role="table"
-        aria-label="Runs"
-        aria-rowcount={props.hasMore ? -1 : count + 1}
-        data-testid="runs-table"
-      >
-        {header}
-        <div class="vt-body" role="rowgroup" style={{ height: `${virtual.getTotalSize()}px`, minWidth: `${total}px` }}>
-          {items.map((item) => {
-            const run = props.runs[item.index];
-            return (
-              <div
-                key={run.info.runId}
-                role="row"
-                aria-rowindex={item.index + 2}
-                class={`vt-row ${item.index % 2 ? "odd" : ""} ${run.info.deleted ? "deleted" : ""}`}
-                style={{ gridTemplateColumns: template, transform: `translateY(${item.start}px)`, height: `${ROW_HEIGHT}px` }}
-              >
-                {ATTRS.map((a, i) => {
-                  const text = attrText(run, a.id, now);
-                  return (
-                    <div role="cell" class={`vt-cell ${i === 0 ? "pin" : ""} attr-${a.id}`} key={a.id}>
-                      {a.id === "name" ? (
-                        <Link href={`/runs/${encodeURIComponent(run.info.runId)}`} title={run.info.runId}>
-                          {text}
-                        </Link>
-                      ) : a.id === "status" ? (
-                        <span class={`dot status-${text.toLowerCase()}`}>{text}</span>
-                      ) : (
-                        text
-                      )}
-                    </div>
-                  );
-                })}
-                {props.cols.map((c) => {
-                  const text = cellText(run, c);
-                  return (
-                    <div
-                      role="cell"
-                      class={`vt-cell ${c.kind === "m" ? "num" : ""}`}
-                      key={colId(c)}
-                      title={c.kind === "m" ? metricTitle(run, c.key) : text.length > 14 ? text : undefined}
-                    >
-                      {text}
-                    </div>
-                  );
-                })}
-                <div role="presentation" class="vt-cell filler" />
-              </div>
-            );
-          })}
-        </div>
-        {count === 0 && !props.loading && (
-          <div class="empty in-table">{props.failed ? "No runs to show: fix the filter above." : "No runs match."}</div>
-        )}
-      </div>
-    </div>
   );
 }
