@@ -10,7 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from eventlog.decider import Decider, Outcome, handle, load
+    from eventlog.commandpath import CommandPath, Executed
+    from eventlog.decider import Decider
     from eventlog.errors import (
         AlreadyExists,
         ConcurrencyConflict,
@@ -35,11 +36,13 @@ _WHERE = {
     "AppendResult": "eventlog.records",
     "ChainRow": "modelog.shared.hashchain",
     "ChainVerifier": "modelog.shared.hashchain",
+    "CommandPath": "eventlog.commandpath",
     "ConcurrencyConflict": "eventlog.errors",
     "Decider": "eventlog.decider",
     "DomainEvent": "eventlog.events",
     "EventRegistry": "eventlog.events",
     "EventStore": "eventlog.store",
+    "Executed": "eventlog.commandpath",
     "FailedPrecondition": "eventlog.errors",
     "FieldViolation": "eventlog.errors",
     "GENESIS": "modelog.shared.hashchain",
@@ -50,7 +53,6 @@ _WHERE = {
     "ModelogError": "eventlog.errors",
     "NewEvent": "eventlog.records",
     "NotFound": "eventlog.errors",
-    "Outcome": "eventlog.decider",
     "PermissionDenied": "eventlog.errors",
     "RecordedEvent": "eventlog.records",
     "Unauthenticated": "eventlog.errors",
@@ -59,8 +61,6 @@ _WHERE = {
     "VerifyReport": "modelog.shared.hashchain",
     "canonical_json": "modelog.shared.hashchain",
     "create_log": "eventlog.schema",
-    "handle": "eventlog.decider",
-    "load": "eventlog.decider",
 }
 
 
@@ -79,11 +79,13 @@ __all__ = [
     "AppendResult",
     "ChainRow",
     "ChainVerifier",
+    "CommandPath",
     "ConcurrencyConflict",
     "Decider",
     "DomainEvent",
     "EventRegistry",
     "EventStore",
+    "Executed",
     "FailedPrecondition",
     "FieldViolation",
     "IdempotencyKeyReused",
@@ -93,7 +95,6 @@ __all__ = [
     "ModelogError",
     "NewEvent",
     "NotFound",
-    "Outcome",
     "PermissionDenied",
     "RecordedEvent",
     "Unauthenticated",
@@ -102,6 +103,4 @@ __all__ = [
     "VerifyReport",
     "canonical_json",
     "create_log",
-    "handle",
-    "load",
 ]

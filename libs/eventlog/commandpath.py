@@ -1,18 +1,22 @@
-"""A memoised command path: load -> decide -> append with the loaded version, as `handle` does, with
-two differences that hot streams (a registered model, a monitor) need.
+"""The one command path: load -> decide -> append with the loaded version, for every service.
+
+A service declares, per command type, the decider that handles it and the stream it targets (`Route`);
+`send` does the rest. What the path guarantees, once for all:
 
 - Folded states are memoised per stream with the version they reflect (only ever from committed
   events: what this process appended, or read from the log). A command is decided on the memo and
   appended with the memo's version, so a stale memo (another process wrote the stream) cannot act: the
   append conflicts, and the command is decided again on the log's tail. A refusal is only returned
-  after the tail confirmed the memo was current. So the common case costs no read at all, and a model
-  stream that grew with every alias move and approval is never decoded whole again.
+  after the tail confirmed the memo was current. So the common case costs no read at all, and a stream
+  that grew with every alias move is never decoded whole again.
+- A stream is read without the event types its decider `skips` (a run's metric batches).
 - Writers of one stream take turns inside the process, so 20 clients moving aliases of one model do
   not all read the same version and conflict; other processes are still kept honest by the expected
-  version, and a conflict decides again on the fresh state.
-
-As in tracking's path, a command the rules refuse but whose idempotency key the stream has already
-seen (a retry of a call that succeeded) returns the first result instead of the refusal.
+  version, and a conflict decides again on the fresh state, after a jittered pause.
+- Idempotency keys: a retry the rules accept is replayed by the store; a retry the rules now refuse
+  (a create resent after it succeeded) returns what the first attempt recorded instead of the refusal.
+- Operations that span streams (a unique name claimed, then the entity created) are shielded from the
+  caller's cancellation by `eventlog.nameclaims`.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ import hashlib
 import random
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar, get_args
 
 from eventlog import (
     AppendResult,
@@ -78,37 +82,87 @@ class Executed(Generic[S]):
     replayed: bool = False
 
 
+@dataclass(frozen=True)
+class Route(Generic[C, S]):
+    """Where one command type goes: its decider, and the stream of the entity a command targets.
+    `initial`, when given, makes a new stream's state from the target (an artifact's name, for the
+    messages about a stream that does not exist yet)."""
+
+    decider: Decider[C, S]
+    stream: Callable[[str], str]
+    initial: Callable[[str], S] | None = None
+
+
+def command_map(*routes: tuple[Any, Route[Any, Any]]) -> dict[type, Route[Any, Any]]:
+    """The routes of a service: each command type, or each member of a union of them, to its route."""
+    out: dict[type, Route[Any, Any]] = {}
+    for commands, route in routes:
+        for command_type in get_args(commands) or (commands,):
+            if command_type in out:
+                raise TypeError(f"{command_type.__name__} has two routes")
+            out[command_type] = route
+    return out
+
+
 class CommandPath:
     def __init__(
         self,
         store: EventStore,
         *,
+        events: EventRegistry,
+        routes: Mapping[type, Route[Any, Any]] | None = None,
         memo_size: int = 10_000,
         conflict_retries: int = 30,
-        events: EventRegistry,
     ) -> None:
-        """`events` decodes the log's events."""
+        """`events` decodes the log's events; `routes` is the service's command map."""
         self.store = store
         self.events = events
+        self.routes: dict[type, Route[Any, Any]] = dict(routes or {})
         self.memo_size = memo_size
         self.conflict_retries = conflict_retries
         self.locks = StreamLocks()
-        self._memo: OrderedDict[tuple[int, str], tuple[Any, int]] = OrderedDict()
+        self._memo: OrderedDict[str, tuple[Any, int, object]] = OrderedDict()
+
+    def route(self, command_type: type) -> Route[Any, Any]:
+        try:
+            return self.routes[command_type]
+        except KeyError:
+            name = command_type.__name__
+            raise TypeError(f"no route for {name}: add it to the service's command map") from None
+
+    async def send(
+        self, target: str, command: Any, metadata: Metadata, *, check: Check[Any] | None = None
+    ) -> Executed[Any]:
+        """`command` on the stream of `target` (an entity id or name), by the command map."""
+        r = self.route(type(command))
+        decider = r.decider if r.initial is None else replace(r.decider, initial=r.initial(target))
+        return await self.execute(decider, r.stream(target), command, metadata, check=check)
+
+    async def state(self, command_type: type, target: str) -> tuple[Any, int]:
+        """The current state and version of the stream `command_type` would go to."""
+        r = self.route(command_type)
+        decider = r.decider if r.initial is None else replace(r.decider, initial=r.initial(target))
+        return await self.load(decider, r.stream(target))
+
+    def _recall(self, decider: Decider[C, S], stream_id: str) -> tuple[S, int] | None:
+        memo = self._memo.get(stream_id)
+        if memo is None or memo[2] is not decider.evolve:  # a state folded by another decider's rules
+            return None
+        return memo[0], memo[1]
 
     def _remember(self, decider: Decider[C, S], stream_id: str, state: S, version: int) -> None:
-        key = (id(decider), stream_id)
-        self._memo[key] = (state, version)
-        self._memo.move_to_end(key)
+        self._memo[stream_id] = (state, version, decider.evolve)
+        self._memo.move_to_end(stream_id)
         while len(self._memo) > self.memo_size:
             self._memo.popitem(last=False)
 
     async def load(self, decider: Decider[C, S], stream_id: str) -> tuple[S, int]:
         """The stream's current state and version: the memo plus whatever the log has after it."""
-        state, version = self._memo.get((id(decider), stream_id), (decider.initial, 0))
-        tail = await self.store.read_stream(stream_id, version + 1)
-        if tail:
+        state, version = self._recall(decider, stream_id) or (decider.initial, 0)
+        tail, head = await self.store.read_stream_skipping(stream_id, version + 1, decider.skips)
+        if head != version:
             state = decider.fold([r.decode(self.events) for r in tail], state)
-            version = tail[-1].stream_version
+            version = head
             self._remember(decider, stream_id, state, version)
         return state, version
 
@@ -117,7 +171,7 @@ class CommandPath:
     ) -> tuple[S, int, list[DomainEvent]]:
         """Decide on the memo. A refusal, or a decision to do nothing, is only trusted once the log's
         tail confirmed the memo was current; otherwise the command is decided on the fresh state."""
-        memo = self._memo.get((id(decider), stream_id))
+        memo = self._recall(decider, stream_id)
         if memo is None or fresh:
             state, version = await self.load(decider, stream_id)
             return state, version, _run(decider, command, state, check)

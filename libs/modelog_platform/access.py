@@ -26,8 +26,8 @@ from eventlog import (
     Metadata,
     NotFound,
     RecordedEvent,
-    handle,
 )
+from eventlog.commandpath import CommandPath
 from eventlog.projection import Projection, Tables
 from modelog.shared.inputs import unsafe_character
 from modelog_platform.authz import DEFAULT_PROJECT, GRANTABLE, SCOPE_KINDS, Grant, Perm
@@ -341,11 +341,12 @@ class AccessControl:
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
+        self.commands = CommandPath(store, events=registry)
         self._cache: dict[str, tuple[float, tuple[Grant, ...], frozenset[str]]] = {}
 
     async def change(self, cmd: AccessCommand, metadata: Metadata) -> bool:
         """Apply one command; False when it changed nothing (the grant or membership was there)."""
-        outcome = await handle(self.store, registry, access_decider, stream_of(cmd), cmd, metadata)
+        outcome = await self.commands.execute(access_decider, stream_of(cmd), cmd, metadata)
         self._cache.clear()
         return bool(outcome.events)
 

@@ -35,8 +35,8 @@ from eventlog import (
     NotFound,
     RecordedEvent,
     Unauthenticated,
-    handle,
 )
+from eventlog.commandpath import CommandPath
 from eventlog.projection import Projection, Tables
 
 log = logging.getLogger("modelog.identity")
@@ -335,6 +335,7 @@ class TokenAuthority:
 
     def __init__(self, store: EventStore, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
+        self.commands = CommandPath(store, events=registry)
         self.clock = clock
         self.failures = FailureLimiter()
         self._cache: dict[str, tuple[float, Principal | None]] = {}
@@ -351,15 +352,13 @@ class TokenAuthority:
         name = validate_name(name)
         role_set = validate_roles(roles)
         secret = new_secret()
-        outcome = await handle(
-            self.store,
-            registry,
+        outcome = await self.commands.execute(
             token_decider,
             stream_id(name),
             CreateToken(name, hash_secret(secret), role_set, expires_at, datetime.now(UTC)),
             metadata,
         )
-        if outcome.result.replayed:
+        if outcome.replayed:
             # A retried request: the secret was returned by the first attempt and only its hash is
             # kept, so it cannot be shown again.
             raise FailedPrecondition(
@@ -374,16 +373,14 @@ class TokenAuthority:
         """A new secret for `name`; the old one stops working at once here, within 1 s elsewhere."""
         name = validate_name(name)
         secret = new_secret()
-        outcome = await handle(
-            self.store,
-            registry,
+        outcome = await self.commands.execute(
             token_decider,
             stream_id(name),
             RotateToken(name, hash_secret(secret), datetime.now(UTC), expires_at),
             metadata,
         )
         self._cache.clear()
-        if outcome.result.replayed:
+        if outcome.replayed:
             raise FailedPrecondition(
                 f"token {name!r} was already rotated by an earlier attempt of this request; its new "
                 "secret was shown then. Rotate it again if it was lost."
@@ -391,9 +388,8 @@ class TokenAuthority:
         return secret, Principal(name, outcome.state.roles, outcome.state.expires_at)
 
     async def revoke(self, name: str, metadata: Metadata) -> None:
-        await handle(
-            self.store, registry, token_decider, stream_id(validate_name(name)), RevokeToken(name), metadata
-        )
+        stream = stream_id(validate_name(name))
+        await self.commands.execute(token_decider, stream, RevokeToken(name), metadata)
         self._cache.clear()
 
     async def resolve(self, secret: str) -> Principal | None:

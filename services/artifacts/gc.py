@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from eventlog import EventStore, Metadata, handle
+from eventlog import CommandPath, EventStore, Metadata
 from modelog.shared.artifacts.manifest import Manifest
 from modelog_platform.app import keeps_session_state
 
@@ -130,9 +130,7 @@ async def collect(
         if plan.collect:
             # Recorded before deleting: a crash in between leaves files the next run deletes again,
             # never a deletion the log does not show.
-            await handle(
-                store,
-                registry,
+            await CommandPath(store, events=registry).execute(
                 collection_decider,
                 gc_stream_id(report.run_id),
                 CollectBlobs(report.run_id, plan.collect, grace_seconds),

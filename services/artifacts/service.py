@@ -15,8 +15,8 @@ from datetime import datetime
 
 import asyncpg
 
-from eventlog import EventStore, FailedPrecondition, InvalidArgument, Metadata, NewEvent, NotFound, handle
-from eventlog.decider import Outcome
+from eventlog import EventStore, Executed, FailedPrecondition, InvalidArgument, Metadata, NewEvent, NotFound
+from eventlog.commandpath import CommandPath, Route, command_map
 from modelog.shared.artifacts.manifest import Diff, Entry, Manifest, diff
 from modelog.shared.artifacts.refs import Ref, check_alias, check_name
 from modelog_platform.access import project_name
@@ -30,13 +30,13 @@ from .domain import (
     RemoveAlias,
     SetAlias,
     TagVersion,
+    artifact_decider,
     artifact_stream_id,
     blob_stream_id,
     check_kind,
     check_message,
     check_run_id,
     check_tags,
-    initial_artifact,
 )
 from .events import ArtifactVersionCommitted, BlobStored, registry
 from .gc import GcLock
@@ -122,6 +122,8 @@ class ArtifactService:
         self.pool: asyncpg.Pool = store.pool
         self.lock = lock or GcLock(store.pool)
         self.recorder = BlobRecorder(store)
+        route = Route(artifact_decider, artifact_stream_id, initial=lambda name: ArtifactState(name=name))
+        self.commands = CommandPath(store, events=registry, routes=command_map((ArtifactCommand, route)))
 
     # ------------------------------------------------------------ blobs
 
@@ -196,7 +198,7 @@ class ArtifactService:
         committed = [e for e in outcome.events if isinstance(e, ArtifactVersionCommitted)]
         if committed:
             return await self.get(Ref(name, committed[0].version)), True
-        if outcome.result.replayed:
+        if outcome.replayed and outcome.result is not None:
             version = await self.pool.fetchval(
                 f"SELECT version FROM {VIEWS.versions} WHERE name = $1 AND position BETWEEN $2 AND $3",
                 name,
@@ -229,8 +231,8 @@ class ArtifactService:
                 metadata={"missing_count": str(len(digests)), "missing": ",".join(digests[:100])},
             )
 
-    async def _handle(self, name: str, cmd: ArtifactCommand, meta: Metadata) -> Outcome[ArtifactState]:
-        return await handle(self.store, registry, initial_artifact(name), artifact_stream_id(name), cmd, meta)
+    async def _handle(self, name: str, cmd: ArtifactCommand, meta: Metadata) -> Executed[ArtifactState]:
+        return await self.commands.send(name, cmd, meta)
 
     async def set_alias(self, name: str, alias: str, version: int, meta: Metadata) -> tuple[VersionView, int]:
         check_name(name)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from eventlog import EventStore, Metadata, RecordedEvent, handle
+from eventlog import CommandPath, EventStore, Metadata, RecordedEvent
 from eventlog.cloudevents import to_structured
 from eventlog.sources import LogReader
 from modelog.shared.audit.cursor import decode_cursor
@@ -259,9 +259,7 @@ class Worker:
                 return failures
             await db.record_attempt(pool, started.delivery_id, attempt, "failed", *_r(resp))
             reason = f"{failures} consecutive deliveries failed; last: {resp.error or resp.status}"
-            await handle(
-                self.d.audit,
-                registry,
+            await self.d.commands.execute(
                 webhook,
                 stream_id(wid),
                 DisableWebhook(reason[:500], failures),
@@ -295,6 +293,7 @@ class Dispatcher:
     ) -> None:
         self.pool, self.stores, self.reader, self.logs, self.policy = pool, stores, reader, logs, policy
         self.audit = stores["audit"]
+        self.commands = CommandPath(self.audit, events=registry)
         self._bodies: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self.tails = {log: SharedTail(store) for log, store in stores.items()}
         self.workers: dict[str, Worker] = {}

@@ -15,13 +15,13 @@ import asyncpg
 import grpc
 
 from eventlog import (
+    CommandPath,
     DomainEvent,
     EventStore,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     RecordedEvent,
-    handle,
 )
 from eventlog.cloudevents import to_structured
 from eventlog.sources import LogReader
@@ -131,6 +131,7 @@ class WebhooksServicer(webhooks_pb2_grpc.WebhooksServicer):
     ) -> None:
         self.pool, self.stores, self.reader, self.logs, self.policy = pool, stores, reader, logs, policy
         self.audit = stores["audit"]
+        self.commands = CommandPath(self.audit, events=registry)
 
     # ------------------------------------------------------------ helpers
 
@@ -148,9 +149,7 @@ class WebhooksServicer(webhooks_pb2_grpc.WebhooksServicer):
     async def _decide(self, webhook_id: str, command: Command) -> Sequence[DomainEvent]:
         rc = context.current()
         try:
-            outcome = await handle(
-                self.audit, registry, webhook, stream_id(webhook_id), command, rc.metadata()
-            )
+            outcome = await self.commands.execute(webhook, stream_id(webhook_id), command, rc.metadata())
         except NotFound:
             raise NotFound(f"no webhook {webhook_id!r} (list them with `modelog webhooks list`)") from None
         return outcome.events

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from eventlog import EventStore, FailedPrecondition, InvalidArgument, Metadata, NotFound
-from eventlog.commandpath import CommandPath, Executed
+from eventlog.commandpath import CommandPath, Executed, Route, command_map
 from eventlog.locks import StreamLocks
 from modelog_platform.access import project_name
 from modelog_platform.authz import DEFAULT_PROJECT
@@ -75,7 +75,8 @@ class MonitorService:
         self.store = store
         self.pool = store.pool
         self.peers = peers
-        self.commands = CommandPath(store, events=registry)
+        routes = command_map((MonitorCommand, Route(monitor_decider, monitor_stream_id)))
+        self.commands = CommandPath(store, events=registry, routes=routes)
         self.ingest = StreamLocks()
         self._references: OrderedDict[str, Reference] = OrderedDict()
         self._hot: OrderedDict[tuple[str, int], list[pa.Table]] = OrderedDict()
@@ -87,16 +88,15 @@ class MonitorService:
     # ------------------------------------------------------------------ plumbing
 
     async def state(self, name: str) -> MonitorState:
-        state, _ = await self.commands.load(
-            monitor_decider, monitor_stream_id(check_monitor_name(name, "monitor"))
-        )
+        state: MonitorState
+        state, _ = await self.commands.state(Configure, check_monitor_name(name, "monitor"))
         if not state.exists:
             raise NotFound(f"no monitor named {name!r}")
         return state
 
     async def execute(self, name: str, cmd: MonitorCommand, metadata: Metadata) -> Executed[MonitorState]:
         try:
-            return await self.commands.execute(monitor_decider, monitor_stream_id(name), cmd, metadata)
+            return await self.commands.send(name, cmd, metadata)
         except NotFound as exc:
             if exc.message == "no such monitor":
                 raise NotFound(f"no monitor named {name!r}") from None

@@ -20,12 +20,12 @@ from eventlog import (
     AlreadyExists,
     DomainEvent,
     EventStore,
-    FailedPrecondition,
     InvalidArgument,
     Metadata,
     NotFound,
 )
-from eventlog.commandpath import CommandPath, Executed, derive_key, new_id
+from eventlog.commandpath import CommandPath, Executed, Route, command_map, derive_key, new_id
+from eventlog.nameclaims import UniqueNames
 from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog_platform import context
 from modelog_platform.access import project_name
@@ -63,11 +63,6 @@ def _metadata(scope: str) -> Metadata:
     """Event metadata of this request, its idempotency key scoped to one kind of append."""
     rc = context.current()
     return rc.metadata().model_copy(update={"idempotency_key": derive_key(scope, rc.idempotency_key)})
-
-
-def _unkeyed() -> Metadata:
-    """For appends whose decider is idempotent by itself (name claims): a retry decides again."""
-    return context.current().metadata().model_copy(update={"idempotency_key": None})
 
 
 class _Renamed(NotFound):
@@ -113,7 +108,12 @@ def _stage_policy(p: pb.StagePolicy, field: str) -> StagePolicy:
 class RegistryServicer(RegistryQueries):
     def __init__(self, store: EventStore, peers: Peers) -> None:
         self.store = store
-        self.commands = CommandPath(store, events=registry)
+        self.commands = CommandPath(
+            store,
+            events=registry,
+            routes=command_map((d.ModelCommand, Route(d.model_decider, d.model_stream_id))),
+        )
+        self.names = UniqueNames(self.commands, d.name_claim_decider, d.model_name_stream_id)
         self.peers = peers
         self._ids: dict[str, str] = {}
 
@@ -124,9 +124,7 @@ class RegistryServicer(RegistryQueries):
     ) -> Executed[d.ModelState]:
         """`cmd` on a model's stream; with `name`, refused unless the model still has that name."""
         check = None if name is None else _named(name)
-        return await self.commands.execute(
-            d.model_decider, d.model_stream_id(model_id), cmd, _metadata(scope), check=check
-        )
+        return await self.commands.send(model_id, cmd, _metadata(scope), check=check)
 
     async def _on_name(
         self, name: str, scope: str, cmd: d.ModelCommand, field: str = "model"
@@ -152,39 +150,21 @@ class RegistryServicer(RegistryQueries):
         model_id, n = str(row["model_id"]), int(row["version"])
         return model_id, n, await self._on_model(model_id, scope, make(n), ref.model)
 
-    async def _claim(self, name: str, model_id: str) -> None:
-        claim = d.ClaimModelName(name, model_id)
-        await self.commands.execute(d.name_claim_decider, d.model_name_stream_id(name), claim, _unkeyed())
-
-    async def _release(self, name: str, model_id: str) -> None:
-        release = d.ReleaseModelName(name, model_id)
-        await self.commands.execute(d.name_claim_decider, d.model_name_stream_id(name), release, _unkeyed())
-
     async def _create_model(self, scope: str, cmd: d.RegisterModel) -> None:
         d.model_decider.decide(cmd, d.ModelState())  # bad input fails before the name is claimed
-        # Shielded: a caller hanging up between the claim and the create must not strand the name.
-        await asyncio.shield(self._claim_and_create(scope, cmd))
+        await self.names.create(
+            cmd.name, cmd.model_id, lambda: self._on_model(cmd.model_id, scope, cmd), _metadata(scope)
+        )
 
-    async def _claim_and_create(self, scope: str, cmd: d.RegisterModel) -> None:
-        await self._claim(cmd.name, cmd.model_id)
-        try:
-            await self._on_model(cmd.model_id, scope, cmd)
-        except Exception:
-            await self._release(cmd.name, cmd.model_id)
-            raise
+    async def _rename(self, old: str, new: str, model_id: str, cmd: d.RenameModel) -> None:
+        def previous(done: Executed[d.ModelState]) -> list[str]:
+            return [e.previous_name for e in _of(done.events, ModelRenamed)]  # its name when it landed
 
-    async def _claim_and_rename(self, old: str, new: str, model_id: str, cmd: d.RenameModel) -> None:
-        """Claim the new name, rename, release the old one; shielded by the caller like a create."""
-        await self._claim(new, model_id)
-        try:
-            done = await self._on_model(model_id, "RenameModel", cmd)
-        except Exception:
-            await self._release(new, model_id)
-            raise
+        metadata = _metadata("RenameModel")
+        await self.names.rename(
+            new, model_id, lambda: self._on_model(model_id, "RenameModel", cmd), previous, metadata
+        )
         self._ids.pop(old, None)
-        for event in _of(done.events, ModelRenamed):  # the name it had when the rename landed
-            with contextlib.suppress(FailedPrecondition):  # a retry: another model may hold it now
-                await self._release(event.previous_name, model_id)
 
     # ------------------------------------------------------------ models
 
@@ -204,14 +184,14 @@ class RegistryServicer(RegistryQueries):
         _writer()
         model_id = await self._model_id(request.name)
         cmd = d.RenameModel(request.new_name)
-        state, _ = await self.commands.load(d.model_decider, d.model_stream_id(model_id))
+        state, _ = await self.commands.state(d.RenameModel, model_id)
         try:
             changes = d.model_decider.decide(cmd, state)  # bad input or an unchanged name: nothing to claim
         except InvalidArgument as exc:
             exc.violations = [type(v)("new_name", v.description) for v in exc.violations]
             raise
         if changes:
-            await asyncio.shield(self._claim_and_rename(request.name, request.new_name, model_id, cmd))
+            await self._rename(request.name, request.new_name, model_id, cmd)
         return pb.RenameModelResponse(model=await self._model(model_id))
 
     async def SetModelDescription(

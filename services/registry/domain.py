@@ -41,7 +41,7 @@ from .lifecycle import (
     evolve_lifecycle,
     register,
 )
-from .nameclaims import ClaimModelName, ReleaseModelName, name_claim_decider
+from .nameclaims import name_claim_decider
 from .state import Actor, ModelState, VersionState
 from .transitions import (
     ApproveTransition,
@@ -72,7 +72,6 @@ __all__ = [
     "AnnotateVersion",
     "ApproveTransition",
     "CancelTransition",
-    "ClaimModelName",
     "CommentOnVersion",
     "CreateVersion",
     "DeleteModel",
@@ -83,7 +82,6 @@ __all__ = [
     "ModelState",
     "RegisterModel",
     "RejectTransition",
-    "ReleaseModelName",
     "RemoveAlias",
     "RenameModel",
     "RequestTransition",

@@ -22,10 +22,9 @@ from eventlog import (
     ModelogError,
     NotFound,
     Unavailable,
-    load,
 )
-from eventlog.commandpath import derive_key, new_id
-from eventlog.locks import StreamLocks
+from eventlog.commandpath import CommandPath, Executed, Route, command_map, derive_key, new_id
+from eventlog.nameclaims import UniqueNames
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
 from modelog_platform import context
@@ -34,7 +33,6 @@ from modelog_platform.authz import DEFAULT_PROJECT
 
 from . import domain as d
 from . import reads
-from .commands import execute, load_run, log_metrics, start_decider
 from .events import ExperimentRenamed, RunSource, registry
 from .history import metric_history
 from .names import run_name_for
@@ -75,16 +73,16 @@ def _keyed(scope: str, key: str | None) -> Metadata:
     return context.current().metadata().model_copy(update={"idempotency_key": derive_key(scope, key)})
 
 
-def _unkeyed() -> Metadata:
-    """For appends whose decider is idempotent by itself (name claims): a retry decides again."""
-    return context.current().metadata().model_copy(update={"idempotency_key": None})
-
-
 class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
     def __init__(self, store: EventStore) -> None:
         self.store = store
         self.pool = store.pool
-        self.locks = StreamLocks()
+        routes = command_map(
+            (d.ExperimentCommand, Route(d.experiment_decider, d.experiment_stream_id)),
+            (d.RunCommand, Route(d.run_decider, d.run_stream_id)),
+        )
+        self.commands = CommandPath(store, events=registry, routes=routes)
+        self.names = UniqueNames(self.commands, d.name_claim_decider, d.experiment_name_stream_id)
         self.creating: dict[str, asyncio.Future[str]] = {}
 
     # ------------------------------------------------------------ experiments
@@ -94,9 +92,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
             return await reads.get_experiment(conn, experiment_id=experiment_id)
 
     async def _change_experiment(self, scope: str, cmd: d.ExperimentCommand) -> pb.Experiment:
-        await execute(
-            self.store, d.experiment_decider, d.experiment_stream_id(cmd.experiment_id), cmd, _metadata(scope)
-        )
+        await self.commands.send(cmd.experiment_id, cmd, _metadata(scope))
         return await self._experiment(cmd.experiment_id)
 
     async def _create_experiment(
@@ -111,30 +107,11 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
         project = project_name(project or DEFAULT_PROJECT)
         cmd = d.CreateExperiment(experiment_id, name, now_ms(), description, tags or {}, project)
         d.experiment_decider.decide(cmd, d.ExperimentState())  # bad input fails before the name is claimed
-        # Shielded: a caller hanging up between the claim and the create must not strand the name.
-        await asyncio.shield(self._claim_and_create(cmd, _metadata(scope)))
+        metadata = _metadata(scope)
+        await self.names.create(
+            name, experiment_id, lambda: self.commands.send(experiment_id, cmd, metadata), metadata
+        )
         return await self._experiment(experiment_id)
-
-    async def _claim_and_create(self, cmd: d.CreateExperiment, metadata: Metadata) -> None:
-        claim = d.ClaimExperimentName(cmd.name, cmd.experiment_id)
-        await execute(
-            self.store, d.name_claim_decider, d.experiment_name_stream_id(cmd.name), claim, _unkeyed()
-        )
-        try:
-            stream = d.experiment_stream_id(cmd.experiment_id)
-            await execute(self.store, d.experiment_decider, stream, cmd, metadata)
-        except Exception:
-            await self._release(cmd.name, cmd.experiment_id)
-            raise
-
-    async def _release(self, name: str, experiment_id: str) -> None:
-        await execute(
-            self.store,
-            d.name_claim_decider,
-            d.experiment_name_stream_id(name),
-            d.ReleaseExperimentName(name, experiment_id),
-            _unkeyed(),
-        )
 
     async def CreateExperiment(
         self, request: pb.CreateExperimentRequest, ctx: grpc.aio.ServicerContext
@@ -174,28 +151,19 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
         self, request: pb.RenameExperimentRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.RenameExperimentResponse:
         experiment_id = _id("experiment_id", request.experiment_id)
-        stream = d.experiment_stream_id(experiment_id)
         cmd = d.RenameExperiment(experiment_id, request.name)
-        state, _ = await load(self.store, registry, d.experiment_decider, stream)
+        state, _ = await self.commands.state(d.RenameExperiment, experiment_id)
         if not d.experiment_decider.decide(cmd, state):  # bad input or an unchanged name: nothing to claim
             return pb.RenameExperimentResponse(experiment=await self._experiment(experiment_id))
-        await asyncio.shield(self._claim_and_rename(cmd, _metadata("RenameExperiment")))  # as in create
-        return pb.RenameExperimentResponse(experiment=await self._experiment(experiment_id))
-
-    async def _claim_and_rename(self, cmd: d.RenameExperiment, metadata: Metadata) -> None:
-        claim = d.ClaimExperimentName(cmd.name, cmd.experiment_id)
-        await execute(
-            self.store, d.name_claim_decider, d.experiment_name_stream_id(cmd.name), claim, _unkeyed()
+        metadata = _metadata("RenameExperiment")
+        await self.names.rename(
+            cmd.name,
+            experiment_id,
+            lambda: self.commands.send(experiment_id, cmd, metadata),
+            lambda done: [e.previous_name for e in done.events if isinstance(e, ExperimentRenamed)],
+            metadata,
         )
-        try:
-            stream = d.experiment_stream_id(cmd.experiment_id)
-            outcome = await execute(self.store, d.experiment_decider, stream, cmd, metadata)
-        except Exception:
-            await self._release(cmd.name, cmd.experiment_id)
-            raise
-        for event in outcome.events:  # the name it had when the rename landed, even after a retry
-            if isinstance(event, ExperimentRenamed):
-                await self._release(event.previous_name, cmd.experiment_id)
+        return pb.RenameExperimentResponse(experiment=await self._experiment(experiment_id))
 
     async def SetExperimentDescription(
         self, request: pb.SetExperimentDescriptionRequest, ctx: grpc.aio.ServicerContext
@@ -292,13 +260,11 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
         self, request: pb.StartRunRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.StartRunResponse:
         experiment_id = await self._experiment_for_run(request)
-        experiment, _ = await load(
-            self.store, registry, d.experiment_decider, d.experiment_stream_id(experiment_id)
-        )
+        experiment, _ = await self.commands.state(d.CreateExperiment, experiment_id)
         d.ensure_experiment_accepts_runs(experiment, experiment_id)
         parent = request.parent_run_id or None
         if parent is not None:
-            parent_state, _ = await load_run(self.store, _id("parent_run_id", parent))
+            parent_state, _ = await self.commands.state(d.StartRun, _id("parent_run_id", parent))
             d.ensure_valid_parent(parent_state, parent, experiment_id)
         run_id = (
             _id("run_id", request.run_id)
@@ -323,28 +289,15 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
         commands: list[d.RunCommand] = [start]
         if request.params:
             commands.append(d.LogParams(run_id, dict(request.params)))
-        outcome = await execute(
-            self.store,
-            start_decider,
-            d.run_stream_id(run_id),
-            commands,
-            _metadata("StartRun"),
-            loader=lambda: load_run(self.store, run_id),
+        done = await self.commands.execute(
+            d.start_decider, d.run_stream_id(run_id), commands, _metadata("StartRun")
         )
-        return pb.StartRunResponse(run=reads.run_from_state(outcome.state))
+        return pb.StartRunResponse(run=reads.run_from_state(done.state))
 
     async def _run_command(self, scope: str, cmd: d.RunCommand) -> d.RunState:
         _id("run_id", cmd.run_id)
-        async with self.locks.hold(cmd.run_id):  # writers of one run take turns (see StreamLocks)
-            outcome = await execute(
-                self.store,
-                d.run_decider,
-                d.run_stream_id(cmd.run_id),
-                cmd,
-                _metadata(scope),
-                loader=lambda: load_run(self.store, cmd.run_id),
-            )
-        return outcome.state
+        done: Executed[d.RunState] = await self.commands.send(cmd.run_id, cmd, _metadata(scope))
+        return done.state
 
     async def LogParams(
         self, request: pb.LogParamsRequest, ctx: grpc.aio.ServicerContext
@@ -381,6 +334,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
             context=ds.context or None,
             dataset_schema=ds.dataset_schema or None,
             dataset_profile=ds.dataset_profile or None,
+            tags=dict(ds.tags),
         )
         await self._run_command("LogDatasetInput", cmd)
         return pb.LogDatasetInputResponse()
@@ -418,11 +372,10 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
             steps=list(batch.steps) if batch.steps else [0] * n,
             timestamps_ms=list(batch.timestamps_ms) if batch.timestamps_ms else [now_ms()] * n,
         )
-        async with self.locks.hold(run_id):
-            result = await log_metrics(self.store, cmd, _keyed("LogMetrics", key or None))
+        done = await self.commands.send(run_id, d.grouped_by_key(cmd), _keyed("LogMetrics", key or None))
         reply.batches += 1
         reply.points += n
-        reply.replayed_batches += int(result.replayed)
+        reply.replayed_batches += int(done.replayed)
 
     async def LogMetrics(
         self, request_iterator: AsyncIterator[pb.MetricBatch], ctx: grpc.aio.ServicerContext

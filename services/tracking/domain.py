@@ -28,7 +28,7 @@ from .experiments import (
     ensure_experiment_accepts_runs,
     experiment_decider,
 )
-from .nameclaims import ClaimExperimentName, ReleaseExperimentName, name_claim_decider
+from .nameclaims import name_claim_decider
 from .runs import (
     DeleteRun,
     DeleteTag,
@@ -44,12 +44,13 @@ from .runs import (
     StartRun,
     ensure_valid_parent,
     evolve_run,
+    grouped_by_key,
     run_decider,
+    start_decider,
 )
 
 __all__ = [
     "MAX_METRIC_POINTS",
-    "ClaimExperimentName",
     "CreateExperiment",
     "DeleteExperiment",
     "DeleteExperimentTag",
@@ -62,7 +63,6 @@ __all__ = [
     "LogDatasetInput",
     "LogMetrics",
     "LogParams",
-    "ReleaseExperimentName",
     "RenameExperiment",
     "RenameRun",
     "RestoreExperiment",
@@ -79,7 +79,9 @@ __all__ = [
     "experiment_decider",
     "experiment_name_stream_id",
     "experiment_stream_id",
+    "grouped_by_key",
     "name_claim_decider",
     "run_decider",
     "run_stream_id",
+    "start_decider",
 ]

@@ -5,12 +5,15 @@ takes nothing until it is restored.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import islice
 
 from pydantic import ValidationError
 
 from eventlog import AlreadyExists, Decider, DomainEvent, FailedPrecondition, InvalidArgument, NotFound
+from eventlog.decider import in_turn
 
 from .checks import (
     MAX_DATASET_DOCUMENT,
@@ -23,6 +26,7 @@ from .checks import (
     MAX_TAG_VALUE,
     changed_entries,
     check_entries,
+    check_input_tags,
     check_id,
     check_int64,
     check_key,
@@ -107,6 +111,7 @@ class LogDatasetInput:
     context: str | None = None
     dataset_schema: str | None = None
     dataset_profile: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,6 @@ class RunState:
     params: Mapping[str, str] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     datasets: tuple[DatasetInputLogged, ...] = ()
-    metric_points: int = 0
     deleted: bool = False
 
     @property
@@ -264,6 +268,7 @@ def _log_dataset(cmd: LogDatasetInput, state: RunState) -> list[DomainEvent]:
         check_name("context", cmd.context)
     check_text("dataset_schema", cmd.dataset_schema, MAX_DATASET_DOCUMENT)
     check_text("dataset_profile", cmd.dataset_profile, MAX_DATASET_DOCUMENT)
+    check_input_tags(cmd.tags)
     if any((d.name, d.digest, d.context) == (cmd.name, cmd.digest, cmd.context) for d in state.datasets):
         return []  # MLflow logs a (dataset, context) once per run
     return [
@@ -275,6 +280,7 @@ def _log_dataset(cmd: LogDatasetInput, state: RunState) -> list[DomainEvent]:
             context=cmd.context,
             dataset_schema=cmd.dataset_schema,
             dataset_profile=cmd.dataset_profile,
+            tags=dict(cmd.tags),
         )
     ]
 
@@ -350,8 +356,6 @@ def evolve_run(state: RunState, event: DomainEvent) -> RunState:
             return replace(state, name=name)
         case ParamsLogged(params=params):
             return replace(state, params={**state.params, **params})
-        case MetricsLogged(keys=keys):
-            return replace(state, metric_points=state.metric_points + len(keys))
         case TagsSet(tags=tags):
             return replace(state, tags={**state.tags, **tags})
         case TagDeleted(key=key):
@@ -367,4 +371,32 @@ def evolve_run(state: RunState, event: DomainEvent) -> RunState:
     return state
 
 
-run_decider: Decider[RunCommand, RunState] = Decider(RunState(), decide_run, evolve_run)
+run_decider: Decider[RunCommand, RunState] = Decider(
+    RunState(), decide_run, evolve_run, skips=frozenset({MetricsLogged.type})
+)
+"""A run stream is mostly metric batches, which no run rule reads: the command path loads a run without
+them, so a command's cost does not grow with every batch ever logged."""
+
+start_decider: Decider[Sequence[RunCommand], RunState] = in_turn(run_decider)
+"""StartRun with its params, decided in turn and appended together: all or none."""
+
+
+def grouped_by_key(cmd: LogMetrics) -> LogMetrics:
+    """The same points with each key's together, in their original order (a stable sort by key): the
+    view then stores each key's chunk as one slice of the event's arrays instead of sorting points.
+    Misaligned columns are left as they are, for the rules to refuse."""
+    keys = cmd.keys
+    if not len(keys) == len(cmd.values) == len(cmd.steps) == len(cmd.timestamps_ms):
+        return cmd
+    changes = sum(map(operator.ne, keys, islice(keys, 1, None)))
+    if len(keys) < 2 or changes + 1 == len(set(keys)):
+        return cmd  # already grouped
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    pick = operator.itemgetter(*order)
+    return replace(
+        cmd,
+        keys=list(pick(keys)),
+        values=list(pick(cmd.values)),
+        steps=list(pick(cmd.steps)),
+        timestamps_ms=list(pick(cmd.timestamps_ms)),
+    )

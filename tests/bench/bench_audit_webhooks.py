@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from eventlog import EventStore, Metadata, NewEvent, create_log, handle
+from eventlog import CommandPath, EventStore, Metadata, NewEvent, create_log
 from modelog_platform.app import Platform
 from modelog_platform.settings import SERVICES, Settings
 from modelog_services.audit import webhook_store as db
@@ -121,6 +121,7 @@ async def scenario(dsn: str, name: str, rate: int, seconds: float, hooks: int, s
                 platform.stores[log] = EventStore(platform.pool, log)
     receiver = Receiver()
     try:
+        commands = CommandPath(platform.stores["audit"], events=registry)
         for i in range(hooks):
             flt = WebhookFilterValue(services=("tracking",), streams=(f"s{i}-*",) if split else ())
             secret = generate_secret()
@@ -128,7 +129,7 @@ async def scenario(dsn: str, name: str, rate: int, seconds: float, hooks: int, s
             await db.put_secret(platform.pool, wid, fingerprint(secret), secret)
             url = f"http://127.0.0.1:{receiver.port}/{wid}"
             command = CreateWebhook(wid, url, flt, "", fingerprint(secret), {"tracking": 0})
-            await handle(platform.stores["audit"], registry, webhook, stream_id(wid), command, Metadata())
+            await commands.execute(webhook, stream_id(wid), command, Metadata())
         dispatcher = Dispatcher(
             platform.pool, platform.stores, PlatformReader(platform), LOGS, Policy.of(settings)
         )

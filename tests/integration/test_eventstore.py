@@ -264,30 +264,22 @@ async def test_tail_wakes_on_notify_not_on_polling(pool: asyncpg.Pool) -> None:
 
 
 async def test_a_retried_command_replays_even_when_deciding_again_would_refuse(pool: asyncpg.Pool) -> None:
-    from eventlog import handle
+    from eventlog import CommandPath
     from modelog_platform.identity import CreateToken
 
     async with pool.acquire() as conn:
         await create_log(conn, identity.LOG)
     store = EventStore(pool, identity.LOG)
     meta = Metadata(actor="admin", idempotency_key="create-ci-1")
-    first = await handle(
-        store,
-        identity.registry,
-        identity.token_decider,
-        "token-ci",
-        CreateToken("ci", "h", ("member",)),
-        meta,
+    first = await CommandPath(store, events=identity.registry).execute(
+        identity.token_decider, "token-ci", CreateToken("ci", "h", ("member",)), meta
     )
-    again = await handle(
-        store,
-        identity.registry,
-        identity.token_decider,
-        "token-ci",
-        CreateToken("ci", "h2", ("member",)),
-        meta,
+    # A fresh path (another process, or after a restart): nothing remembered, the log decides.
+    again = await CommandPath(store, events=identity.registry).execute(
+        identity.token_decider, "token-ci", CreateToken("ci", "h2", ("member",)), meta
     )  # would be "already exists"
-    assert again.result.replayed and again.events == []
+    assert again.replayed and again.events == first.events
+    assert again.result is not None and first.result is not None
     assert (again.result.first_position, again.result.last_position) == (
         first.result.first_position,
         first.result.last_position,

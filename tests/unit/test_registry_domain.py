@@ -19,6 +19,7 @@ from eventlog import (
     NotFound,
     PermissionDenied,
 )
+from eventlog.nameclaims import Claim, Release
 from modelog_services.registry import domain as d
 from modelog_services.registry.domain import Actor, model_decider
 from modelog_services.registry.events import (
@@ -567,17 +568,15 @@ def test_comments_are_recorded_and_must_say_something() -> None:
 
 def test_a_name_is_claimed_by_one_model_and_released_only_by_its_holder() -> None:
     fold, decide = d.name_claim_decider.fold, d.name_claim_decider.decide
-    assert decide(d.ClaimModelName("churn", "m1"), fold([])) == [
-        ModelNameClaimed(name="churn", model_id="m1")
-    ]
+    assert decide(Claim("churn", "m1"), fold([])) == [ModelNameClaimed(name="churn", model_id="m1")]
     held = fold([ModelNameClaimed(name="churn", model_id="m1")])
-    assert decide(d.ClaimModelName("churn", "m1"), held) == []  # a retried claim
+    assert decide(Claim("churn", "m1"), held) == []  # a retried claim
     with pytest.raises(AlreadyExists, match="a model named 'churn' already exists"):
-        decide(d.ClaimModelName("churn", "m2"), held)
+        decide(Claim("churn", "m2"), held)
     with pytest.raises(FailedPrecondition, match="only its holder"):
-        decide(d.ReleaseModelName("churn", "m2"), held)
-    assert decide(d.ReleaseModelName("churn", "m1"), held) == [ModelNameReleased(name="churn", model_id="m1")]
-    assert decide(d.ReleaseModelName("churn", "m1"), fold([])) == []
+        decide(Release("churn", "m2"), held)
+    assert decide(Release("churn", "m1"), held) == [ModelNameReleased(name="churn", model_id="m1")]
+    assert decide(Release("churn", "m1"), fold([])) == []
 
 
 def test_long_names_get_a_hashed_claim_stream_that_fits_the_log() -> None:

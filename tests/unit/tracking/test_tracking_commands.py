@@ -10,8 +10,15 @@ from hypothesis import strategies as st
 
 from eventlog import InvalidArgument
 from eventlog.commandpath import derive_key, new_id
-from modelog_services.tracking.commands import grouped_by_key, start_decider
-from modelog_services.tracking.domain import LogMetrics, LogParams, RunState, StartRun, check_id
+from modelog_services.tracking.domain import (
+    LogMetrics,
+    LogParams,
+    RunState,
+    StartRun,
+    check_id,
+    grouped_by_key,
+    start_decider,
+)
 from modelog_services.tracking.events import ParamsLogged, RunStarted
 from modelog_services.tracking.names import run_name_for
 

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 import pytest
 
 from eventlog import AlreadyExists, DomainEvent, FailedPrecondition, InvalidArgument, NotFound
+from eventlog.nameclaims import Claim, Release
 from modelog_services.tracking.domain import (
     MAX_METRIC_POINTS,
-    ClaimExperimentName,
     CreateExperiment,
     DeleteExperiment,
     DeleteExperimentTag,
@@ -23,7 +23,6 @@ from modelog_services.tracking.domain import (
     LogDatasetInput,
     LogMetrics,
     LogParams,
-    ReleaseExperimentName,
     RenameExperiment,
     RenameRun,
     RestoreExperiment,
@@ -197,29 +196,29 @@ def test_runs_start_only_in_a_live_experiment() -> None:
 
 def test_a_free_name_is_claimed_and_a_taken_one_is_refused() -> None:
     claim = name_claim_decider
-    assert claim.decide(ClaimExperimentName("churn", "e1"), claim.initial) == [
+    assert claim.decide(Claim("churn", "e1"), claim.initial) == [
         ExperimentNameClaimed(name="churn", experiment_id="e1")
     ]
     taken = claim.fold([ExperimentNameClaimed(name="churn", experiment_id="e1")])
     with pytest.raises(AlreadyExists, match="an experiment named 'churn' already exists \\(id 'e1'\\)"):
-        claim.decide(ClaimExperimentName("churn", "e2"), taken)
-    assert claim.decide(ClaimExperimentName("churn", "e1"), taken) == []  # a retry by the holder
+        claim.decide(Claim("churn", "e2"), taken)
+    assert claim.decide(Claim("churn", "e1"), taken) == []  # a retry by the holder
 
 
 def test_only_the_holder_releases_a_name_and_then_it_is_free_again() -> None:
     claim = name_claim_decider
     held = [ExperimentNameClaimed(name="churn", experiment_id="e1")]
     with pytest.raises(FailedPrecondition, match="belongs to experiment 'e1', not 'e2'"):
-        claim.decide(ReleaseExperimentName("churn", "e2"), claim.fold(held))
+        claim.decide(Release("churn", "e2"), claim.fold(held))
     released = ExperimentNameReleased(name="churn", experiment_id="e1")
-    assert claim.decide(ReleaseExperimentName("churn", "e1"), claim.fold(held)) == [released]
-    assert claim.decide(ReleaseExperimentName("churn", "e1"), claim.fold([*held, released])) == []
-    assert claim.decide(ClaimExperimentName("churn", "e2"), claim.fold([*held, released])) != []
+    assert claim.decide(Release("churn", "e1"), claim.fold(held)) == [released]
+    assert claim.decide(Release("churn", "e1"), claim.fold([*held, released])) == []
+    assert claim.decide(Claim("churn", "e2"), claim.fold([*held, released])) != []
 
 
 def test_claiming_an_invalid_name_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="control character"):
-        name_claim_decider.decide(ClaimExperimentName("a\tb", "e1"), name_claim_decider.initial)
+        name_claim_decider.decide(Claim("a\tb", "e1"), name_claim_decider.initial)
 
 
 def test_name_stream_ids_are_readable_when_they_can_be_and_always_fit_the_log() -> None:
@@ -514,7 +513,10 @@ def test_the_run_state_folds_every_fact_the_service_needs() -> None:
         params={"lr": "0.1"},
         tags={"b": "2"},
         datasets=(dataset,),
-        metric_points=2,
         deleted=True,
     )
     assert not state.active
+    # The command path loads runs without the event types the decider skips: they must change nothing.
+    batch = MetricsLogged(keys=("l",), values=(1.0,), steps=(0,), timestamps_ms=(5,))
+    assert run_decider.skips == {MetricsLogged.type}
+    assert run_decider.evolve(state, batch) == state
