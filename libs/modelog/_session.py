@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from modelog import _parts
 from modelog._client import Connection, remember
 from modelog._gen.tracking.v1 import tracking_pb2
 from modelog._transport import Journal, Online, Transport
 from modelog.errors import FailedPrecondition
 from modelog.shared.settings import Settings
 from modelog.tracking import ActiveRun, RunData, start_run
+
+if TYPE_CHECKING:
+    from modelog.monitoring import Monitors
+    from modelog.registry import Models
 
 
 class OfflineError(FailedPrecondition, RuntimeError):
@@ -113,6 +119,52 @@ class Client:
             "CompareRuns", tracking_pb2.CompareRunsRequest(run_ids=list(run_ids))
         )
         return resp
+
+    # ------------------------------------------------------------ the parts, on this client's connection
+
+    @property
+    def connection(self) -> Connection:
+        return self._online().conn
+
+    @functools.cached_property
+    def experiments(self) -> _parts.Experiments:
+        return _parts.Experiments(self)
+
+    @functools.cached_property
+    def runs(self) -> _parts.Runs:
+        return _parts.Runs(self)
+
+    @functools.cached_property
+    def models(self) -> Models:
+        from modelog.registry import Models
+
+        return Models(self.connection)
+
+    @functools.cached_property
+    def monitors(self) -> Monitors:
+        from modelog.monitoring import Monitors
+
+        return Monitors(self.connection)
+
+    @functools.cached_property
+    def artifacts(self) -> _parts.Part:
+        return _parts.artifacts(self.connection)
+
+    @functools.cached_property
+    def webhooks(self) -> _parts.Part:
+        return _parts.webhooks(self.connection)
+
+    @functools.cached_property
+    def audit(self) -> _parts.Part:
+        return _parts.audit(self.connection)
+
+    @functools.cached_property
+    def lineage(self) -> _parts.Part:
+        return _parts.lineage(self.connection)
+
+    @functools.cached_property
+    def events(self) -> _parts.Part:
+        return _parts.events(self.connection)
 
     def close(self) -> None:
         self.transport.close()

@@ -225,9 +225,15 @@ class Registry:
 
 
 class Models:
-    """`models`: the registry through the connection `modelog.connect()` made."""
+    """`models`: the registry through the connection `modelog.connect()` made, or `client.models`
+    through that client's."""
+
+    def __init__(self, conn: Connection | None = None) -> None:
+        self._conn = conn
 
     def registry(self) -> Registry:
+        if self._conn is not None:
+            return Registry(self._conn)
         from modelog._session import default
 
         return Registry(default()._online().conn)

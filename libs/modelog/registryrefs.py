@@ -1,6 +1,6 @@
 """How the registry SDK names things: stages and statuses by name, and the references a person
-types: "churn/3" (a version), "churn@champion" (an alias), "churn" or "churn/latest" (the newest), and
-"name:v3" for the artifact version a model version is made from.
+types, by the grammar of modelog.shared.refs: "churn/3" or "churn:3" (a version), "churn@champion" (an
+alias), "churn" or "churn/latest" (the newest); artifacts alike ("ds:3", "ds@prod").
 """
 
 from __future__ import annotations
@@ -43,23 +43,16 @@ def stage_value(stage: str) -> pb.Stage.ValueType:
 
 
 def parse_model_ref(ref: str) -> pb.VersionRef:
-    """A version reference: "churn/3", "churn@champion", "churn" or "churn/latest" (the newest)."""
-    if "@" in ref:
-        model, _, alias = ref.rpartition("@")
-        return pb.VersionRef(model=model, alias=alias)
-    model, sep, spec = ref.rpartition("/")
-    if not sep:
-        return pb.VersionRef(model=ref)
-    if spec == "latest":
-        return pb.VersionRef(model=model)
-    number = spec.removeprefix("v")
-    if not number.isdigit() or int(number) < 1:
-        raise InvalidArgument(f"{ref!r}: after '/' comes a version number (churn/3) or 'latest'")
-    return pb.VersionRef(model=model, version=int(number))
+    """A version reference by the one grammar (modelog.shared.refs): "churn/3", "churn:3", "churn@champion",
+    "churn" or "churn/latest" (the newest)."""
+    from modelog.shared.refs import parse
+
+    model, version, alias = parse(ref, "ref", what="model")
+    return pb.VersionRef(model=model, version=version or 0, alias=alias or "")
 
 
 def artifact_ref(artifact: Any) -> pb.ArtifactRef:
-    """An artifact version: "name:v3", "name:alias", "name" (the latest), or an ArtifactVersion."""
+    """An artifact version: "name:3", "name@alias", "name" (the latest), or an ArtifactVersion."""
     if not isinstance(artifact, str):
         return pb.ArtifactRef(name=artifact.name, version=artifact.version)
     from modelog.shared.artifacts.refs import parse_ref  # the rule the server applies too

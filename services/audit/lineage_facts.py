@@ -13,11 +13,11 @@ never seen (or a service that is not deployed) is simply skipped.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventlog import RecordedEvent
+from eventlog import InvalidArgument, RecordedEvent
+from modelog.shared.refs import parse
 
 SOURCES: tuple[str, ...] = ("tracking", "artifacts", "registry", "monitoring")
 _TRACKING_PAYLOADS = frozenset({"RunStarted", "RunFinished", "DatasetInputLogged"})
@@ -73,16 +73,15 @@ def dataset_key(digest: str) -> str:
 
 
 def artifact_key(ref: str) -> str:
-    """`ds:v3`/`ds@3` -> a version, `ds:prod`/`ds@prod` -> an alias, `ds`/`ds:latest` -> the artifact."""
-    cut = max(ref.rfind(":"), ref.rfind("@"))
-    if cut == -1:
-        return f"artifact:{ref}"
-    name, spec = ref[:cut], ref[cut + 1 :]
-    if re.fullmatch(r"v?\d+", spec):
-        return f"artifact:{name}:v{int(spec.lstrip('v'))}"
-    if spec in ("", "latest"):
-        return f"artifact:{name}"
-    return f"artifact:{name}@{spec}"
+    """`ds:v3` -> a version, `ds@prod` -> an alias, `ds`/`ds@latest` -> the artifact, by the one
+    reference grammar (modelog.shared.refs; the older `ds@3` and `ds:prod` too)."""
+    try:
+        name, version, alias = parse(ref, warn=False)
+    except InvalidArgument:
+        return f"artifact:{ref}"  # recorded as it was written; a node of its own rather than no node
+    if version is not None:
+        return f"artifact:{name}:v{version}"
+    return f"artifact:{name}" if alias is None else f"artifact:{name}@{alias}"
 
 
 def _tracking(ev: RecordedEvent, p: dict[str, Any], f: Facts) -> None:

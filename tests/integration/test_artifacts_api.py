@@ -12,15 +12,13 @@ import pytest
 
 import modelog.artifacts as art
 from eventlog import Metadata, NewEvent
-from eventlog.projection import Tables
-from eventlog.rebuild import rebuild
-from eventlog.sources import StoreReader
 from modelog._gen.artifacts.v1 import artifacts_pb2 as pb
 from modelog.errors import FailedPrecondition, InvalidArgument
 from modelog.shared.artifacts.manifest import FORMAT
 from modelog_platform.grpc_errors import status_details
 from modelog_services.artifacts.events import ArtifactVersionCommitted
 from modelog_services.artifacts.projections import ArtifactsView, BlobsView
+from tests.contracts import assert_rebuild_equals_live
 from tests.integration.test_artifacts_stack import ArtifactStack, put_blobs, read_tree, sha, stack, tree
 
 pytestmark = pytest.mark.asyncio
@@ -297,16 +295,4 @@ async def test_rebuilt_views_equal_the_live_ones(stack: ArtifactStack, tmp_path:
     await stack.stub.GarbageCollect(pb.GarbageCollectRequest(), metadata=stack.md)
     pool = stack.platform.pool
     for view in (ArtifactsView(), BlobsView()):
-        tables = Tables(view.schema)
-
-        async def snapshot(v: ArtifactsView | BlobsView = view, t: Tables = tables) -> list[list[str]]:
-            return [
-                sorted(str(tuple(r)) for r in await pool.fetch(f"SELECT * FROM {getattr(t, name)}"))
-                for name in v.tables
-            ]
-
-        live = await snapshot()
-        assert all(live)
-        report = await rebuild(pool, view, StoreReader(stack.platform.stores))
-        assert report.swapped and report.events > 0
-        assert await snapshot() == live
+        await assert_rebuild_equals_live(pool, view, stack.platform.stores, swap=True)

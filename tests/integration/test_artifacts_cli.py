@@ -11,6 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+from modelog.cli import main
 from modelog.cli.data import data, gc_command
 from tests.integration.test_artifacts_stack import ArtifactStack, read_tree, stack, tree
 
@@ -70,16 +71,21 @@ async def test_the_data_workflow_round_trips_through_a_pointer_file(
     v2 = await run(stack, "data", "add", str(work), "-m", "second", "--json")
     assert out(v2)["version"] == 2
 
-    diff = await run(stack, "data", "diff", "ds@v1", "ds@v2", "--json")
+    diff = await run(stack, "data", "diff", "ds:1", "ds/2", "--json")
     assert [c["path"] for c in out(diff)["added"]] == ["notes.md"]
     assert [c["path"] for c in out(diff)["removed"]] == ["img/1.png"]
     assert [c["path"] for c in out(diff)["modified"]] == ["train.csv"]
-    text = await run(stack, "data", "diff", "ds@1", "ds:latest")
+    text = await run(stack, "data", "diff", "ds:1", "ds@latest")
     assert "M train.csv" in text.stdout
+    # The old spelling of a version still works, and `modelog` says once what to write instead.
+    env = {"MODELOG_URL": stack.url, "MODELOG_TOKEN": stack.admin}
+    old = await asyncio.to_thread(CliRunner().invoke, main, ["data", "diff", "ds@1", "ds:2"], env=env)
+    assert old.exit_code == 0 and "M train.csv" in old.stdout
+    assert old.stderr.strip() == "warning: 'ds@1': write 'ds:1' (the old artifact spelling)"
 
     log = await run(stack, "data", "log", "ds", "--json")
     assert [(r["version"], r["message"]) for r in out(log)] == [(2, "second"), (1, "first")]
-    alias = await run(stack, "data", "alias", "ds@v1", "prod", "--json")
+    alias = await run(stack, "data", "alias", "ds:1", "prod", "--json")
     assert out(alias)["version"] == 1
     assert (await run(stack, "data", "log", "ds", "--json")).stdout.count('"prod"') == 1
 
@@ -90,7 +96,7 @@ async def test_the_data_workflow_round_trips_through_a_pointer_file(
     assert read_tree(work) == v1_files
     assert (await run(stack, "data", "status", str(work))).exit_code == 0
 
-    elsewhere = await run(stack, "data", "pull", "ds:prod", str(tmp_path / "copy"))
+    elsewhere = await run(stack, "data", "pull", "ds@prod", str(tmp_path / "copy"))
     assert elsewhere.exit_code == 0 and read_tree(tmp_path / "copy") == v1_files
 
     gc = await run(stack, "admin", "gc", "--grace", "0", "--json")
@@ -98,10 +104,10 @@ async def test_the_data_workflow_round_trips_through_a_pointer_file(
 
 
 async def test_errors_are_one_line_with_a_failing_exit_code(stack: ArtifactStack, tmp_path: Path) -> None:
-    missing = await run(stack, "data", "pull", "nope@v1", str(tmp_path / "x"))
+    missing = await run(stack, "data", "pull", "nope:1", str(tmp_path / "x"))
     assert missing.exit_code == 1
     assert missing.stderr.strip() == "modelog: NOT_FOUND: no artifact named 'nope'"
-    bad = await run(stack, "data", "diff", "ds@v1", "../ds")
+    bad = await run(stack, "data", "diff", "ds:1", "../ds")
     assert bad.exit_code == 1 and bad.stderr.startswith("modelog: INVALID_ARGUMENT: ")
     outside = tmp_path / "outside.txt"
     outside.write_text("secret")

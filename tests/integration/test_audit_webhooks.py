@@ -34,6 +34,7 @@ from modelog_services.audit.dispatcher import Dispatcher, Policy
 from modelog_services.audit.main import LOGS, PlatformReader
 from modelog_services.audit.ssrf import AllowList
 from tests.conftest import dsn_for_database
+from tests.contracts import assert_rebuild_equals_live
 from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.asyncio
@@ -637,8 +638,6 @@ async def test_the_platform_runs_the_dispatcher_with_the_audit_service(
 
 
 async def test_the_webhooks_view_rebuilt_from_position_zero_equals_the_live_one(stack: Stack) -> None:
-    from eventlog.rebuild import rebuild
-    from eventlog.sources import StoreReader
     from modelog_services.audit.webhook_store import WebhooksView
 
     hook = await create(stack, "rebuilt")
@@ -646,9 +645,7 @@ async def test_the_webhooks_view_rebuilt_from_position_zero_equals_the_live_one(
     query = "SELECT * FROM audit.webhooks ORDER BY webhook_id"
     live = [dict(r) for r in await stack.platform.pool.fetch(query)]
     assert len(live) >= 3 and any(r["status"] == "disabled" for r in live)
-    report = await rebuild(stack.platform.pool, WebhooksView(), StoreReader(stack.platform.stores))
-    assert report.swapped and report.events >= len(live)
-    assert [dict(r) for r in await stack.platform.pool.fetch(query)] == live
+    await assert_rebuild_equals_live(stack.platform.pool, WebhooksView(), stack.platform.stores, swap=True)
 
 
 async def test_a_shared_tail_serves_readers_behind_and_at_the_head_without_gaps(stack: Stack) -> None:

@@ -15,9 +15,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from eventlog import Metadata, NewEvent
-from eventlog.projection import SHADOW, Tables
-from eventlog.rebuild import rebuild
-from eventlog.sources import GrpcLogReader, StoreReader
+from eventlog.sources import GrpcLogReader
 from modelog._gen.audit.v1 import lineage_pb2 as lpb
 from modelog._gen.audit.v1 import lineage_pb2_grpc
 from modelog._gen.registry.v1 import registry_pb2 as pb
@@ -26,6 +24,7 @@ from modelog.shared.settings import Settings
 from modelog_platform.app import Platform, start_server
 from modelog_services.audit.lineage import LineageGraph
 from modelog_services.audit.lineage_facts import SOURCES
+from tests.contracts import assert_rebuild_equals_live
 from tests.integration.test_registry_stack import Node, RegistryStack
 from tests.waiting import wait_until_async
 
@@ -257,17 +256,4 @@ async def test_bad_entities_and_instants_are_refused_clearly(flow: Flow) -> None
 
 async def test_rebuilding_the_lineage_view_equals_the_live_one_row_for_row(flow: Flow) -> None:
     platform = flow.stack.platform
-    view = LineageGraph()
-    report = await rebuild(platform.pool, view, StoreReader(platform.stores), swap=False)
-    assert report.events > 0
-    live, shadow = Tables(view.schema), Tables(view.schema, SHADOW)
-    keys = {
-        "lineage_nodes": "node, service",
-        "lineage_edges": "service, position, src, dst, relation",
-        "timeline": "entity, service, position",
-        "model_names": "position",
-    }
-    for table, key in keys.items():
-        a = await platform.pool.fetch(f"SELECT * FROM {getattr(live, table)} ORDER BY {key}")
-        b = await platform.pool.fetch(f"SELECT * FROM {getattr(shadow, table)} ORDER BY {key}")
-        assert a and [dict(r) for r in a] == [dict(r) for r in b], table
+    await assert_rebuild_equals_live(platform.pool, LineageGraph(), platform.stores)

@@ -16,15 +16,13 @@ import pyarrow as pa
 import pytest
 
 from eventlog import Metadata
-from eventlog.projection import SHADOW, Tables
-from eventlog.rebuild import rebuild
-from eventlog.sources import StoreReader
 from modelog import audit
 from modelog._client import Connection
 from modelog._gen.monitoring.v1 import monitoring_pb2 as pb
 from modelog_services.monitoring.domain import SealWindow
 from modelog_services.monitoring.projections import MonitoringView
 from modelog_services.monitoring.service import MonitorService
+from tests.contracts import assert_rebuild_equals_live
 from tests.integration.monitoring_stack import MonitoringStack, frame, ipc, mstack, spec
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -272,15 +270,7 @@ async def test_rebuilding_the_monitoring_view_from_position_zero_equals_the_live
     await mstack.profiled("churn-rebuild", 2)
     await mstack.api.CloseWindow(pb.CloseWindowRequest(monitor="churn-rebuild"), metadata=mstack.md())
     await mstack.profiled("churn-rebuild", 3)
-    view = MonitoringView()
-    report = await rebuild(mstack.platform.pool, view, StoreReader(mstack.platform.stores), swap=False)
-    assert report.events > 0
-    live, shadow = Tables(view.schema), Tables(view.schema, SHADOW)
-    for table, key in {"monitors": "name", "windows": "monitor, window_no", "alerts": "alert_id"}.items():
-        a = await mstack.platform.pool.fetch(f"SELECT * FROM {getattr(live, table)} ORDER BY {key}")
-        b = await mstack.platform.pool.fetch(f"SELECT * FROM {getattr(shadow, table)} ORDER BY {key}")
-        assert [dict(r) for r in a] == [dict(r) for r in b], table
-        assert a, table
+    await assert_rebuild_equals_live(mstack.platform.pool, MonitoringView(), mstack.platform.stores)
 
 
 async def test_a_baseline_from_uploaded_rows_replaces_the_reference(mstack: MonitoringStack) -> None:

@@ -10,13 +10,11 @@ from collections.abc import Awaitable, Callable
 import grpc
 import pytest
 
-from eventlog.projection import SHADOW, Tables
-from eventlog.rebuild import rebuild
-from eventlog.sources import StoreReader
 from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog._gen.tracking.v1 import tracking_pb2 as tpb
 from modelog_platform.grpc_errors import status_details
 from modelog_services.registry.projections import RegistryView
+from tests.contracts import assert_rebuild_equals_live
 from tests.integration.test_registry_stack import RegistryStack, stack
 
 pytestmark = pytest.mark.asyncio
@@ -461,20 +459,6 @@ async def test_rebuilding_the_registry_view_from_position_zero_equals_the_live_o
     await stack.version("other")
     await stack.api.DeleteModel(pb.DeleteModelRequest(name="other"), metadata=stack.md())
 
-    view = RegistryView()
-    report = await rebuild(stack.platform.pool, view, StoreReader(stack.platform.stores), swap=False)
-    assert report.events > 0
-    live, shadow = Tables(view.schema), Tables(view.schema, SHADOW)
-    order = {
-        "models": "model_id",
-        "versions": "model_id, version",
-        "aliases": "model_id, alias",
-        "transitions": "model_id, request_id",
-    }
-    for table, key in order.items():
-        a = await stack.platform.pool.fetch(f"SELECT * FROM {getattr(live, table)} ORDER BY {key}")
-        b = await stack.platform.pool.fetch(f"SELECT * FROM {getattr(shadow, table)} ORDER BY {key}")
-        assert [dict(r) for r in a] == [dict(r) for r in b], table
-        assert a, table
+    await assert_rebuild_equals_live(stack.platform.pool, RegistryView(), stack.platform.stores)
     tracking_runs = await stack.tracking.SearchRuns(tpb.SearchRunsRequest(), metadata=stack.md())
     assert len(tracking_runs.runs) >= 4  # the registry read runs over gRPC; it never wrote tracking's tables

@@ -11,6 +11,7 @@ import pytest
 
 import modelog
 from modelog import errors
+from modelog._client import remember
 from modelog_platform.embedded import free_port
 from tests.procs import Up, env_for
 from tests.waiting import wait_until
@@ -38,6 +39,7 @@ def client(
     c = modelog.connect()
     yield c
     c.close()
+    remember(None, None)  # later tests' connections must not find this module's (stopped) server
 
 
 def train(experiment: str, *, steps: int = 300, fail: bool = False, **run_kwargs: Any) -> str:
@@ -178,3 +180,50 @@ def test_cli_lists_shows_compares_and_plots_runs(client: modelog.Client, server:
         timeout=60,
     )
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "column" in bad.stderr
+
+
+def test_one_client_root_carries_every_part_on_its_own_connection(
+    client: modelog.Client, server: tuple[str, Path], tmp_path: Path
+) -> None:
+    addr, _ = server
+    with client.runs.start("root-parts", params={"lr": 0.1}) as run:
+        run.log_metrics({"loss": 0.5}, step=1)
+    assert client.runs.get(run.id).params == {"lr": "0.1"}
+    assert [r.id for r in client.runs.search("root-parts")] == [run.id]
+    assert client.experiments.get("root-parts").name == "root-parts"
+    assert "root-parts" in {e.name for e in client.experiments.list()}
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("a")
+    version = client.artifacts.log_artifacts(str(tmp_path / "data"), name="root-data", run_id=run.id)
+    assert client.artifacts.get("root-data:1").version == version.version == 1
+    assert client.artifacts.get("root-data/1").version == 1  # one grammar: ':' or '/' then a version
+    client.models.create("root-model")
+    assert client.models.model("root-model").name == "root-model"
+    assert isinstance(client.webhooks.list(), list)
+    # The lineage view is fed from the event stream: wait for the run to reach it.
+    graph = wait_until(
+        lambda: client.lineage.lineage(f"run:{run.id}"), 30, "the run in lineage", ignoring=(errors.NotFound,)
+    )
+    assert graph.nodes
+    assert client.audit.public_key().public_key
+
+    # A second client, as someone else: every part goes through *its* connection, never the default's.
+    other = modelog.Client(addr, token="not-a-token")
+    try:
+        calls = [
+            lambda: other.runs.get(run.id),
+            lambda: other.experiments.get("root-parts"),
+            lambda: other.artifacts.get("root-data:1"),
+            lambda: other.models.model("root-model"),
+            lambda: other.monitors.list(),
+            lambda: other.webhooks.list(),
+            lambda: other.lineage.lineage(f"run:{run.id}"),
+            lambda: other.audit.public_key(),
+        ]
+        for call in calls:
+            with pytest.raises(errors.Unauthenticated):
+                call()
+    finally:
+        other.close()
+    with pytest.raises(AttributeError, match="no client call 'not_a_call'"):
+        client.artifacts.not_a_call  # noqa: B018

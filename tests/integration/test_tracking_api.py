@@ -16,9 +16,6 @@ import asyncpg
 import grpc
 import pytest
 
-from eventlog.projection import SHADOW, Tables
-from eventlog.rebuild import rebuild
-from eventlog.sources import StoreReader
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
 from modelog.shared.settings import Settings
@@ -26,6 +23,7 @@ from modelog_platform.app import Platform, Server, start_server
 from modelog_platform.grpc_errors import status_details
 from modelog_services.tracking.projections import ExperimentsView, RunsView
 from tests.conftest import dsn_for_database
+from tests.contracts import assert_rebuild_equals_live
 
 pytestmark = pytest.mark.asyncio
 
@@ -585,22 +583,7 @@ async def test_compare_runs_marks_differences(tk: TrackingStack) -> None:
 # ---------------------------------------------------------------- views
 
 
-async def _rows(pool: asyncpg.Pool, table: str) -> list[str]:
-    # Compared as text: NaN equals NaN there, and every column takes part.
-    return [r[0] for r in await pool.fetch(f"SELECT t::text FROM {table} t ORDER BY 1")]
-
-
 async def test_every_tracking_view_rebuilds_to_the_live_one(tk: TrackingStack) -> None:
     """Runs last in this module, over everything the tests above wrote."""
-    pool = tk.platform.pool
-    reader = StoreReader(tk.platform.stores)
     for projection in (ExperimentsView(), RunsView()):
-        report = await rebuild(pool, projection, reader, swap=False)
-        assert report.events > 0
-        live, shadow = Tables("tracking"), Tables("tracking", SHADOW)
-        for table in projection.tables:
-            rows = await _rows(pool, getattr(live, table))
-            assert rows, f"tracking.{table} is empty: the comparison would prove nothing"
-            assert rows == await _rows(pool, getattr(shadow, table)), (
-                f"tracking.{table} differs after rebuild"
-            )
+        await assert_rebuild_equals_live(tk.platform.pool, projection, tk.platform.stores)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import pytest
@@ -132,13 +133,33 @@ def test_bad_aliases_are_refused(alias: str) -> None:
         ("ds:latest", Ref("ds")),
         ("ds@latest", Ref("ds")),
         ("ds:v3", Ref("ds", version=3)),
-        ("ds@3", Ref("ds", version=3)),
-        ("ds:prod", Ref("ds", alias="prod")),
-        ("my.data-set_2@v10", Ref("my.data-set_2", version=10)),
+        ("ds:3", Ref("ds", version=3)),
+        ("ds/3", Ref("ds", version=3)),
+        ("ds/latest", Ref("ds")),
+        ("ds@prod", Ref("ds", alias="prod")),
+        ("my.data-set_2:v10", Ref("my.data-set_2", version=10)),
     ],
 )
 def test_references_parse(text: str, ref: Ref) -> None:
-    assert parse_ref(text) == ref
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the current grammar warns about nothing
+        assert parse_ref(text) == ref
+
+
+@pytest.mark.parametrize(
+    ("text", "ref", "better"),
+    [("ds@3", Ref("ds", version=3), "ds:3"), ("ds:prod", Ref("ds", alias="prod"), "ds@prod")],
+)
+def test_the_old_artifact_spellings_still_work_with_a_warning_naming_the_new_one(
+    text: str, ref: Ref, better: str
+) -> None:
+    with pytest.warns(DeprecationWarning, match=f"write '{better}'"):
+        assert parse_ref(text) == ref
+
+
+def test_a_reference_prints_in_the_grammar_it_parses_from() -> None:
+    for ref in (Ref("ds", version=3), Ref("ds", alias="prod"), Ref("ds")):
+        assert parse_ref(str(ref)) == ref
 
 
 @pytest.mark.parametrize("text", ["", "ds:", "ds:v0", "../ds", "ds:Prod", ":v1", "a/b:v1"])

@@ -22,7 +22,7 @@ def ev(log: str, stream: str, type_: str, payload: dict[str, Any]) -> RecordedEv
 
 def test_digests_and_artifact_refs_have_one_key_however_they_are_written() -> None:
     assert dataset_key("sha256:ABCD") == dataset_key("abcd") == "dataset:abcd"
-    assert artifact_key("ds:v3") == artifact_key("ds@3") == "artifact:ds:v3"
+    assert artifact_key("ds:v3") == artifact_key("ds/3") == artifact_key("ds@3") == "artifact:ds:v3"
     assert artifact_key("ds:prod") == artifact_key("ds@prod") == "artifact:ds@prod"
     assert artifact_key("ds") == artifact_key("ds:latest") == "artifact:ds"
 

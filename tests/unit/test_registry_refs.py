@@ -16,6 +16,7 @@ from modelog_services.registry.history import summary
     [
         ("churn/3", pb.VersionRef(model="churn", version=3)),
         ("churn/v3", pb.VersionRef(model="churn", version=3)),
+        ("churn:3", pb.VersionRef(model="churn", version=3)),
         ("churn@champion", pb.VersionRef(model="churn", alias="champion")),
         ("churn", pb.VersionRef(model="churn")),
         ("churn/latest", pb.VersionRef(model="churn")),
@@ -34,7 +35,8 @@ def test_bad_version_references_say_what_is_expected(text: str) -> None:
 
 def test_artifact_references_follow_the_artifacts_sdk() -> None:
     assert artifact_ref("model:v3") == pb.ArtifactRef(name="model", version=3)
-    assert artifact_ref("model:prod") == pb.ArtifactRef(name="model", alias="prod")
+    assert artifact_ref("model@prod") == pb.ArtifactRef(name="model", alias="prod")
+    assert artifact_ref("model/3") == artifact_ref("model:3") == pb.ArtifactRef(name="model", version=3)
     assert artifact_ref("model") == pb.ArtifactRef(name="model")
 
 

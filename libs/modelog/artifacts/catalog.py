@@ -191,7 +191,7 @@ def log_artifacts(
 
 
 def get(ref: str, *, conn: Connection | None = None) -> ArtifactVersion:
-    """`name`, `name:v3`, `name@3`, `name:latest` or `name:<alias>`."""
+    """`name` (the latest), `name:3` or `name/3` (a version) or `name@alias` (modelog.shared.refs)."""
     parsed = parse_ref(ref)
     with _connected(conn) as c:
         resp = stub(c).GetVersion(pb.GetVersionRequest(ref=_ref_pb(parsed)))

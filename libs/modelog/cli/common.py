@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, NoReturn, TypeVar
@@ -95,6 +97,22 @@ def _quiet_broken_pipe() -> NoReturn:
     sys.exit(EXIT_BROKEN_PIPE)
 
 
+@contextlib.contextmanager
+def _deprecations() -> Iterator[None]:
+    """A deprecated spelling a person typed (`ds@3`) gets one line on stderr saying what to write
+    instead, whatever the command then does; other warnings are shown as Python would."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.filterwarnings("always", category=DeprecationWarning, module=r"modelog\.")
+        try:
+            yield
+        finally:
+            for w in seen:
+                if issubclass(w.category, DeprecationWarning) and "modelog" in w.filename:
+                    click.echo(f"warning: {w.message}", err=True)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 class ModelogGroup(click.Group):
     """The `modelog` command: every way a command can end becomes one line on stderr and an exit code
     (see EXIT_*), whichever command it is: click's usage errors, server errors, Ctrl-C, a closed pipe,
@@ -111,7 +129,8 @@ class ModelogGroup(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
-            code = super().main(args, prog_name, complete_var, False, **extra)
+            with _deprecations():
+                code = super().main(args, prog_name, complete_var, False, **extra)
         except NoArgsIsHelpError as exc:  # a bare group (`modelog runs`) asks what it can do
             exc.show()
             sys.exit(exc.exit_code)

@@ -248,7 +248,9 @@ def models_create(name: str, description: str, tags: tuple[str, ...], as_json: b
 
 @models.command("register")
 @click.argument("name")
-@click.option("--artifact", required=True, help="the model package: name:v3, name:alias or name")
+@click.option(
+    "--artifact", required=True, help="the model package: name:3 (a version), name@alias or name (the latest)"
+)
 @click.option("--run", "run_id", default=None, help="the run that produced it (default: the artifact's run)")
 @click.option("--description", default="")
 @click.option("--framework", default="")

@@ -40,7 +40,7 @@ def check_alias(value: str, field_name: str = "alias") -> str:
 
 
 class Ref(NamedTuple):
-    """A version of an artifact as people write it: `ds`, `ds:v3`, `ds@3`, `ds:prod`, `ds@latest`."""
+    """A version as people write it (modelog.shared.refs): `ds`, `ds/3`, `ds:3`, `ds@prod`."""
 
     name: str
     version: int | None = None
@@ -49,19 +49,13 @@ class Ref(NamedTuple):
     def __str__(self) -> str:
         if self.version is not None:
             return f"{self.name}:v{self.version}"
-        return f"{self.name}:{self.alias or LATEST}"
+        return f"{self.name}@{self.alias or LATEST}"
 
 
 def parse_ref(text: str, field_name: str = "ref") -> Ref:
-    cut = max(text.rfind(":"), text.rfind("@"))
-    if cut == -1:
-        return Ref(check_name(text, field_name))
-    name, spec = check_name(text[:cut], field_name), text[cut + 1 :]
-    if _VERSIONISH.match(spec):
-        version = int(spec.lstrip("v"))
-        if version < 1:
-            _invalid(field_name, f"{text!r}: versions start at v1")
-        return Ref(name, version=version)
-    if spec == LATEST:
-        return Ref(name)
-    return Ref(name, alias=check_alias(spec, field_name))
+    """An artifact reference, by the grammar models use too (modelog.shared.refs)."""
+    from modelog.shared.refs import parse
+
+    name, version, alias = parse(text, field_name, what="artifact")
+    check_name(name, field_name)
+    return Ref(name, version=version, alias=None if alias is None else check_alias(alias, field_name))

@@ -1,0 +1,115 @@
+"""Faults during load, against a real `modelog up`: nothing acknowledged is lost, nothing retried is
+duplicated, and the views equal a rebuild from the log afterwards."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import grpc
+import psutil
+import pytest
+
+from modelog._gen.admin.v1 import admin_pb2, admin_pb2_grpc
+from modelog._gen.eventlog.v1 import eventlog_pb2, eventlog_pb2_grpc
+from modelog._gen.tracking.v1 import tracking_pb2 as pb
+from modelog._gen.tracking.v1 import tracking_pb2_grpc
+from modelog_platform.embedded import free_port
+from tests.procs import Up, env_for
+from tests.waiting import wait_until
+
+BATCHES, POINTS = 120, 50
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+
+
+def _md(home: Path, key: str | None = None) -> list[tuple[str, str]]:
+    md = [("authorization", f"Bearer {(home / 'admin-token').read_text().strip()}")]
+    return md + ([("idempotency-key", key)] if key else [])
+
+
+def _batch(run_id: str, i: int) -> pb.MetricBatch:
+    steps = [i * POINTS + j for j in range(POINTS)]
+    return pb.MetricBatch(
+        run_id=run_id,
+        keys=["loss"] * POINTS,
+        values=[float(s) for s in steps],
+        steps=steps,
+        timestamps_ms=[1_700_000_000_000 + s for s in steps],
+        idempotency_key=f"batch-{i}",
+    )
+
+
+def _view(stub: tracking_pb2_grpc.TrackingStub, home: Path, run_id: str) -> tuple[bytes, list[int]]:
+    run = stub.GetRun(pb.GetRunRequest(run_id=run_id), metadata=_md(home), timeout=30).run
+    history = stub.GetMetricHistory(
+        pb.GetMetricHistoryRequest(run_id=run_id, key="loss"), metadata=_md(home), timeout=30
+    )
+    return run.SerializeToString(deterministic=True), list(history.steps)
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_stream_loses_nothing_acknowledged_and_duplicates_nothing_retried(
+    tmp_path: Path,
+) -> None:
+    home, addr = tmp_path / "home", f"127.0.0.1:{free_port()}"
+    home.mkdir()
+    up = Up(env_for(home, addr))
+    up.wait_for("modelog ready on", 90)
+    channel = grpc.insecure_channel(addr)
+    stub = tracking_pb2_grpc.TrackingStub(channel)
+    run_id = stub.StartRun(
+        pb.StartRunRequest(experiment_name="faults", create_experiment=True),
+        metadata=_md(home, "start"),
+        timeout=30,
+    ).run.info.run_id
+
+    acknowledged: set[int] = set()
+    killed = threading.Event()
+
+    def load() -> None:
+        """Logs every batch, retrying with its idempotency key until the server acknowledges it."""
+        for i in range(BATCHES):
+            while True:
+                try:
+                    stub.LogMetricsBatch(_batch(run_id, i), metadata=_md(home), timeout=5)
+                    break
+                except grpc.RpcError as exc:
+                    if exc.code() not in RETRYABLE:
+                        raise
+                    killed.wait(0.2)  # the server is down or restarting: try again shortly
+            acknowledged.add(i)
+
+    writer = threading.Thread(target=load, daemon=True)
+    writer.start()
+    wait_until(lambda: len(acknowledged) >= BATCHES // 3, 60, "a third of the batches acknowledged")
+    children = up.descendants()
+    up.proc.kill()  # kill -9 of the serving process mid-stream, with batches in flight
+    up.proc.wait(30)
+    killed.set()
+    _gone, alive = psutil.wait_procs(children, timeout=30)  # its postgres and broker go with it
+    assert not alive, f"left behind: {alive}"
+    before_restart = set(acknowledged)
+
+    again = Up(env_for(home, addr))
+    try:
+        again.wait_for("modelog ready on", 90)
+        writer.join(120)
+        assert not writer.is_alive(), "the writer did not finish after the restart"
+        assert before_restart <= acknowledged == set(range(BATCHES))
+
+        # Every acknowledged point is there once: retried batches were replayed, not appended again.
+        run, steps = _view(stub, home, run_id)
+        assert steps == list(range(BATCHES * POINTS))
+        log = eventlog_pb2_grpc.EventLogStub(channel)
+        assert log.Verify(eventlog_pb2.VerifyRequest(service="tracking"), metadata=_md(home), timeout=60).ok
+
+        # The views equal a rebuild of them from the log.
+        admin = admin_pb2_grpc.AdminStub(channel)
+        for name in ("tracking_runs", "tracking_experiments"):
+            admin.RebuildProjection(
+                admin_pb2.RebuildProjectionRequest(name=name), metadata=_md(home), timeout=300
+            )
+        assert _view(stub, home, run_id) == (run, steps)
+    finally:
+        channel.close()
+        assert again.stop() == 0
