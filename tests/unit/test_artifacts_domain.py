@@ -27,6 +27,7 @@ from modelog_services.artifacts.events import (
     ArtifactVersionCommitted,
     BlobsCollected,
 )
+from tests import gwt
 
 M1, M2 = "1" * 64, "2" * 64
 decider = initial_artifact("ds")
@@ -45,7 +46,7 @@ def committed(version: int, manifest: str, parent: int | None = None, kind: str 
 
 
 def decide(given: Sequence[DomainEvent], when: ArtifactCommand) -> list[DomainEvent]:
-    return list(decider.decide(when, decider.fold(given)))
+    return gwt.when(decider, given, when)
 
 
 def commit(manifest: str, **kw: object) -> CommitVersion:

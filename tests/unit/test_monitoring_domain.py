@@ -27,6 +27,7 @@ from modelog_services.monitoring.events import (
     WindowLabels,
     WindowProfiled,
 )
+from tests import gwt
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 CONFIG = MonitorConfig(
@@ -63,7 +64,7 @@ def fold(events: Sequence[DomainEvent]) -> d.MonitorState:
 
 
 def decide(given: Sequence[DomainEvent], when: d.MonitorCommand) -> list[DomainEvent]:
-    return list(monitor_decider.decide(when, fold(given)))
+    return gwt.when(monitor_decider, list(given), when)
 
 
 def logged(window: int, rows: int) -> PredictionsLogged:

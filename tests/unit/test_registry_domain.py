@@ -49,6 +49,7 @@ from modelog_services.registry.events import (
     VersionDeprecated,
     VersionStageChanged,
 )
+from tests import gwt
 
 ALICE = Actor.of_roles("alice", "member")
 BOB = Actor.of_roles("bob", "member")
@@ -109,7 +110,7 @@ def in_production(n: int) -> list[DomainEvent]:
 
 
 def when(given: Sequence[DomainEvent], command: d.ModelCommand) -> list[DomainEvent]:
-    return list(model_decider.decide(command, model_decider.fold(given)))
+    return gwt.when(model_decider, given, command)
 
 
 def state(given: Sequence[DomainEvent]) -> d.ModelState:

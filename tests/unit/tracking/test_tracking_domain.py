@@ -61,17 +61,18 @@ from modelog_services.tracking.events import (
     TagDeleted,
     TagsSet,
 )
+from tests import gwt
 
 CREATED = ExperimentCreated(experiment_id="e1", name="churn", tags={"team": "nlp"}, created_at_ms=1)
 STARTED = RunStarted(run_id="r1", experiment_id="e1", name="brave-fox", start_time_ms=1_000)
 
 
 def on_experiment(given: Sequence[DomainEvent], when: ExperimentCommand) -> Sequence[DomainEvent]:
-    return experiment_decider.decide(when, experiment_decider.fold(given))
+    return gwt.when(experiment_decider, given, when)
 
 
 def on_run(given: Sequence[DomainEvent], when: RunCommand) -> Sequence[DomainEvent]:
-    return run_decider.decide(when, run_decider.fold(given))
+    return gwt.when(run_decider, given, when)
 
 
 def metrics(run_id: str = "r1", *values: float) -> LogMetrics:
