@@ -117,8 +117,12 @@ class GroupCommit:
                     await conn.execute(f"NOTIFY {self.channel}, '{planned[-1].position}'; COMMIT")
                 else:
                     await conn.execute("COMMIT")
-            except BaseException:
-                if not conn.is_closed():
+            except BaseException as exc:
+                if isinstance(exc, asyncpg.InternalClientError):
+                    # The connection's protocol state broke with the server (it died mid-operation):
+                    # no query can run on it again, so it must not go back to the pool.
+                    conn.terminate()
+                elif not conn.is_closed():
                     with contextlib.suppress(Exception):
                         await conn.execute("ROLLBACK")
                 raise

@@ -18,7 +18,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from pydantic import ValidationError
 
-from eventlog.errors import InvalidArgument, ModelogError, PermissionDenied, Unauthenticated
+from eventlog.errors import InvalidArgument, ModelogError, PermissionDenied, Unauthenticated, Unavailable
 from eventlog.events import Origin
 from modelog_platform import context
 from modelog_platform.authz import Access, Authorizer, Resource, Rule
@@ -125,6 +125,24 @@ def client_host(md: dict[str, str], peer: str) -> str:
         return host
 
 
+def _database_unreachable(exc: BaseException) -> bool:
+    """A lost or refused PostgreSQL connection (the server restarting, failing over, recovering): a
+    client should retry, so it is UNAVAILABLE, never INTERNAL. Not a query cancelled by a timeout."""
+    import asyncpg
+
+    transient = (
+        asyncpg.PostgresConnectionError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.AdminShutdownError,
+        asyncpg.CrashShutdownError,
+        asyncpg.InternalClientError,  # a connection whose server died mid-operation (it is dropped)
+        ConnectionError,
+    )
+    if isinstance(exc, transient):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
 class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, authority: TokenAuthority, authorizer: Authorizer) -> None:
         self.authority = authority
@@ -215,6 +233,9 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             await _drain(unread)
         if isinstance(exc, ValidationError):
             exc = from_validation_error(exc)
+        if _database_unreachable(exc):
+            log.warning("%s: the database is unreachable: %s", method, exc)
+            exc = Unavailable("the database is unreachable or restarting; retry in a moment")
         if isinstance(exc, ModelogError):
             status = to_status(exc)
             await ctx.abort(status.code, status.details, status.trailing_metadata)
@@ -264,8 +285,8 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 try:
                     rc, request = await self._admit(method, md, rule, request, client_streams, ctx.peer())
                     token = context.bind(rc)
-                except ModelogError as exc:
-                    span.set_status(trace.StatusCode.ERROR, exc.message)
+                except Exception as exc:  # noqa: BLE001 - a refusal, or the database gone: a status
+                    span.set_status(trace.StatusCode.ERROR, str(exc))
                     await self._fail(ctx, exc, method, unread)
                     return None
                 try:
@@ -304,8 +325,8 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         request_ctx, request = await self._admit(
                             method, md, rule, request, client_streams, ctx.peer()
                         )
-                    except ModelogError as exc:
-                        span.set_status(trace.StatusCode.ERROR, exc.message)
+                    except Exception as exc:  # noqa: BLE001 - a refusal, or the database gone: a status
+                        span.set_status(trace.StatusCode.ERROR, str(exc))
                         await self._fail(ctx, exc, method, unread)
                         return
                     items = aiter(behavior(request, ctx))

@@ -47,10 +47,20 @@ def _view(stub: tracking_pb2_grpc.TrackingStub, home: Path, run_id: str) -> tupl
     return run.SerializeToString(deterministic=True), list(history.steps)
 
 
+def _child(up: Up, name: str) -> psutil.Process:
+    """The embedded part `modelog up` runs as its direct child: the postmaster or the broker."""
+    found = [c for c in psutil.Process(up.proc.pid).children() if name in " ".join(c.cmdline())]
+    assert len(found) == 1, [c.cmdline() for c in psutil.Process(up.proc.pid).children()]
+    return found[0]
+
+
 @pytest.mark.slow
-def test_a_server_killed_mid_stream_loses_nothing_acknowledged_and_duplicates_nothing_retried(
-    tmp_path: Path,
+@pytest.mark.parametrize("fault", ["server", "postgres", "broker"])
+def test_a_fault_mid_stream_loses_nothing_acknowledged_and_duplicates_nothing_retried(
+    tmp_path: Path, fault: str
 ) -> None:
+    """kill -9 of the serving process (then a restart by hand), or of its PostgreSQL or its broker
+    (which `modelog up` restarts itself), while a client logs batches with idempotency keys."""
     home, addr = tmp_path / "home", f"127.0.0.1:{free_port()}"
     home.mkdir()
     up = Up(env_for(home, addr))
@@ -64,7 +74,7 @@ def test_a_server_killed_mid_stream_loses_nothing_acknowledged_and_duplicates_no
     ).run.info.run_id
 
     acknowledged: set[int] = set()
-    killed = threading.Event()
+    faulted = threading.Event()
 
     def load() -> None:
         """Logs every batch, retrying with its idempotency key until the server acknowledges it."""
@@ -76,26 +86,31 @@ def test_a_server_killed_mid_stream_loses_nothing_acknowledged_and_duplicates_no
                 except grpc.RpcError as exc:
                     if exc.code() not in RETRYABLE:
                         raise
-                    killed.wait(0.2)  # the server is down or restarting: try again shortly
+                    faulted.wait(0.2)  # a part is down or restarting: try again shortly
             acknowledged.add(i)
 
     writer = threading.Thread(target=load, daemon=True)
     writer.start()
     wait_until(lambda: len(acknowledged) >= BATCHES // 3, 60, "a third of the batches acknowledged")
-    children = up.descendants()
-    up.proc.kill()  # kill -9 of the serving process mid-stream, with batches in flight
-    up.proc.wait(30)
-    killed.set()
-    _gone, alive = psutil.wait_procs(children, timeout=30)  # its postgres and broker go with it
-    assert not alive, f"left behind: {alive}"
-    before_restart = set(acknowledged)
-
-    again = Up(env_for(home, addr))
+    serving = up
+    if fault == "server":
+        children = up.descendants()
+        up.proc.kill()  # with batches in flight
+        up.proc.wait(30)
+        faulted.set()
+        _gone, alive = psutil.wait_procs(children, timeout=30)  # its postgres and broker go with it
+        assert not alive, f"left behind: {alive}"
+        serving = Up(env_for(home, addr))
+        serving.wait_for("modelog ready on", 90)
+    else:
+        _child(up, fault).kill()
+        faulted.set()
+        serving.wait_for(f"modelog: restarted {fault}", 90)
+    before_fault = set(acknowledged)
     try:
-        again.wait_for("modelog ready on", 90)
-        writer.join(120)
-        assert not writer.is_alive(), "the writer did not finish after the restart"
-        assert before_restart <= acknowledged == set(range(BATCHES))
+        writer.join(180)
+        assert not writer.is_alive(), "the writer did not finish after the fault"
+        assert before_fault <= acknowledged == set(range(BATCHES))
 
         # Every acknowledged point is there once: retried batches were replayed, not appended again.
         run, steps = _view(stub, home, run_id)
@@ -112,4 +127,4 @@ def test_a_server_killed_mid_stream_loses_nothing_acknowledged_and_duplicates_no
         assert _view(stub, home, run_id) == (run, steps)
     finally:
         channel.close()
-        assert again.stop() == 0
+        assert serving.stop() == 0
