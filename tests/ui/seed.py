@@ -15,6 +15,7 @@ import modelog.artifacts as art
 from modelog._client import Connection
 from modelog._gen.registry.v1 import registry_pb2 as rpb
 from modelog.registry import Registry, register_model
+from tests.ui import seed_more
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
 
@@ -38,6 +39,10 @@ class Seeded:
     failed_run: str
     """A FAILED run with a failure_reason tag, files of its own in two versions (text, JSON, CSV, an
     image, a binary) and a dataset input whose content is the `customers` dataset artifact's v1."""
+    dataset_versions: tuple[int, int]
+    """`customers` v1 and v2 (v2: more rows, a column and a file more)."""
+    monitor: str
+    """seed_more.MONITOR: six windows of `churn@champion`, `tenure` and `spend` drifting in the last."""
 
 
 LONG_POINTS = 50_000
@@ -251,6 +256,21 @@ def seed(addr: str, token: str, home: Path) -> Seeded:
         with Connection(addr, token) as conn:
             Registry(conn).set_policy("churn", "Production", approvals=1, from_stages=["Staging"])
             imported = _imported_model(conn, home, best)
-        return Seeded("churn", exp_id, RUNS + 1, best, long_run, "churn", sweep_exp, sweep, imported, failed)
+        versions = seed_more.dataset_versions(home)
+        monitor = seed_more.monitor("churn")
+        return Seeded(
+            "churn",
+            exp_id,
+            RUNS + 1,
+            best,
+            long_run,
+            "churn",
+            sweep_exp,
+            sweep,
+            imported,
+            failed,
+            versions,
+            monitor,
+        )
     finally:
         client.close()

@@ -53,6 +53,17 @@ def pages(seeded: Seeded) -> list[tuple[str, str, str]]:
             "[data-testid=asof-v1]",
         ),
         ("audit", "/audit?service=registry", "table[aria-label=Events]"),
+        ("audit-all", "/audit", "[data-testid=verify-ok]"),
+        ("audit-entity", "/audit?entity=model:churn", "table[aria-label=Events]"),
+        (
+            "runs-grouped",
+            f"/experiments/{seeded.experiment_id}?group=p:optimizer&agg=m:acc&open=adam",
+            "tbody[data-group=adam] tr.group-run",
+        ),
+        ("datasets", "/datasets", "table[aria-label=Datasets]"),
+        ("dataset", "/datasets/customers", "[data-testid=csv-diff]"),
+        ("monitors", "/monitors", "table[aria-label=Monitors]"),
+        ("monitor", f"/monitors/{seeded.monitor}", "[data-testid=heatmap] .heat-cell"),
     ]
 
 
@@ -86,6 +97,13 @@ def test_the_runs_table_works_from_the_keyboard(tab: Tab, platform: Platform, se
     assert tab.page.evaluate("() => document.activeElement?.dataset.testid") == "runs-table"
 
     def active() -> str:
+        """The focused row's run; it waits for that row to be drawn (a virtualized row that scrolled
+        into view is rendered a frame later)."""
+        tab.page.wait_for_function(
+            """sel => { const id = document.querySelector(sel).getAttribute('aria-activedescendant');
+              return !id || document.getElementById(id) !== null }""",
+            arg=grid,
+        )
         return str(
             tab.page.evaluate(
                 """sel => { const g = document.querySelector(sel);

@@ -60,9 +60,13 @@ def test_a_failed_run_shows_why_and_browses_its_files_with_capped_previews(
     tab.page.wait_for_function("() => document.querySelectorAll('.file-list .file-path').length === 1")
     assert tab.page.inner_text(".file-list").startswith("logs/train.log")
 
-    # the dataset input leads to the artifact version that holds it
+    # the dataset input leads to the dataset version that holds it, and from there to its files
     link = tab.page.locator(".datasets a:has-text('customers:v1')")
     link.click()
+    tab.page.wait_for_url("**/datasets/customers?v=1")
+    tab.page.wait_for_selector("tr.chosen :text('v1')")
+    assert "v1 is the first version" in tab.page.inner_text("section[aria-labelledby=diff-title]")
+    tab.page.click("a.btn:has-text('Browse files')")
     tab.page.wait_for_url("**/artifacts/customers?v=1")
     tab.page.wait_for_selector(".file-list .file-path:text-is('customers.csv')")
     open_file(tab, "customers.csv", "csv")

@@ -14,6 +14,7 @@ export const IDENTITY_ACCESS = "modelog.identity.v1.Access";
 export const AUDIT = "modelog.audit.v1.Audit";
 export const LINEAGE = "modelog.audit.v1.Lineage";
 export const ARTIFACTS = "modelog.artifacts.v1.Artifacts";
+export const MONITORING = "modelog.monitoring.v1.Monitoring";
 
 export interface FieldViolation {
   field: string;

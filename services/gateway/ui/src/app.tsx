@@ -11,6 +11,8 @@ import { RunPage } from "./pages/run";
 import { Models } from "./pages/models";
 import { ModelPage } from "./pages/model";
 import { Audit } from "./pages/audit";
+import { DatasetPage, Datasets } from "./pages/datasets";
+import { MonitorPage, Monitors } from "./pages/monitors";
 import { NotFound } from "./components/common";
 
 type State = { kind: "loading" } | { kind: "out"; reason?: string } | { kind: "in"; me: Me };
@@ -47,6 +49,10 @@ export function App() {
           <Route path="/artifacts/:name">{(p: { name: string }) => <ArtifactPage key={p.name} name={decodeURIComponent(p.name)} />}</Route>
           <Route path="/models" component={Models} />
           <Route path="/models/:name">{(p: { name: string }) => <ModelPage key={p.name} name={decodeURIComponent(p.name)} />}</Route>
+          <Route path="/datasets" component={Datasets} />
+          <Route path="/datasets/:name">{(p: { name: string }) => <DatasetPage key={p.name} name={decodeURIComponent(p.name)} />}</Route>
+          <Route path="/monitors" component={Monitors} />
+          <Route path="/monitors/:name">{(p: { name: string }) => <MonitorPage key={p.name} name={decodeURIComponent(p.name)} />}</Route>
           <Route path="/audit" component={Audit} />
           <Route component={NotFound} />
         </Switch>
@@ -72,8 +78,10 @@ function Shell(props: { me: Me; onSignOut: () => void; children: preact.Componen
         </Link>
         <nav aria-label="Main">
           {tab("/experiments", "Experiments")}
+          {tab("/datasets", "Datasets")}
           {tab("/artifacts", "Artifacts")}
           {tab("/models", "Models")}
+          {tab("/monitors", "Monitors")}
           {tab("/audit", "Audit log")}
         </nav>
         <div class="me">

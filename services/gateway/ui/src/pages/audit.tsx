@@ -1,35 +1,23 @@
+// The audit page: one timeline over every service's log (or one entity's, across them), filterable by
+// service, event type, actor and entity; each log's hash-chain verification; the signed compliance
+// export as a download. URL state: service, type, actor, entity.
+
 import { Fragment } from "preact";
-import { useMemo, useState } from "preact/hooks";
-import { useSearchParams } from "wouter-preact";
-import { EVENTLOG, rpc, stream } from "../api";
-import { ErrorBox, Show, useAsync } from "../components/common";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
+import { Link, useSearchParams } from "wouter-preact";
+import { AUDIT, EVENTLOG, rpc, stream } from "../api";
+import { ErrorBox, Loading, Show, useAsync } from "../components/common";
+import { fromBase64, saveFile } from "../download";
 import { fmtTimestamp, int } from "../format";
-import type { LogEvent, LogHead, VerifyResult } from "../types";
+import type { LogHead, VerifyResult } from "../types";
+import { ENTITY, entityTimeline, matches, newScan, readOne, scanMore, shown, type Entry, type Filters, type Scan } from "./auditlog";
 
 const PAGE = 200;
 
-interface Parsed extends LogEvent {
-  actor: string;
-  payload: Record<string, unknown>;
-  metadata: Record<string, unknown>;
-}
-
-function parse(e: LogEvent): Parsed {
-  const safe = (text: string | undefined) => {
-    try {
-      return (JSON.parse(text || "{}") as Record<string, unknown>) ?? {};
-    } catch {
-      return {};
-    }
-  };
-  const metadata = safe(e.metadataJson);
-  return { ...e, actor: String(metadata.actor ?? "system"), payload: safe(e.payloadJson), metadata };
-}
-
 /** One line that says what the payload holds, without opening it. */
-function gist(payload: Record<string, unknown>): string {
+function gist(payload: Record<string, unknown> | undefined): string {
   const parts: string[] = [];
-  for (const [k, v] of Object.entries(payload)) {
+  for (const [k, v] of Object.entries(payload ?? {})) {
     if (k === "type" || k === "schema_version") continue;
     if (v === null || v === "" || (Array.isArray(v) && v.length === 0)) continue;
     const text = typeof v === "object" ? JSON.stringify(v) : String(v);
@@ -39,24 +27,19 @@ function gist(payload: Record<string, unknown>): string {
   return parts.join("  ");
 }
 
-async function readPage(service: string, before: number, signal: AbortSignal): Promise<Parsed[]> {
-  const from = Math.max(1, before - PAGE);
-  const limit = before - from;
-  if (limit <= 0) return [];
-  const out: Parsed[] = [];
-  for await (const batch of stream<{ events?: LogEvent[] }>(EVENTLOG, "ReadLog", { service, fromPosition: from, limit }, signal)) {
-    for (const e of batch.events ?? []) out.push(parse(e));
-  }
-  return out.reverse(); // newest first
-}
-
 export function Audit() {
   const [params, setParams] = useSearchParams();
   const [heads] = useAsync(
     (signal) => rpc<{ logs?: LogHead[] }>(EVENTLOG, "ListLogs", {}, signal).then((r) => r.logs ?? []),
     [],
   );
-  const set = (changes: Record<string, string | null>, replace = true) =>
+  const filters: Filters = {
+    service: params.get("service") ?? "",
+    type: params.get("type") ?? "",
+    actor: params.get("actor") ?? "",
+    entity: params.get("entity") ?? "",
+  };
+  const set = (changes: Record<string, string | null>) =>
     setParams(
       (prev) => {
         const next = new URLSearchParams(prev);
@@ -66,93 +49,251 @@ export function Audit() {
         }
         return next;
       },
-      { replace },
+      { replace: true },
     );
 
   return (
     <div class="page audit-page">
       <div class="page-head">
-        <h1>Audit log</h1>
-        <p class="muted small">Every event of every service, exactly as stored and hash-chained.</p>
+        <div>
+          <h1>Audit log</h1>
+          <p class="lede">Every event of every service, exactly as stored and hash-chained: who did what, when, to what.</p>
+        </div>
       </div>
       <Show data={heads} what="the logs">
-        {(logs) => {
-          const sorted = [...logs].sort((a, b) => a.service.localeCompare(b.service));
-          const fallback =
-            [...logs].sort((a, b) => (b.lastRecordedAt ?? "").localeCompare(a.lastRecordedAt ?? ""))[0]?.service ?? "";
-          const service = params.get("service") ?? fallback;
-          const head = logs.find((l) => l.service === service);
-          return (
-            <>
-              <div class="log-tabs" role="tablist" aria-label="Service logs">
-                {sorted.map((l) => (
-                  <button
-                    type="button"
-                    role="tab"
-                    key={l.service}
-                    aria-selected={l.service === service}
-                    class={l.service === service ? "log-tab on" : "log-tab"}
-                    onClick={() => set({ service: l.service, before: null, type: null, actor: null }, false)}
-                  >
-                    {l.service}
-                    <span class="muted tiny"> #{int(l.position).toLocaleString("en-US")}</span>
-                  </button>
-                ))}
-              </div>
-              {head ? (
-                <LogView
-                  key={service}
-                  service={service}
-                  head={int(head.position)}
-                  before={int(params.get("before") ?? "") || int(head.position) + 1}
-                  type={params.get("type") ?? ""}
-                  actor={params.get("actor") ?? ""}
-                  onChange={set}
-                />
-              ) : (
-                <div class="empty">No log named “{service}” here.</div>
-              )}
-            </>
-          );
-        }}
+        {(logs) => (
+          <>
+            <div class="audit-top">
+              <ChainStatus logs={logs} />
+              <ExportCard />
+            </div>
+            <Timeline key={JSON.stringify(filters)} logs={logs} filters={filters} onChange={set} />
+          </>
+        )}
       </Show>
     </div>
   );
 }
 
-function LogView(props: {
-  service: string;
-  head: number;
-  before: number;
-  type: string;
-  actor: string;
-  onChange: (changes: Record<string, string | null>, replace?: boolean) => void;
-}) {
-  const [events] = useAsync((signal) => readPage(props.service, props.before, signal), [props.service, props.before]);
-  const [open, setOpen] = useState<string | null>(null);
-  const [verify, setVerify] = useState<{ busy: boolean; result?: VerifyResult; error?: Error }>({ busy: false });
+type Check = { state: "busy" } | { state: "done"; result: VerifyResult } | { state: "error"; error: Error };
 
-  const runVerify = async () => {
-    setVerify({ busy: true });
+function ChainStatus(props: { logs: LogHead[] }) {
+  const [checks, setChecks] = useState<Record<string, Check>>({});
+  const [round, setRound] = useState(0);
+  useEffect(() => {
+    const ctl = new AbortController();
+    const logs = props.logs.map((l) => l.service);
+    setChecks(Object.fromEntries(logs.map((s) => [s, { state: "busy" } as Check])));
+    for (const service of logs) {
+      rpc<VerifyResult>(EVENTLOG, "Verify", { service }, ctl.signal).then(
+        (result) => !ctl.signal.aborted && setChecks((c) => ({ ...c, [service]: { state: "done", result } })),
+        (error: Error) => !ctl.signal.aborted && setChecks((c) => ({ ...c, [service]: { state: "error", error } })),
+      );
+    }
+    return () => ctl.abort();
+  }, [round]);
+  const all = Object.values(checks);
+  // before the first answers (and the first render, before the effect ran) it is still checking
+  const busy = (props.logs.length > 0 && all.length === 0) || all.some((c) => c.state === "busy");
+  const ok = all.length > 0 && all.every((c) => c.state === "done" && c.result.ok);
+  const total = all.reduce((n, c) => n + (c.state === "done" ? int(c.result.eventsChecked) : 0), 0);
+  return (
+    <section class="card chain-card" aria-labelledby="chain-title" data-round={busy ? undefined : round}>
+      <div class="section-head">
+        <h2 id="chain-title">Hash chains</h2>
+        <div class="verify">
+          {busy ? (
+            <span class="muted small">verifying…</span>
+          ) : ok ? (
+            <span class="badge ok" data-testid="verify-ok">
+              ✓ every chain verified · {total.toLocaleString("en-US")} events
+            </span>
+          ) : (
+            <span class="badge bad" data-testid="verify-bad">
+              ✗ a chain does not verify
+            </span>
+          )}
+          <button type="button" class="btn" disabled={busy} onClick={() => setRound((r) => r + 1)}>
+            Verify hash chain
+          </button>
+        </div>
+      </div>
+      <ul class="chains" aria-label="Verification of each log">
+        {[...props.logs]
+          .sort((a, b) => a.service.localeCompare(b.service))
+          .map((l) => {
+            const c = checks[l.service];
+            return (
+              <li key={l.service} data-service={l.service} data-ok={c?.state === "done" && c.result.ok ? "true" : "false"}>
+                <strong>{l.service}</strong>{" "}
+                {!c || c.state === "busy" ? (
+                  <span class="muted">checking…</span>
+                ) : c.state === "error" ? (
+                  <span class="field-error">{c.error.message}</span>
+                ) : c.result.ok ? (
+                  <span class="ok-text">✓ {int(c.result.eventsChecked).toLocaleString("en-US")} events</span>
+                ) : (
+                  <span class="field-error">
+                    ✗ broken at #{int(c.result.firstBadPosition)}: {c.result.reason}
+                  </span>
+                )}
+              </li>
+            );
+          })}
+      </ul>
+    </section>
+  );
+}
+
+function ExportCard() {
+  const [model, setModel] = useState("");
+  const [from, setFrom] = useState("");
+  const [to, setTo] = useState("");
+  const [state, setState] = useState<{ busy: boolean; bytes: number; error?: Error; done?: string }>({ busy: false, bytes: 0 });
+  const [key] = useAsync(
+    (signal) => rpc<{ keyId?: string }>(AUDIT, "PublicKey", {}, signal).then((r) => r.keyId ?? ""),
+    [],
+  );
+  const run = async (e: Event) => {
+    e.preventDefault();
+    setState({ busy: true, bytes: 0 });
+    const body: Record<string, string> = {};
+    if (model.trim()) body.model = model.trim();
+    if (from) body.fromTime = new Date(from + "T00:00:00Z").toISOString();
+    if (to) body.toTime = new Date(to + "T00:00:00Z").toISOString();
     try {
-      setVerify({ busy: false, result: await rpc<VerifyResult>(EVENTLOG, "Verify", { service: props.service }) });
+      const parts: Uint8Array<ArrayBuffer>[] = [];
+      let bytes = 0;
+      for await (const chunk of stream<{ data?: string }>(AUDIT, "Export", body)) {
+        if (!chunk.data) continue;
+        const part = fromBase64(chunk.data);
+        parts.push(part);
+        bytes += part.length;
+        setState({ busy: true, bytes });
+      }
+      const name = `modelog-audit-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, "")}${model.trim() ? "-" + model.trim() : ""}.jsonl`;
+      saveFile(name, parts, "application/x-ndjson");
+      setState({ busy: false, bytes, done: name });
     } catch (error) {
-      setVerify({ busy: false, error: error as Error });
+      setState({ busy: false, bytes: 0, error: error as Error });
+    }
+  };
+  return (
+    <section class="card export-card" aria-labelledby="export-title">
+      <h2 id="export-title">Compliance export</h2>
+      <p class="muted small">
+        A self-contained bundle of the logs' events, hash chains and a signature
+        {key.state === "ok" && key.value ? <> (key <code>{key.value}</code>)</> : null}; check it offline with{" "}
+        <code>modelog audit verify FILE</code>.
+      </p>
+      <form class="export-form" onSubmit={run}>
+        <label>
+          Model <span class="muted tiny">(optional: disclose only its events)</span>
+          <input type="text" value={model} onInput={(e) => setModel((e.target as HTMLInputElement).value)} placeholder="all" />
+        </label>
+        <label>
+          From
+          <input type="date" value={from} onInput={(e) => setFrom((e.target as HTMLInputElement).value)} />
+        </label>
+        <label>
+          Before
+          <input type="date" value={to} onInput={(e) => setTo((e.target as HTMLInputElement).value)} />
+        </label>
+        <button type="submit" class="btn primary" disabled={state.busy} data-testid="export">
+          {state.busy ? `Exporting… ${state.bytes.toLocaleString("en-US")} bytes` : "Download signed bundle"}
+        </button>
+      </form>
+      {state.done && (
+        <p class="small ok-text" role="status" data-testid="export-done">
+          Saved {state.done} ({state.bytes.toLocaleString("en-US")} bytes).
+        </p>
+      )}
+      {state.error && <ErrorBox error={state.error} title="Could not export" />}
+    </section>
+  );
+}
+
+type Loaded = { state: "loading" } | { state: "error"; error: Error } | { state: "ok"; scan: Scan | null; entity: Entry[] | null };
+
+function Timeline(props: { logs: LogHead[]; filters: Filters; onChange: (c: Record<string, string | null>) => void }) {
+  const f = props.filters;
+  const byEntity = ENTITY.test(f.entity.trim());
+  const [data, setData] = useState<Loaded>({ state: "loading" });
+  const [busy, setBusy] = useState(false);
+  const ctl = useRef<AbortController | null>(null);
+  const [actor, setActor] = useState(f.actor);
+  const [entity, setEntity] = useState(f.entity);
+  const [open, setOpen] = useState<string | null>(null);
+  const [opened, setOpened] = useState<Record<string, Entry>>({});
+
+  useLayoutEffect(() => {
+    const c = (ctl.current = new AbortController());
+    const heads = Object.fromEntries(props.logs.map((l) => [l.service, int(l.position)]));
+    const load = byEntity
+      ? entityTimeline(f.entity.trim(), c.signal).then((entries) => ({ state: "ok" as const, scan: null, entity: entries }))
+      : scanMore(newScan(heads), f, PAGE, c.signal).then((scan) => ({ state: "ok" as const, scan, entity: null }));
+    load.then(
+      (v) => !c.signal.aborted && setData(v),
+      (error: Error) => !c.signal.aborted && setData({ state: "error", error }),
+    );
+    return () => c.abort();
+  }, []);
+
+  const more = async () => {
+    if (data.state !== "ok" || !data.scan || !ctl.current) return;
+    setBusy(true);
+    try {
+      const scan = await scanMore(data.scan, f, PAGE, ctl.current.signal);
+      setData({ state: "ok", scan, entity: null });
+    } finally {
+      setBusy(false);
     }
   };
 
-  const types = useMemo(
-    () => (events.state === "ok" ? [...new Set(events.value.map((e) => e.type ?? ""))].sort() : []),
-    [events],
-  );
-  const newest = props.before > props.head;
-  const first = Math.max(1, props.before - PAGE);
+  const entries = useMemo(() => {
+    if (data.state !== "ok") return [];
+    return data.entity ? data.entity.filter((e) => matches(e, f)) : shown(data.scan!, f);
+  }, [data]);
+  const types = useMemo(() => {
+    if (data.state !== "ok") return [];
+    const seen = data.scan ? data.scan.types : new Set(data.entity!.map((e) => e.type));
+    if (f.type) seen.add(f.type);
+    return [...seen].sort();
+  }, [data]);
+  const exhausted = data.state === "ok" && data.scan ? Object.values(data.scan.before).every((b) => b <= 1) : true;
+
+  const toggle = async (e: Entry) => {
+    const id = `${e.service}#${e.position}`;
+    setOpen(open === id ? null : id);
+    if (!e.payload && !opened[id]) {
+      const full = await readOne(e.service, e.position);
+      if (full) setOpened((o) => ({ ...o, [id]: full }));
+    }
+  };
 
   return (
-    <section class="card log-card">
+    <section class="card log-card" aria-labelledby="timeline-title">
       <div class="section-head">
-        <div class="toolbar">
-          <select aria-label="Event type" value={props.type} onChange={(e) => props.onChange({ type: (e.target as HTMLSelectElement).value })}>
+        <h2 id="timeline-title">Timeline</h2>
+        <form
+          class="toolbar audit-filters"
+          role="search"
+          onSubmit={(e) => {
+            e.preventDefault();
+            props.onChange({ actor: actor.trim() || null, entity: entity.trim() || null });
+          }}
+        >
+          <select aria-label="Service" value={f.service} onChange={(e) => props.onChange({ service: (e.target as HTMLSelectElement).value || null })}>
+            <option value="">All services</option>
+            {[...props.logs]
+              .sort((a, b) => a.service.localeCompare(b.service))
+              .map((l) => (
+                <option key={l.service} value={l.service}>
+                  {l.service} (#{int(l.position).toLocaleString("en-US")})
+                </option>
+              ))}
+          </select>
+          <select aria-label="Event type" value={f.type} onChange={(e) => props.onChange({ type: (e.target as HTMLSelectElement).value || null })}>
             <option value="">All types</option>
             {types.map((t) => (
               <option key={t} value={t}>
@@ -160,115 +301,92 @@ function LogView(props: {
               </option>
             ))}
           </select>
+          <input type="search" class="search small" placeholder="Actor…" aria-label="Actor" value={actor} onInput={(e) => setActor((e.target as HTMLInputElement).value)} />
           <input
             type="search"
-            class="search small"
-            placeholder="Actor…"
-            aria-label="Actor"
-            value={props.actor}
-            onInput={(e) => props.onChange({ actor: (e.target as HTMLInputElement).value })}
+            class="search"
+            placeholder="Entity: model:churn, run:<id>, a stream id or prefix*"
+            aria-label="Entity"
+            value={entity}
+            onInput={(e) => setEntity((e.target as HTMLInputElement).value)}
           />
-          <span class="muted small">
-            positions {first.toLocaleString("en-US")}–{(props.before - 1).toLocaleString("en-US")} of{" "}
-            {props.head.toLocaleString("en-US")}
-          </span>
-          <button type="button" class="btn" disabled={newest} onClick={() => props.onChange({ before: null }, false)}>
-            Newest
+          <button type="submit" class="btn">
+            Apply
           </button>
-          <button
-            type="button"
-            class="btn"
-            disabled={newest}
-            onClick={() => {
-              const next = props.before + PAGE;
-              props.onChange({ before: next > props.head ? null : String(next) }, false);
-            }}
-          >
-            ← Newer
-          </button>
-          <button type="button" class="btn" disabled={first <= 1} onClick={() => props.onChange({ before: String(first) }, false)}>
-            Older →
-          </button>
-        </div>
-        <div class="verify">
-          {verify.result &&
-            (verify.result.ok ? (
-              <span class="badge ok" data-testid="verify-ok">
-                ✓ chain verified · {int(verify.result.eventsChecked).toLocaleString("en-US")} events
-              </span>
-            ) : (
-              <span class="badge bad">
-                ✗ broken at #{int(verify.result.firstBadPosition)}: {verify.result.reason}
-              </span>
-            ))}
-          <button type="button" class="btn" disabled={verify.busy} onClick={runVerify}>
-            {verify.busy ? "Verifying…" : "Verify hash chain"}
-          </button>
-        </div>
+        </form>
       </div>
-      {verify.error && <ErrorBox error={verify.error} title="Could not verify" />}
-      <Show data={events} what="events">
-        {(all) => {
-          const actor = props.actor.trim().toLowerCase();
-          const shown = all.filter(
-            (e) => (!props.type || e.type === props.type) && (!actor || e.actor.toLowerCase().includes(actor)),
-          );
-          if (shown.length === 0) return <div class="empty">No event on this page matches.</div>;
-          return (
+      {data.state === "loading" && <Loading what="events" />}
+      {data.state === "error" && <ErrorBox error={data.error} title="Could not read the timeline" />}
+      {data.state === "ok" && (
+        <>
+          <p class="muted small" data-testid="timeline-note">
+            {byEntity
+              ? `${entries.length.toLocaleString("en-US")} events touched ${f.entity.trim()} across the logs (the lineage service's view), newest first`
+              : `${entries.length.toLocaleString("en-US")} matching events, newest first, from ${f.service || "every service"}${data.scan && data.scan.scanned ? ` · ${data.scan.scanned.toLocaleString("en-US")} read` : ""}`}
+          </p>
+          {entries.length === 0 ? (
+            <div class="empty">No event matches.</div>
+          ) : (
             <table class="grid-table events" aria-label="Events">
               <thead>
                 <tr>
                   <th class="num">#</th>
+                  <th>Service</th>
                   <th>Recorded</th>
                   <th>Type</th>
                   <th>Actor</th>
                   <th>Stream</th>
-                  <th>Payload</th>
+                  <th>What</th>
                 </tr>
               </thead>
               <tbody>
-                {shown.map((e) => {
-                  const id = `${e.position}`;
+                {entries.map((e) => {
+                  const id = `${e.service}#${e.position}`;
                   const expanded = open === id;
+                  const full = e.payload ? e : opened[id];
                   return (
                     <Fragment key={id}>
-                      <tr class={expanded ? "expanded" : ""} onClick={() => setOpen(expanded ? null : id)}>
-                        <td class="num mono">{int(e.position)}</td>
+                      <tr class={expanded ? "expanded" : ""} onClick={() => toggle(e)}>
+                        <td class="num mono">{e.position}</td>
+                        <td>
+                          <span class={`svc svc-${e.service}`}>{e.service}</span>
+                        </td>
                         <td class="nowrap">{fmtTimestamp(e.recordedAt)}</td>
                         <td>
                           <span class="type">{e.type}</span>
                         </td>
                         <td>{e.actor}</td>
                         <td class="mono small">
-                          {e.streamId}
-                          <span class="muted">@{int(e.streamVersion)}</span>
+                          <StreamLink stream={e.streamId} />
+                          {e.streamVersion > 0 && <span class="muted">@{e.streamVersion}</span>}
                         </td>
                         <td class="mono small gist">
-                          <button
-                            type="button"
-                            class="linkish"
-                            aria-expanded={expanded}
-                            aria-label={`Details of event ${int(e.position)}`}
-                          >
+                          <button type="button" class="linkish" aria-expanded={expanded} aria-label={`Details of ${e.service} event ${e.position}`}>
                             {expanded ? "▾" : "▸"}
                           </button>{" "}
-                          {gist(e.payload)}
+                          {e.summary ?? gist(e.payload)}
                         </td>
                       </tr>
                       {expanded && (
                         <tr class="detail">
-                          <td colSpan={6}>
-                            <div class="detail-grid">
-                              <div>
-                                <h3>payload</h3>
-                                <pre>{JSON.stringify(e.payload, null, 2)}</pre>
+                          <td colSpan={7}>
+                            {full ? (
+                              <div class="detail-grid">
+                                <div>
+                                  <h3>payload</h3>
+                                  <pre>{JSON.stringify(full.payload, null, 2)}</pre>
+                                </div>
+                                <div>
+                                  <h3>metadata</h3>
+                                  <pre>{JSON.stringify(full.metadata, null, 2)}</pre>
+                                  <div class="muted tiny">
+                                    event id {full.event?.eventId} · schema v{full.event?.schemaVersion ?? 1}
+                                  </div>
+                                </div>
                               </div>
-                              <div>
-                                <h3>metadata</h3>
-                                <pre>{JSON.stringify(e.metadata, null, 2)}</pre>
-                                <div class="muted tiny">event id {e.eventId} · schema v{e.schemaVersion ?? 1}</div>
-                              </div>
-                            </div>
+                            ) : (
+                              <Loading what="the event" />
+                            )}
                           </td>
                         </tr>
                       )}
@@ -277,9 +395,23 @@ function LogView(props: {
                 })}
               </tbody>
             </table>
-          );
-        }}
-      </Show>
+          )}
+          {!byEntity && !exhausted && (
+            <button type="button" class="btn load-older" disabled={busy} onClick={more}>
+              {busy ? "Reading…" : "Older events"}
+            </button>
+          )}
+        </>
+      )}
     </section>
   );
+}
+
+/** Streams named after what they hold link to its page. */
+function StreamLink(props: { stream: string }) {
+  const s = props.stream;
+  const m = /^(run|model|monitor|artifact|experiment)-(.+)$/.exec(s);
+  if (m && m[1] === "run") return <Link href={`/runs/${encodeURIComponent(m[2])}`}>{s}</Link>;
+  if (m && m[1] === "experiment") return <Link href={`/experiments/${encodeURIComponent(m[2])}`}>{s}</Link>;
+  return <>{s}</>;
 }

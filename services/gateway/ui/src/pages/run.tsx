@@ -347,7 +347,7 @@ function RunView(props: {
                     {(props.links?.datasets.get(datasetKey(d.digest ?? "")) ?? []).map((v) => (
                       <div key={`${v.name}:${v.version}`} class="tiny dataset-link">
                         content of{" "}
-                        <Link href={`/artifacts/${encodeURIComponent(v.name)}?v=${v.version}`}>
+                        <Link href={`/datasets/${encodeURIComponent(v.name)}?v=${v.version}`}>
                           {v.name}:v{v.version}
                         </Link>
                       </div>

@@ -9,8 +9,16 @@ import { compareHref, MAX_COMPARE, pickedIn, setPickedIn } from "./selection";
 import { useLiveRuns } from "./liveruns";
 import type { Experiment, Run } from "../types";
 import { defaultCols, discoverKeys, formatCols, formatSort, parseCols, parseSort, type Column, type Sort } from "./columns";
+import { GroupsTable } from "./groups";
+import { SavedViews } from "./savedviews";
 
 const PAGE = 1000; // the server's maximum
+const GROUP_CAP = 20_000; // runs read to aggregate groups; the note says when there were more
+
+/** `open=a,b`: the groups shown expanded, each value URI-encoded. */
+function parseOpen(text: string | null): string[] {
+  return text ? text.split(",").map((v) => decodeURIComponent(v)) : [];
+}
 
 interface Pages {
   runs: Run[];
@@ -87,6 +95,9 @@ export function Runs(props: { experimentId: string }) {
   const viewKey = (params.get("view") ?? "active") as keyof typeof VIEWS;
   const urlCols = parseCols(params.get("cols"));
   const sort = parseSort(sortText);
+  const groupBy = parseCols(params.get("group"))?.find((c) => c.kind !== "m") ?? null;
+  const aggMetric = parseCols(params.get("agg"))?.find((c) => c.kind === "m")?.key ?? "";
+  const openGroups = parseOpen(params.get("open"));
 
   const [experiment] = useAsync(
     (signal) =>
@@ -114,6 +125,10 @@ export function Runs(props: { experimentId: string }) {
     if (!urlCols && fallbackCols.length === 0 && pages.runs.length) setFallbackCols(defaultCols(keys));
   }, [keys]);
   const cols = urlCols ?? fallbackCols;
+  // grouped, the aggregates need every run of the search: read on without waiting for a scroll
+  useEffect(() => {
+    if (groupBy && pages.next && !pages.loading && !pages.error && pages.runs.length < GROUP_CAP) more();
+  }, [groupBy?.key, pages.next, pages.loading, pages.runs.length]);
 
   const update = (changes: Record<string, string | null>, replace = false) =>
     setParams(
@@ -184,7 +199,44 @@ export function Runs(props: { experimentId: string }) {
             <option value="deleted">Deleted runs</option>
             <option value="all">All runs</option>
           </select>
+          <select
+            aria-label="Group by"
+            value={groupBy ? formatCols([groupBy]) : ""}
+            onChange={(e) => {
+              const v = (e.target as HTMLSelectElement).value;
+              update({ group: v || null, open: null, agg: v && !aggMetric && keys.m.length ? formatCols([{ kind: "m", key: keys.m.find((k) => !k.startsWith("system/")) ?? keys.m[0] }]) : aggMetric ? formatCols([{ kind: "m", key: aggMetric }]) : null });
+            }}
+            data-testid="group-by"
+          >
+            <option value="">No grouping</option>
+            {keys.p.map((k) => (
+              <option key={`p:${k}`} value={formatCols([{ kind: "p", key: k }])}>
+                Group by param {k}
+              </option>
+            ))}
+            {keys.t.map((k) => (
+              <option key={`t:${k}`} value={formatCols([{ kind: "t", key: k }])}>
+                Group by tag {k}
+              </option>
+            ))}
+          </select>
+          {groupBy && (
+            <select
+              aria-label="Aggregate metric"
+              value={aggMetric ? formatCols([{ kind: "m", key: aggMetric }]) : ""}
+              onChange={(e) => update({ agg: (e.target as HTMLSelectElement).value || null })}
+              data-testid="group-metric"
+            >
+              <option value="">No metric</option>
+              {keys.m.map((k) => (
+                <option key={k} value={formatCols([{ kind: "m", key: k }])}>
+                  min/mean/max of {k}
+                </option>
+              ))}
+            </select>
+          )}
           <ColumnPicker keys={keys} cols={cols} onChange={(next) => update({ cols: formatCols(next) || "-" }, true)} />
+          <SavedViews key={props.experimentId} experimentId={props.experimentId} params={params} />
           <button
             type="button"
             class="btn primary"
@@ -203,6 +255,20 @@ export function Runs(props: { experimentId: string }) {
         onApply={(v) => update({ filter: v.trim() || null })}
       />
       {pages.error && !filterError && <ErrorBox error={pages.error} title="Could not search the runs" />}
+      {groupBy ? (
+        <GroupsTable
+          runs={pages.runs}
+          by={groupBy}
+          metric={aggMetric}
+          cols={cols}
+          open={openGroups}
+          complete={!pages.next || pages.runs.length >= GROUP_CAP}
+          onToggle={(value) => {
+            const next = openGroups.includes(value) ? openGroups.filter((v) => v !== value) : [...openGroups, value];
+            update({ open: next.map((v) => encodeURIComponent(v)).join(",") || null }, true);
+          }}
+        />
+      ) : (
       <RunsTable
         runs={pages.runs}
         cols={cols}
@@ -228,6 +294,7 @@ export function Runs(props: { experimentId: string }) {
           update({ sort: next ? formatSort(next) : null });
         }}
       />
+      )}
     </div>
   );
 }
