@@ -167,6 +167,7 @@ TABLE: dict[str, dict[str, Rule]] = {
         "GetRun": on(READ, run),
         "SearchRuns": on(READ, experiments),
         "GetMetricHistory": on(READ, run),
+        "GetMetricHistories": on(READ, runs),
         "CompareRuns": on(READ, runs),
     },
     "modelog.registry.v1.Registry": {

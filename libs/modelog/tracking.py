@@ -193,12 +193,25 @@ class ActiveRun:
         self._t.call("DeleteTag", tracking_pb2.DeleteTagRequest(run_id=self.id, key=key))
 
     def log_input(
-        self, name: str, digest: str, *, source: str = "", context: str = "", source_type: str = ""
+        self,
+        name: str,
+        digest: str,
+        *,
+        source: str = "",
+        context: str = "",
+        source_type: str = "",
+        tags: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record a dataset the run read (name and content digest), e.g. context="training"."""
+        """Record a dataset the run read (name and content digest), e.g. context="training"; `tags`
+        describe this use of it (keys up to 255 characters, values up to 500)."""
         self._writable()
         ds = tracking_pb2.DatasetInput(
-            name=name, digest=digest, source=source, context=context, source_type=source_type
+            name=name,
+            digest=digest,
+            source=source,
+            context=context,
+            source_type=source_type,
+            tags=_str_map(tags or {}),
         )
         self._t.call("LogDatasetInput", tracking_pb2.LogDatasetInputRequest(run_id=self.id, dataset=ds))
 

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import grpc
@@ -34,6 +35,9 @@ from modelog_platform.authz import NEW_IN, Authorizer, Place, Resolver
 from modelog_platform.grpc_std import Health, enable_reflection
 from modelog_platform.service import ServiceSpec
 from modelog_services import spec as service_spec
+
+if TYPE_CHECKING:
+    from modelog_services.gateway.inprocess import LocalHandlers
 
 log = logging.getLogger("modelog.platform")
 
@@ -244,6 +248,8 @@ class Server:
     port: int
     tls: tls.TlsFiles | None = None
     """The certificate served (and its CA, when it is the local one); None: plaintext."""
+    local: LocalHandlers | None = None
+    """Its servicers' handlers, for the HTTP gateway in this process (gateway/inprocess.py)."""
 
     def client_credentials(self, settings: Settings) -> grpc.ChannelCredentials | None:
         """How this process's own clients (the log reader, peer calls) connect: trusting
@@ -266,13 +272,18 @@ async def start_server(platform: Platform, addr: str) -> Server:
     from modelog_platform.eventlog_api import EventLogServicer
     from modelog_platform.identity_api import IdentityServicer
     from modelog_platform.interceptor import PlatformInterceptor
+    from modelog_services.gateway.inprocess import LocalHandlers
 
     assert platform.authority is not None
     authorizer = platform.authorizer()
+    interceptors = [PlatformInterceptor(platform.authority, authorizer)]
     server = grpc.aio.server(
-        interceptors=[PlatformInterceptor(platform.authority, authorizer)],
+        interceptors=interceptors,
         options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES), ("grpc.so_reuseport", 0)],
     )
+    # The gateway beside us calls these handlers in-process (the same interceptor, no loopback hop).
+    local = LocalHandlers()
+    local.capture(server, interceptors)
     eventlog_pb2_grpc.add_EventLogServicer_to_server(EventLogServicer(platform.stores), server)
     identity_pb2_grpc.add_IdentityServicer_to_server(IdentityServicer(platform.authority), server)
     assert platform.access is not None
@@ -323,4 +334,4 @@ async def start_server(platform: Platform, addr: str) -> Server:
     platform.address = f"127.0.0.1:{port}"
     for name in ("", *names):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Server(server, health, port, files)
+    return Server(server, health, port, files, local)

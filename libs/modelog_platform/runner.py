@@ -24,6 +24,7 @@ from modelog_platform.telemetry import TelemetryError, setup_logging, setup_metr
 
 if TYPE_CHECKING:
     from modelog_platform.tls import TlsFiles
+    from modelog_services.gateway.inprocess import LocalHandlers
     from modelog_services.gateway.service import Gateway
 
 log = logging.getLogger("modelog.up")
@@ -132,7 +133,7 @@ async def serve(
         if supervisor is not None:
             watcher = asyncio.create_task(supervisor.watch())
         # One service per process (`modelog serve X`) leaves HTTP to `modelog serve http`.
-        gateway = await _start_gateway(settings, own, creds, server.tls) if http else None
+        gateway = await _start_gateway(settings, own, creds, server.tls, server.local) if http else None
         print(
             f"modelog ready on {settings.addr}{_tls_note(server)} | "
             f"http: {gateway.url if gateway else 'off'} | "
@@ -157,7 +158,11 @@ async def serve(
 
 
 async def _start_gateway(
-    settings: Settings, target: str, creds: grpc.ChannelCredentials | None, tls: TlsFiles | None
+    settings: Settings,
+    target: str,
+    creds: grpc.ChannelCredentials | None,
+    tls: TlsFiles | None,
+    local: LocalHandlers | None = None,
 ) -> Gateway | None:
     """The HTTP surface, translating to the gRPC services at `target` (ours, or MODELOG_URL's)."""
     from modelog_services.gateway.server import HttpAddressError
@@ -166,7 +171,7 @@ async def _start_gateway(
     if not enabled(settings):
         return None
     try:
-        return await Gateway.start(settings, target, creds, tls)
+        return await Gateway.start(settings, target, creds, tls, local)
     except HttpAddressError as exc:
         raise StartupError(str(exc)) from None
 

@@ -12,6 +12,7 @@ from modelog.shared.settings import Settings
 from modelog_platform.tls import TlsFiles
 from modelog_services.gateway import jsonapi, session, ui
 from modelog_services.gateway.http import HttpConfig, build_app
+from modelog_services.gateway.inprocess import LocalHandlers
 from modelog_services.gateway.mlflow import artifacts, models, registry, tracking
 from modelog_services.gateway.server import HttpServer, start_http
 from modelog_services.gateway.session import Sessions
@@ -36,7 +37,7 @@ async def _health(request: Request) -> JSONResponse:
 
 def app(upstream: Upstream, settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [Route("/health", _health, methods=["GET"])]
-    routes.extend(tracking.routes(upstream))
+    routes.extend(tracking.routes(upstream, models.links(upstream)))
     routes.extend(registry.routes(upstream, models.lookup(upstream)))
     for part in (models, artifacts, jsonapi):
         routes.extend(part.routes(upstream))
@@ -66,8 +67,9 @@ class Gateway:
         target: str,
         credentials: grpc.ChannelCredentials | None,
         tls: TlsFiles | None,
+        local: LocalHandlers | None = None,
     ) -> Gateway:
-        upstream = Upstream(target, credentials)
+        upstream = Upstream(target, credentials, local)
         try:
             server = await start_http(app(upstream, settings), settings.http_addr, tls)
         except BaseException:

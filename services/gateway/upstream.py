@@ -1,8 +1,9 @@
 """The gateway's one way to reach the services: a gRPC channel, the caller's token forwarded.
 
-Translating to gRPC (rather than calling handlers in-process) keeps one enforcement point: the
-interceptor authenticates, checks the permission table and maps errors for HTTP callers exactly as for
-the SDK. `modelog serve http` uses the same code against a remote MODELOG_URL.
+Every call goes through the gRPC server's interceptor (over the channel, or in-process beside the
+services), which keeps one enforcement point: it authenticates, checks the permission table and maps
+errors for HTTP callers exactly as for the SDK. `modelog serve http` uses the same code against a
+remote MODELOG_URL.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from google.protobuf.message import Message
 
 from eventlog.errors import ModelogError
 from modelog.shared.status import error_of
+from modelog_services.gateway.inprocess import LocalChannel, LocalHandlers
 
 T = TypeVar("T")
 
@@ -56,9 +58,16 @@ class Caller:
 
 
 class Upstream:
-    """One channel to the services for every HTTP request; stubs are made once."""
+    """One channel to the services for every HTTP request; stubs are made once. Given the handlers of
+    the services in this process (`modelog up`), stubs call them in-process instead (inprocess.py):
+    the same interceptor and handlers, without the loopback hop."""
 
-    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        credentials: grpc.ChannelCredentials | None = None,
+        local: LocalHandlers | None = None,
+    ) -> None:
         options = [
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -70,11 +79,12 @@ class Upstream:
             else grpc.aio.insecure_channel(target, options=options)
         )
         self._stubs: dict[object, Any] = {}
+        self._stub_channel: Any = LocalChannel(local, self.channel) if local is not None else self.channel
 
     def stub(self, cls: Callable[[grpc.aio.Channel], T]) -> T:
         stub = self._stubs.get(cls)
         if stub is None:
-            stub = self._stubs[cls] = cls(self.channel)
+            stub = self._stubs[cls] = cls(self._stub_channel)
         return cast(T, stub)
 
     async def call(

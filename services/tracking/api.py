@@ -34,7 +34,7 @@ from modelog_platform.authz import DEFAULT_PROJECT
 from . import domain as d
 from . import reads
 from .events import ExperimentRenamed, RunSource, registry
-from .history import metric_history
+from .history import histories_reply, metric_history
 from .names import run_name_for
 from .projections import VIEWS
 from .search import SearchRequest, search_runs
@@ -437,6 +437,12 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
             total_points=h.total,
             downsampled=h.downsampled,
         )
+
+    async def GetMetricHistories(
+        self, request: pb.GetMetricHistoriesRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.GetMetricHistoriesResponse:
+        async with self.pool.acquire() as conn:
+            return await histories_reply(conn, request)
 
     async def CompareRuns(
         self, request: pb.CompareRunsRequest, ctx: grpc.aio.ServicerContext

@@ -23,6 +23,9 @@ MAX_DATASET_NAME = 500
 MAX_DIGEST = 128
 MAX_DATASET_SOURCE = 65_535
 MAX_DATASET_DOCUMENT = 1_048_575
+MAX_INPUT_TAG_KEY = 255
+MAX_INPUT_TAG_VALUE = 500
+MAX_INPUT_TAGS = 100
 MAX_STREAM_ID = 200  # eventlog.store's limit
 INT64 = 2**63
 
@@ -69,6 +72,15 @@ def check_key(name: str, key: str) -> None:
     norm = posixpath.normpath(key)
     if norm != key or norm == "." or norm.startswith(("..", "/")):
         invalid(name, f"key {key!r} is not a clean relative path (it would resolve to {norm!r})")
+
+
+def check_input_tags(tags: Mapping[str, str]) -> None:
+    """A dataset input's tags, with MLflow's limits (mlflow/utils/validation.py, _validate_input_tag)."""
+    if len(tags) > MAX_INPUT_TAGS:
+        invalid("tags", f"{len(tags)} tags on one dataset input; the limit is {MAX_INPUT_TAGS}")
+    for key, value in tags.items():
+        check_name(f"tags[{key[:50]!r}]", key, MAX_INPUT_TAG_KEY)
+        check_text(f"tags[{key!r}]", value, MAX_INPUT_TAG_VALUE)
 
 
 def check_entries(name: str, entries: Mapping[str, str], value_limit: int) -> None:

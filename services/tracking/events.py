@@ -221,8 +221,10 @@ class TagDeleted(DomainEvent):
 
 @registry.register
 class DatasetInputLogged(DomainEvent):
-    """A dataset the run read; `dataset_schema` and `dataset_profile` are opaque JSON, as in MLflow."""
+    """A dataset the run read; `dataset_schema` and `dataset_profile` are opaque JSON, as in MLflow.
+    v2 added `tags` (the input's tags besides its context, MLflow's InputTag); v1 inputs have none."""
 
+    schema_version = 2
     name: str
     digest: str
     source_type: str = ""
@@ -230,6 +232,12 @@ class DatasetInputLogged(DomainEvent):
     context: str | None = None
     dataset_schema: str | None = None
     dataset_profile: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+@registry.upcaster("DatasetInputLogged", from_version=1)
+def _dataset_input_logged_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "tags": {}}
 
 
 @registry.register

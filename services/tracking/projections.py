@@ -18,6 +18,7 @@ from eventlog import DomainEvent, RecordedEvent
 from eventlog.projection import Projection, Tables
 from modelog.shared.hashchain import micros
 
+from .chunks import CHUNK_SUMMARY_COLUMNS, PICK_STORAGE, SUMMARY, summary_sql, summary_upgrade
 from .events import (
     DatasetInputLogged,
     ExperimentCreated,
@@ -210,6 +211,7 @@ CREATE TABLE {t.run_datasets} (
     context         text,
     dataset_schema  text,
     dataset_profile text,
+    tags            jsonb  NOT NULL DEFAULT '{{}}',  -- the input's tags besides its context
     PRIMARY KEY (run_id, seq)
 );
 CREATE TABLE {t.metric_chunks} (
@@ -219,12 +221,20 @@ CREATE TABLE {t.metric_chunks} (
     steps         bigint[] NOT NULL,
     "values"      float8[] NOT NULL,
     timestamps_ms bigint[] NOT NULL,
+    {CHUNK_SUMMARY_COLUMNS},
     PRIMARY KEY (run_id, key, seq)
 );
 -- Uncompressed: pglz costs more than the disk it saves on float arrays (measured: 2x the ingest time).
 ALTER TABLE {t.metric_chunks} ALTER COLUMN steps SET STORAGE EXTERNAL,
-    ALTER COLUMN "values" SET STORAGE EXTERNAL, ALTER COLUMN timestamps_ms SET STORAGE EXTERNAL;
+    ALTER COLUMN "values" SET STORAGE EXTERNAL, ALTER COLUMN timestamps_ms SET STORAGE EXTERNAL,
+    {PICK_STORAGE};
 """
+
+    def upgrade(self, t: Tables) -> str:
+        return (
+            summary_upgrade(t)
+            + f"\nALTER TABLE {t.run_datasets} ADD COLUMN IF NOT EXISTS tags jsonb NOT NULL DEFAULT '{{}}';"
+        )
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent], t: Tables) -> None:
         metrics: list[RecordedEvent] = []
@@ -287,7 +297,7 @@ async def _apply_run_event(conn: asyncpg.Connection, ev: RecordedEvent, t: Table
             await conn.execute(bump, run_id, v)
             await conn.execute(
                 f"INSERT INTO {t.run_datasets} (run_id, seq, name, digest, source_type, source, context, "
-                "dataset_schema, dataset_profile) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "dataset_schema, dataset_profile, tags) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 run_id,
                 ev.position,
                 e.name,
@@ -297,6 +307,7 @@ async def _apply_run_event(conn: asyncpg.Connection, ev: RecordedEvent, t: Table
                 e.context,
                 e.dataset_schema,
                 e.dataset_profile,
+                json.dumps(e.tags),
             )
         case RunFinished(status=status, end_time_ms=end):
             await conn.execute(
@@ -360,7 +371,8 @@ WITH e AS (
                      WHERE u.key = g.key) p
      WHERE g.n <> g.hi - g.lo + 1
 ), chunks AS (
-    INSERT INTO {t.metric_chunks} (run_id, key, seq, steps, "values", timestamps_ms) SELECT * FROM c
+    INSERT INTO {t.metric_chunks} (run_id, key, seq, steps, "values", timestamps_ms, {", ".join(SUMMARY)})
+    SELECT c.*, x.* FROM c, LATERAL ({summary_sql("c")}) x
 ), versions AS (
     UPDATE {t.runs} r SET version = v.version
       FROM (SELECT run_id, max(version) AS version FROM e GROUP BY run_id) v

@@ -251,6 +251,7 @@ async def test_run_lifecycle_reads_back_everything(tk: TrackingStack) -> None:
         source="s3://b/train",
         context="training",
         dataset_schema='{"cols": 3}',
+        tags={"split": "holdout"},
     )
     for _ in range(2):  # once per (name, digest, context)
         await tk.api.LogDatasetInput(pb.LogDatasetInputRequest(run_id=r, dataset=ds), metadata=tk.md())
@@ -265,8 +266,8 @@ async def test_run_lifecycle_reads_back_everything(tk: TrackingStack) -> None:
         and run.params == {"lr": "0.01", "layers": "4"}
         and run.tags == {"team": "cv"}
     )
-    assert [(d.name, d.context, d.dataset_schema) for d in run.datasets] == [
-        ("train", "training", '{"cols": 3}')
+    assert [(d.name, d.context, d.dataset_schema, dict(d.tags)) for d in run.datasets] == [
+        ("train", "training", '{"cols": 3}', {"split": "holdout"})
     ]
     summary = {m.key: (m.last, m.last_step, m.min, m.max, m.count) for m in run.metrics}
     assert summary == {"acc": (0.75, 1, 0.75, 0.75, 1), "loss": (0.25, 1, 0.25, 0.5, 2)}

@@ -7,6 +7,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -121,7 +122,19 @@ def pairs(d: Any) -> list[dict[str, str]]:
 
 
 def answer(body: Body) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), 200, media_type="application/json")
+    """orjson: a run with its metrics or a page of runs encodes several times faster than with json.
+    Values never hold a NaN here (json_number spells it "NaN", as MLflow does), which orjson would
+    write as null."""
+    return Response(orjson.dumps(body), 200, media_type="application/json")
+
+
+def parse_json(raw: bytes) -> Any:
+    """orjson for speed (a log-batch of 1,000 points is 80 KB); what it refuses but Python's json reads
+    (a bare NaN, integers past 64 bits) still parses as before."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 async def _fields(request: Request) -> tuple[Body, bytes]:
@@ -134,7 +147,7 @@ async def _fields(request: Request) -> tuple[Body, bytes]:
     raw = await request.body()
     if raw.strip():
         try:
-            body = json.loads(raw)
+            body = parse_json(raw)
         except (ValueError, RecursionError):
             raise InvalidArgument("the request body is not valid JSON") from None
         if not isinstance(body, dict):

@@ -34,7 +34,9 @@ from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
 from modelog.shared.artifacts.manifest import Entry, Manifest
 from modelog_services.gateway.upstream import Caller, Upstream, from_rpc
 
-CHUNK = 1 << 20
+CHUNK = 4 << 20
+"""Upload chunks: the service takes up to 8 MiB; 4 MiB pays its per-chunk work (crc32 check,
+writeback hint, a thread hop) a quarter as often as 1 MiB, in the same constant memory."""
 SMALL = 1 << 20
 """Bodies up to this size are sent whole in one UploadBatch (the service's limit for one)."""
 MODE = 0o644
@@ -173,20 +175,23 @@ class Files:
         try:
             await call.write(apb.UploadRequest(open=apb.UploadOpen(size=size, session_id=uuid.uuid4().hex)))
             offset = 0
-            pending = bytearray()
+            pending: list[bytes] = []  # pieces as uvicorn hands them over, joined once per chunk
+            held = 0
             async for piece in body:
-                pending += piece
-                while len(pending) >= CHUNK or (pending and offset + len(pending) >= size):
-                    data = bytes(pending[:CHUNK])
-                    del pending[:CHUNK]
+                pending.append(piece)
+                held += len(piece)
+                while held >= CHUNK or (held and offset + held >= size):
+                    joined = b"".join(pending)
+                    data, rest = (joined, b"") if len(joined) <= CHUNK else (joined[:CHUNK], joined[CHUNK:])
+                    pending, held = ([rest] if rest else []), len(rest)
                     if replies.done():  # the service ended the stream: say why
                         await replies
                     chunk = apb.UploadChunk(offset=offset, data=data, crc32=zlib.crc32(data))
                     await call.write(apb.UploadRequest(chunk=chunk))
                     offset += len(data)
-                if offset + len(pending) > size:
+                if offset + held > size:
                     break
-            _check_length(offset + len(pending), size)
+            _check_length(offset + held, size)
             await call.done_writing()
             return await replies
         except grpc.aio.AioRpcError as exc:

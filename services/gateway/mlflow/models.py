@@ -13,6 +13,13 @@ checkpoint per epoch) makes two models, as in MLflow; a retried create whose rep
 a PENDING model behind, as in MLflow. Deleting a model marks it deleted (MLflow's soft delete): it is
 RESOURCE_DOES_NOT_EXIST unless asked for with allow_deleted, its files stay.
 
+Metrics logged for a model (`log_metric(..., model_id=...)`, or in a run whose active model it is)
+are tracking metric points like any other, written by the same LogMetricsBatch call as the run's own
+copy: the run keeps them under a reserved key (`modelmetrics.model_key`: model, dataset reference,
+key), and the model's metadata lists the runs that logged some (`metric_runs`) and the datasets the
+references stand for (`metric_datasets`), changed only when a run or dataset is new to it. GET reads
+the points back from those runs' histories.
+
 Search reads the metadata of every logged model the caller may list (one GetVersion each, metadata
 documents cached by digest), then filters with MLflow's grammar (registry.parse_filter) on name,
 model_id, source_run_id, status, model_type, timestamps and tags.
@@ -36,7 +43,8 @@ from modelog._gen.artifacts.v1 import artifacts_pb2_grpc
 from modelog._gen.tracking.v1 import tracking_pb2 as tpb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
 from modelog_services.gateway.mlflow.artifacts import MODEL_FILES, Entries, Files, Target, entry
-from modelog_services.gateway.mlflow.common import Body, Call, key_values, pairs, route
+from modelog_services.gateway.mlflow.common import Body, Call, json_number, key_values, pairs, route
+from modelog_services.gateway.mlflow.modelmetrics import DatasetRefs, metric_prefix, parse_model_key
 from modelog_services.gateway.mlflow.registry import LoggedModelLookup
 from modelog_services.gateway.mlflow.search import matches, page, parse_filter
 from modelog_services.gateway.mlflow.tracking import OUTPUTS_TAG, Experiments, outputs_of
@@ -107,7 +115,7 @@ class LoggedModels:
             raise NotFound(f"Logged model with ID '{model_id}' was deleted")
         return meta, snapshot.version
 
-    def _json(self, meta: Meta, version: Any) -> Body:
+    def _json(self, meta: Meta, version: Any, metrics: list[Body] | None = None) -> Body:
         eid = self.ids.theirs(meta["experiment_id"])
         info: Body = {
             "model_id": meta["model_id"],
@@ -122,7 +130,60 @@ class LoggedModels:
         for key in ("model_type", "source_run_id", "status_message"):
             if meta.get(key):
                 info[key] = meta[key]
-        return {"info": info, "data": {"params": pairs(meta["params"]), "metrics": []}}
+        return {"info": info, "data": {"params": pairs(meta["params"]), "metrics": metrics or []}}
+
+    async def _metrics(self, call: Call, meta: Meta) -> list[Body]:
+        """Every point logged for the model, run by run, key by key, by step (as MLflow lists them)."""
+        model_id = meta["model_id"]
+        prefix = metric_prefix(model_id)
+        datasets: dict[str, dict[str, str]] = meta.get("metric_datasets", {})
+        out: list[Body] = []
+        for run_id in meta.get("metric_runs", []):
+            try:
+                run = (await call(self.tracking.GetRun, tpb.GetRunRequest(run_id=run_id))).run
+            except NotFound:
+                continue
+            for summary in run.metrics:
+                parsed = parse_model_key(summary.key) if summary.key.startswith(prefix) else None
+                if parsed is None:
+                    continue
+                _, ref, key = parsed
+                history = await call(
+                    self.tracking.GetMetricHistory,
+                    tpb.GetMetricHistoryRequest(run_id=run_id, key=summary.key),
+                )
+                extra: Body = {"model_id": model_id, "run_id": run_id}
+                if ref in datasets:
+                    extra["dataset_name"] = datasets[ref]["name"]
+                    extra["dataset_digest"] = datasets[ref]["digest"]
+                out.extend(
+                    {"key": key, "value": json_number(v), "timestamp": ts, "step": step, **extra}
+                    for step, v, ts in zip(history.steps, history.values, history.timestamps_ms, strict=True)
+                )
+        return out
+
+    async def check_model(self, call: Call, model_id: str) -> None:
+        """Before metrics are logged for a model: it exists and is not deleted (else nothing is written)."""
+        await self.ids.default(call)
+        await self._read(call.caller, model_id)
+
+    async def note_metrics(self, call: Call, model_id: str, run_id: str, datasets: DatasetRefs) -> None:
+        """After they are logged: the model knows the run and the datasets (a new version only when
+        one is new to it, so a training loop logging per step changes the model once)."""
+        meta, _ = await self._read(call.caller, model_id)
+        known = meta.get("metric_datasets", {})
+        if run_id in meta.get("metric_runs", []) and all(ref in known for ref in datasets):
+            return
+
+        def change(meta: Meta) -> None:
+            runs = meta.setdefault("metric_runs", [])
+            if run_id not in runs:
+                runs.append(run_id)
+            refs = meta.setdefault("metric_datasets", {})
+            for ref, (name, digest) in datasets.items():
+                refs[ref] = {"name": name, "digest": digest}
+
+        await self._update(call, model_id, change, f"metrics from run {run_id}")
 
     async def lookup(self, call: Call, model_id: str) -> tuple[str, str]:
         """(experiment id as MLflow shows it, source run id): registry.LoggedModelLookup."""
@@ -190,7 +251,7 @@ class LoggedModels:
         await self.ids.default(call)
         deleted = call.text("allow_deleted").lower() == "true"
         meta, version = await self._read(call.caller, self._id(call), deleted=deleted)
-        return {"model": self._json(meta, version)}
+        return {"model": self._json(meta, version, await self._metrics(call, meta))}
 
     async def finalize(self, call: Call) -> Body:
         status = call.text("status", required=True)
@@ -307,7 +368,11 @@ class LoggedModels:
         for key, descending in reversed(order):
             rows.sort(key=lambda r: r[0][key], reverse=descending)
         shown, token = page(rows, size, call.text("page_token"), [sorted(experiments), flt, order])
-        out: Body = {"models": [self._json(meta, version) for _, meta, version in shown]}
+        out: Body = {
+            "models": [
+                self._json(meta, version, await self._metrics(call, meta)) for _, meta, version in shown
+            ]
+        }
         if token:
             out["next_page_token"] = token
         return out
@@ -333,6 +398,11 @@ def _order(items: list[Any]) -> list[tuple[str, bool]]:
         out.append(("creation_timestamp", True))
     out.append(("model_id", False))
     return out
+
+
+def links(upstream: Upstream) -> LoggedModels:
+    """What tracking.routes needs to log metrics for a logged model (ModelMetricLinks)."""
+    return LoggedModels(upstream)
 
 
 def lookup(upstream: Upstream) -> LoggedModelLookup:

@@ -5,6 +5,7 @@ experiment's id are in `trackingjson`.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
 from typing import Any
@@ -15,16 +16,26 @@ from eventlog.errors import InvalidArgument, ModelogError, NotFound
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
 from modelog_services.gateway.mlflow.common import Body, Call, json_number, key_values, number, route
+from modelog_services.gateway.mlflow.metricbatch import metric_columns
+from modelog_services.gateway.mlflow.modelmetrics import (
+    NO_DATASET,
+    DatasetRefs,
+    ModelMetricLinks,
+    dataset_ref,
+    model_key,
+)
 from modelog_services.gateway.mlflow.search import matches, page, parse_filter, parse_order, sort
 from modelog_services.gateway.mlflow.trackingjson import (
     CONTEXT_TAG,
     DEFAULT_NAME,
+    INPUTS_TAG,
     OUTPUTS_TAG,
     RUN_NAME_TAG,
     USER_TAG,
     Experiments,
     check_reserved,
     experiment_json,
+    model_inputs_of,
     outputs_of,
     run_info_json,
     run_json,
@@ -50,9 +61,10 @@ def now_ms() -> int:
 
 
 class Tracking:
-    def __init__(self, upstream: Upstream) -> None:
+    def __init__(self, upstream: Upstream, links: ModelMetricLinks | None = None) -> None:
         self.stub = upstream.stub(tracking_pb2_grpc.TrackingStub)
         self.ids = Experiments()
+        self.links = links
 
     # ------------------------------------------------------------ experiments
 
@@ -221,8 +233,44 @@ class Tracking:
             timestamps_ms=[call.integer("timestamp", now_ms()) or now_ms()],
             idempotency_key=call.key(),
         )
-        await call(self.stub.LogMetricsBatch, batch)
+        model = (call.text("model_id"), call.text("dataset_name"), call.text("dataset_digest"))
+        touched = await self._model_points(call, batch, [model], "key")
+        await self._write_points(call, batch, touched)
         return {}
+
+    async def _model_points(
+        self, call: Call, batch: pb.MetricBatch, models: list[tuple[str, str, str]], field: str
+    ) -> dict[str, DatasetRefs]:
+        """For the points logged for a model (model_id, dataset name and digest per point), the model's
+        copy under its reserved key, added to the same batch (modelmetrics); checked before anything
+        of the request is written."""
+        check_reserved(dict.fromkeys(batch.keys, ""), field)
+        touched: dict[str, DatasetRefs] = {}
+        if not any(model_id for model_id, _, _ in models):
+            return touched
+        for i, (model_id, dataset_name, dataset_digest) in enumerate(models):
+            if not model_id:
+                continue
+            if self.links is None:
+                raise InvalidArgument.field(f"{field[:-3]}model_id", "logged models are not served here")
+            if model_id not in touched:
+                await self.links.check_model(call, model_id)
+                touched[model_id] = {}
+            ref = dataset_ref(dataset_name, dataset_digest)
+            if ref != NO_DATASET:
+                touched[model_id][ref] = (dataset_name, dataset_digest)
+            name = field.replace("key", f"[{i}].key") if len(models) > 1 else field
+            batch.keys.append(model_key(model_id, ref, batch.keys[i], name))
+            batch.values.append(batch.values[i])
+            batch.steps.append(batch.steps[i])
+            batch.timestamps_ms.append(batch.timestamps_ms[i])
+        return touched
+
+    async def _write_points(self, call: Call, batch: pb.MetricBatch, touched: dict[str, DatasetRefs]) -> None:
+        await call(self.stub.LogMetricsBatch, batch)
+        if self.links is not None:
+            for model_id, refs in touched.items():
+                await self.links.note_metrics(call, model_id, batch.run_id, refs)
 
     async def log_param(self, call: Call) -> Body:
         key = call.text("key", required=True)
@@ -259,23 +307,17 @@ class Tracking:
         params = key_values(call.fields.get("params"), "params")
         tags = key_values(call.fields.get("tags"), "tags")
         metrics = call.items("metrics")
+        batch = pb.MetricBatch(run_id=run_id, idempotency_key=call.key())
+        touched: dict[str, DatasetRefs] = {}
+        if metrics:
+            models = metric_columns(metrics, now_ms(), batch)
+            touched = await self._model_points(call, batch, models, "metrics.key")
         if params:
             await call(self.stub.LogParams, pb.LogParamsRequest(run_id=run_id, params=params))
         if tags:
             await self._tags(call, run_id, tags)
         if metrics:
-            batch = pb.MetricBatch(run_id=run_id, idempotency_key=call.key())
-            ts = now_ms()
-            for i, m in enumerate(metrics):
-                if not isinstance(m, dict) or not isinstance(m.get("key"), str):
-                    raise InvalidArgument.field(
-                        f"metrics[{i}].key", "missing value for required parameter 'key'"
-                    )
-                batch.keys.append(m["key"])
-                batch.values.append(number(m.get("value"), f"metrics[{i}].value"))
-                batch.steps.append(_int(m.get("step", 0), f"metrics[{i}].step"))
-                batch.timestamps_ms.append(_int(m.get("timestamp", ts), f"metrics[{i}].timestamp"))
-            await call(self.stub.LogMetricsBatch, batch)
+            await self._write_points(call, batch, touched)
         return {}
 
     async def log_inputs(self, call: Call) -> Body:
@@ -284,7 +326,8 @@ class Tracking:
             if not isinstance(item, dict) or not isinstance(item.get("dataset"), dict):
                 raise InvalidArgument.field(f"datasets[{i}].dataset", "missing value for required parameter")
             d = item["dataset"]
-            context = key_values(item.get("tags"), f"datasets[{i}].tags").get(CONTEXT_TAG, "")
+            tags = key_values(item.get("tags"), f"datasets[{i}].tags")
+            context = tags.pop(CONTEXT_TAG, "")
             dataset = pb.DatasetInput(
                 name=str(d.get("name", "")),
                 digest=str(d.get("digest", "")),
@@ -293,9 +336,35 @@ class Tracking:
                 context=context,
                 dataset_schema=str(d.get("schema", "")),
                 dataset_profile=str(d.get("profile", "")),
+                tags=tags,
             )
             await call(self.stub.LogDatasetInput, pb.LogDatasetInputRequest(run_id=run_id, dataset=dataset))
+        await self._model_inputs(call, run_id)
         return {}
+
+    async def _model_inputs(self, call: Call, run_id: str) -> None:
+        """MLflow 3's `models` of log-inputs (the logged models a run read, e.g. the one it evaluates),
+        kept like outputs: a reserved run tag, shown by runs/get as `inputs.model_inputs`."""
+        wanted = []
+        for i, item in enumerate(call.items("models")):
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("model_id"), str)
+                or not item["model_id"]
+            ):
+                raise InvalidArgument.field(f"models[{i}].model_id", "missing value for required parameter")
+            if self.links is None:
+                raise InvalidArgument.field(f"models[{i}].model_id", "logged models are not served here")
+            await self.links.check_model(call, item["model_id"])
+            wanted.append(item["model_id"])
+        if not wanted:
+            return
+        run = (await call(self.stub.GetRun, pb.GetRunRequest(run_id=run_id))).run
+        inputs = model_inputs_of(run.tags)
+        added = [{"model_id": m} for m in dict.fromkeys(wanted) if {"model_id": m} not in inputs]
+        if added:
+            tags = {INPUTS_TAG: json.dumps(inputs + added, separators=(",", ":"))}
+            await call(self.stub.SetTags, pb.SetTagsRequest(run_id=run_id, tags=tags))
 
     async def get_metric_history(self, call: Call) -> Body:
         run_id = self._run_id(call)
@@ -353,15 +422,6 @@ def _experiment_attributes(e: pb.Experiment) -> dict[str, Any]:
     }
 
 
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise InvalidArgument.field(name, "must be an integer")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise InvalidArgument.field(name, f"must be an integer, got {value!r}") from None
-
-
 def _offset(token: str) -> int:
     if not token:
         return 0
@@ -389,8 +449,8 @@ def _name_filter(flt: str) -> str | None:
     return m.group(1) if m else None
 
 
-def routes(upstream: Upstream) -> list[BaseRoute]:
-    t = Tracking(upstream)
+def routes(upstream: Upstream, links: ModelMetricLinks | None = None) -> list[BaseRoute]:
+    t = Tracking(upstream, links)
     table: list[tuple[str, list[str], Any]] = [
         ("/experiments/create", ["POST"], t.create_experiment),
         ("/experiments/get", ["GET"], t.get_experiment),

@@ -23,6 +23,8 @@ CONTEXT_TAG = "mlflow.data.context"
 OUTPUTS_TAG = "modelog.mlflow.outputs"
 """The logged models a run output (runs/outputs), as JSON [{"model_id", "step"}]: runs/get shows them
 as MLflow's `outputs.model_outputs`, never as a tag. Run tags under `modelog.mlflow.` are ours alone."""
+INPUTS_TAG = "modelog.mlflow.inputs"
+"""The logged models a run read (log-inputs `models`), as JSON [{"model_id"}]: `inputs.model_inputs`."""
 RESERVED_PREFIX = "modelog.mlflow."
 
 
@@ -32,12 +34,20 @@ def check_reserved(tags: dict[str, str], field: str = "tags") -> None:
             raise InvalidArgument.field(field, f"tag keys starting with {RESERVED_PREFIX!r} are reserved")
 
 
-def outputs_of(tags: Mapping[str, str]) -> list[dict[str, Any]]:
+def _listed(tags: Mapping[str, str], tag: str) -> list[dict[str, Any]]:
     try:
-        got = json.loads(tags.get(OUTPUTS_TAG, "[]"))
+        got = json.loads(tags.get(tag, "[]"))
     except ValueError:
         return []
     return got if isinstance(got, list) else []
+
+
+def outputs_of(tags: Mapping[str, str]) -> list[dict[str, Any]]:
+    return _listed(tags, OUTPUTS_TAG)
+
+
+def model_inputs_of(tags: Mapping[str, str]) -> list[dict[str, Any]]:
+    return _listed(tags, INPUTS_TAG)
 
 
 _STATUS = {
@@ -114,6 +124,7 @@ def run_json(run: pb.Run, ids: Experiments) -> Body:
     metrics = [
         {"key": m.key, "value": json_number(m.last), "timestamp": m.last_timestamp_ms, "step": m.last_step}
         for m in run.metrics
+        if not m.key.startswith(RESERVED_PREFIX)  # a logged model's copies (modelmetrics)
     ]
     datasets = []
     for d in run.datasets:
@@ -126,12 +137,12 @@ def run_json(run: pb.Run, ids: Experiments) -> Body:
                 "schema": d.dataset_schema,
                 "profile": d.dataset_profile,
             },
-            "tags": [{"key": CONTEXT_TAG, "value": d.context}] if d.context else [],
+            "tags": pairs({**d.tags, CONTEXT_TAG: d.context} if d.context else d.tags),
         }
         datasets.append(entry)
     return {
         "info": run_info_json(run.info, ids),
         "data": {"metrics": metrics, "params": pairs(run.params), "tags": pairs(tags)},
-        "inputs": {"dataset_inputs": datasets},
+        "inputs": {"dataset_inputs": datasets, "model_inputs": model_inputs_of(run.tags)},
         "outputs": {"model_outputs": outputs_of(run.tags)},
     }

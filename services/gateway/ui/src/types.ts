@@ -85,6 +85,16 @@ export interface MetricHistory {
   downsampled?: boolean;
 }
 
+/** One history of a GetMetricHistories reply: the same fields, with the run it belongs to. */
+export interface RunMetricHistory extends MetricHistory {
+  runId?: string;
+}
+
+export interface GetMetricHistoriesResponse {
+  /** One per (run, key) asked, run by run, then key by key. */
+  histories?: RunMetricHistory[];
+}
+
 export type Stage = "STAGE_NONE" | "STAGE_STAGING" | "STAGE_PRODUCTION" | "STAGE_ARCHIVED";
 
 export interface StagePolicy {

@@ -2,9 +2,9 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { Link, useSearchParams } from "wouter-preact";
 import { rpc, TRACKING } from "../api";
 import { Show, useAsync } from "../components/common";
-import { colorFor, Plot, toXY, type Hover, type PlotSeries, type XMode } from "../components/plot";
+import { colorFor, loadUPlot, Plot, toXY, type Hover, type PlotSeries, type XMode } from "../components/plot";
 import { fmtNum } from "../format";
-import type { CompareRunsResponse, Experiment, MetricHistory, RunInfo } from "../types";
+import type { CompareRunsResponse, Experiment, GetMetricHistoriesResponse, MetricHistory, RunInfo } from "../types";
 import { Relations } from "./comparerelations";
 import { DiffTable, type RunCol } from "./comparetable";
 import { ChartControls, readChartParams } from "./chartparams";
@@ -35,14 +35,33 @@ function chartOrder(metrics: CompareRunsResponse["metrics"]): NonNullable<Compar
   );
 }
 
-function fetchHistory(histories: Histories, runId: string, metric: string, signal: AbortSignal): Promise<MetricHistory | null> {
-  const key = historyKey(runId, metric);
-  let got = histories.get(key);
-  if (!got) {
-    got = rpc<MetricHistory>(TRACKING, "GetMetricHistory", { runId, key: metric, maxPoints: COMPARE_POINTS }, signal).catch(() => null);
-    histories.set(key, got);
+/** The server answers at most this many (run, key) histories in one GetMetricHistories call. */
+const MAX_HISTORIES = 1000;
+
+/** The histories of `metrics` for `runIds`, asked for in as few GetMetricHistories calls as the
+ * server's cap allows (one for 50 runs x 10 metrics); pairs already asked for are not asked again. */
+function fetchHistories(histories: Histories, runIds: string[], metrics: string[], signal: AbortSignal): void {
+  const keys = metrics.filter((m) => runIds.some((r) => !histories.has(historyKey(r, m))));
+  if (!runIds.length || !keys.length) return;
+  const perCall = Math.max(1, Math.floor(MAX_HISTORIES / keys.length));
+  for (let i = 0; i < runIds.length; i += perCall) {
+    const ids = runIds.slice(i, i + perCall);
+    const reply = rpc<GetMetricHistoriesResponse>(TRACKING, "GetMetricHistories", { runIds: ids, keys, maxPoints: COMPARE_POINTS }, signal).then(
+      (r) => new Map((r.histories ?? []).map((h) => [historyKey(h.runId ?? "", h.key ?? ""), h as MetricHistory])),
+      () => new Map<string, MetricHistory>(),
+    );
+    for (const r of ids) {
+      for (const m of keys) {
+        const key = historyKey(r, m);
+        if (!histories.has(key)) histories.set(key, reply.then((got) => got.get(key) ?? null));
+      }
+    }
   }
-  return got;
+}
+
+function historiesOf(histories: Histories, runIds: string[], metric: string, signal: AbortSignal): Promise<Array<MetricHistory | null>> {
+  fetchHistories(histories, runIds, [metric], signal);
+  return Promise.all(runIds.map((r) => histories.get(historyKey(r, metric))!));
 }
 
 export function Compare() {
@@ -52,14 +71,14 @@ export function Compare() {
     [params.get("runs")],
   );
   const [data] = useAsync(async (signal): Promise<Compared> => {
+    void loadUPlot(); // the chart library downloads while the comparison and histories are asked for
     const res = await rpc<CompareRunsResponse>(TRACKING, "CompareRuns", { runIds: ids }, signal);
     const runs = res.runs ?? [];
-    // One call per run and metric (the API has no batch of histories): send them now, in the
-    // order the charts are drawn, rather than after the page has rendered.
+    // Every history the first charts show, in one batched call sent now rather than after the
+    // page has rendered (a run that lacks a metric gets an empty history back).
     const histories: Histories = new Map();
-    for (const m of chartOrder(res.metrics).slice(0, FIRST_CHARTS)) {
-      runs.forEach((r, i) => m.values?.[i]?.present && fetchHistory(histories, r.runId, m.key, signal));
-    }
+    const first = chartOrder(res.metrics).slice(0, FIRST_CHARTS).map((m) => m.key);
+    fetchHistories(histories, runs.map((r) => r.runId), first, signal);
     return { runs, data: res, histories };
   }, [ids.join(",")]);
 
@@ -236,7 +255,7 @@ function OverlayChart(props: {
   const ids = props.runs.map((r) => r.id).join(",");
   useEffect(() => {
     const ctl = new AbortController();
-    Promise.all(props.runs.map((r) => fetchHistory(props.histories, r.id, props.metric, ctl.signal))).then(
+    historiesOf(props.histories, props.runs.map((r) => r.id), props.metric, ctl.signal).then(
       (hs) => !ctl.signal.aborted && setHistories(hs),
     );
     return () => ctl.abort();
