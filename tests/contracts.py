@@ -33,7 +33,8 @@ async def assert_rebuild_equals_live(
     live, shadow = Tables(projection.schema), Tables(projection.schema, SHADOW)
     before = {t: await rows(pool, getattr(live, t)) for t in projection.tables} if swap else {}
     report = await rebuild(pool, projection, StoreReader(stores), swap=swap)
-    assert report.events > 0, f"{projection.name}: the rebuild read no events"
+    nothing_needed = set(projection.tables) <= set(may_be_empty)  # a log nobody wrote to is fine then
+    assert report.events > 0 or nothing_needed, f"{projection.name}: the rebuild read no events"
     assert report.swapped == swap
     for table in projection.tables:
         kept = before[table] if swap else await rows(pool, getattr(live, table))
