@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 
 import asyncpg
 
-from eventlog import EventStore
+from eventlog import EventStore, RecordedEvent
 from eventlog.projection import SHADOW, Projection, Tables
 from eventlog.rebuild import RebuildReport, rebuild
 from eventlog.sources import LogReader, StoreReader
@@ -68,3 +68,24 @@ async def assert_reads_the_log_exactly(reader: LogReader, store: EventStore, *, 
     assert [(e.position, e.stream_id, e.hash, e.payload_json) for e in middle] == [
         (e.position, e.stream_id, e.hash, e.payload_json) for e in direct
     ]
+
+
+async def assert_streams_read_exactly(store: EventStore) -> None:
+    """Stream reads (what the command path folds) agree with the log: each stream's events in stream
+    order, versions 1..n without a gap, from any version, and skipping types keeps the version."""
+    log = await store.read_log(1, 100_000)
+    streams: dict[str, list[RecordedEvent]] = {}
+    for e in log:
+        streams.setdefault(e.stream_id, []).append(e)
+    assert len(streams) > 1, "one stream would not show that streams are kept apart"
+    for stream_id, expected in streams.items():
+        got = await store.read_stream(stream_id)
+        assert [e.position for e in got] == [e.position for e in expected]
+        assert [e.stream_version for e in got] == list(range(1, len(expected) + 1))
+        middle = len(expected) // 2 + 1
+        assert [e.position for e in await store.read_stream(stream_id, middle)] == [
+            e.position for e in expected[middle - 1 :]
+        ]
+        kinds = {e.type for e in expected}
+        kept, head = await store.read_stream_skipping(stream_id, 1, kinds)
+        assert (kept, head) == ([], len(expected))

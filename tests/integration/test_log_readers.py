@@ -13,7 +13,7 @@ from eventlog import EventStore, RecordedEvent
 from eventlog.sources import GrpcLogReader, LogReader, StoreReader
 from modelog_services.audit.main import PlatformReader
 from modelog_services.audit.shared_tail import SharedTail
-from tests.contracts import assert_reads_the_log_exactly
+from tests.contracts import assert_reads_the_log_exactly, assert_streams_read_exactly
 from tests.integration.busfix import Bus, start_bus, stop_bus
 
 pytestmark = pytest.mark.asyncio
@@ -61,6 +61,7 @@ async def test_every_log_reader_reads_each_position_once_in_order(bus: Bus) -> N
                 await assert_reads_the_log_exactly(reader, bus.platform.stores["tracking"])
             except AssertionError as exc:
                 raise AssertionError(f"the {kind} reader: {exc}") from exc
+        await assert_streams_read_exactly(store)
     finally:
         await grpc_reader.close()
         await tail.close()
