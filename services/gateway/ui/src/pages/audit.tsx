@@ -78,23 +78,30 @@ export function Audit() {
 type Check = { state: "busy" } | { state: "done"; result: VerifyResult } | { state: "error"; error: Error };
 
 function ChainStatus(props: { logs: LogHead[] }) {
-  const [checks, setChecks] = useState<Record<string, Check>>({});
+  // Each round's results are kept with the round they answer: in the render right after a click the
+  // previous round's results must not pass for the new one's.
   const [round, setRound] = useState(0);
+  const [checked, setChecked] = useState<{ round: number; by: Record<string, Check> }>({ round: -1, by: {} });
   useEffect(() => {
     const ctl = new AbortController();
     const logs = props.logs.map((l) => l.service);
-    setChecks(Object.fromEntries(logs.map((s) => [s, { state: "busy" } as Check])));
+    setChecked({ round, by: Object.fromEntries(logs.map((s) => [s, { state: "busy" } as Check])) });
+    const answer = (service: string, check: Check) =>
+      !ctl.signal.aborted &&
+      setChecked((c) => (c.round === round ? { round, by: { ...c.by, [service]: check } } : c));
     for (const service of logs) {
       rpc<VerifyResult>(EVENTLOG, "Verify", { service }, ctl.signal).then(
-        (result) => !ctl.signal.aborted && setChecks((c) => ({ ...c, [service]: { state: "done", result } })),
-        (error: Error) => !ctl.signal.aborted && setChecks((c) => ({ ...c, [service]: { state: "error", error } })),
+        (result) => answer(service, { state: "done", result }),
+        (error: Error) => answer(service, { state: "error", error }),
       );
     }
     return () => ctl.abort();
   }, [round]);
+  const checks = checked.by;
   const all = Object.values(checks);
   // before the first answers (and the first render, before the effect ran) it is still checking
-  const busy = (props.logs.length > 0 && all.length === 0) || all.some((c) => c.state === "busy");
+  const busy =
+    checked.round !== round || (props.logs.length > 0 && all.length === 0) || all.some((c) => c.state === "busy");
   const ok = all.length > 0 && all.every((c) => c.state === "done" && c.result.ok);
   const total = all.reduce((n, c) => n + (c.state === "done" ? int(c.result.eventsChecked) : 0), 0);
   return (
