@@ -161,6 +161,7 @@ TABLE: dict[str, dict[str, Rule]] = {
         "LogDatasetInput": on(EDIT, run),
         "LogMetrics": on(EDIT, run),
         "LogMetricsBatch": on(EDIT, run),
+        "LogRunBatch": on(EDIT, run),
         "FinishRun": on(EDIT, run),
         "DeleteRun": on(EDIT, run),
         "RestoreRun": on(EDIT, run),

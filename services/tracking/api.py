@@ -60,6 +60,31 @@ def _view(value: int) -> str:
         raise InvalidArgument.field("view", f"{value} is not a ViewType") from None
 
 
+def _metrics(run_id: str, batch: pb.MetricBatch) -> d.LogMetrics:
+    n = len(batch.keys)
+    return d.LogMetrics(
+        run_id=run_id,
+        keys=list(batch.keys),
+        values=list(batch.values),
+        steps=list(batch.steps) if batch.steps else [0] * n,
+        timestamps_ms=list(batch.timestamps_ms) if batch.timestamps_ms else [now_ms()] * n,
+    )
+
+
+def _dataset_input(run_id: str, ds: pb.DatasetInput) -> d.LogDatasetInput:
+    return d.LogDatasetInput(
+        run_id=run_id,
+        name=ds.name,
+        digest=ds.digest,
+        source_type=ds.source_type,
+        source=ds.source,
+        context=ds.context or None,
+        dataset_schema=ds.dataset_schema or None,
+        dataset_profile=ds.dataset_profile or None,
+        tags=dict(ds.tags),
+    )
+
+
 def _metadata(scope: str) -> Metadata:
     """Event metadata of this request, its idempotency key scoped to one kind of append."""
     return _keyed(scope, context.current().idempotency_key)
@@ -290,7 +315,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
         if request.params:
             commands.append(d.LogParams(run_id, dict(request.params)))
         done = await self.commands.execute(
-            d.start_decider, d.run_stream_id(run_id), commands, _metadata("StartRun")
+            d.batch_decider, d.run_stream_id(run_id), commands, _metadata("StartRun")
         )
         return pb.StartRunResponse(run=reads.run_from_state(done.state))
 
@@ -324,20 +349,30 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
     async def LogDatasetInput(
         self, request: pb.LogDatasetInputRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.LogDatasetInputResponse:
-        ds = request.dataset
-        cmd = d.LogDatasetInput(
-            run_id=request.run_id,
-            name=ds.name,
-            digest=ds.digest,
-            source_type=ds.source_type,
-            source=ds.source,
-            context=ds.context or None,
-            dataset_schema=ds.dataset_schema or None,
-            dataset_profile=ds.dataset_profile or None,
-            tags=dict(ds.tags),
-        )
-        await self._run_command("LogDatasetInput", cmd)
+        await self._run_command("LogDatasetInput", _dataset_input(request.run_id, request.dataset))
         return pb.LogDatasetInputResponse()
+
+    async def LogRunBatch(
+        self, request: pb.LogRunBatchRequest, ctx: grpc.aio.ServicerContext
+    ) -> pb.LogRunBatchResponse:
+        run_id = _id("run_id", request.run_id)
+        commands: list[d.RunCommand] = []
+        if request.name:
+            commands.append(d.RenameRun(run_id, request.name))
+        if request.params:
+            commands.append(d.LogParams(run_id, dict(request.params)))
+        if request.tags:
+            commands.append(d.SetTags(run_id, dict(request.tags)))
+        if request.metrics.keys:
+            commands.append(d.grouped_by_key(_metrics(run_id, request.metrics)))
+        commands.extend(_dataset_input(run_id, ds) for ds in request.datasets)
+        if not commands:
+            commands.append(d.SetTags(run_id, {}))  # an empty batch still names a run that must exist
+        key = request.idempotency_key or context.current().idempotency_key
+        done = await self.commands.execute(
+            d.batch_decider, d.run_stream_id(run_id), commands, _keyed("LogRunBatch", key)
+        )
+        return pb.LogRunBatchResponse(replayed=done.replayed)
 
     async def FinishRun(
         self, request: pb.FinishRunRequest, ctx: grpc.aio.ServicerContext
@@ -364,17 +399,10 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
 
     async def _log_batch(self, batch: pb.MetricBatch, key: str | None, reply: pb.LogMetricsResponse) -> None:
         run_id = _id("run_id", batch.run_id)
-        n = len(batch.keys)
-        cmd = d.LogMetrics(
-            run_id=run_id,
-            keys=list(batch.keys),
-            values=list(batch.values),
-            steps=list(batch.steps) if batch.steps else [0] * n,
-            timestamps_ms=list(batch.timestamps_ms) if batch.timestamps_ms else [now_ms()] * n,
-        )
-        done = await self.commands.send(run_id, d.grouped_by_key(cmd), _keyed("LogMetrics", key or None))
+        cmd = d.grouped_by_key(_metrics(run_id, batch))
+        done = await self.commands.send(run_id, cmd, _keyed("LogMetrics", key or None))
         reply.batches += 1
-        reply.points += n
+        reply.points += len(batch.keys)
         reply.replayed_batches += int(done.replayed)
 
     async def LogMetrics(

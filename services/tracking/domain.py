@@ -42,11 +42,11 @@ from .runs import (
     RunState,
     SetTags,
     StartRun,
+    batch_decider,
     ensure_valid_parent,
     evolve_run,
     grouped_by_key,
     run_decider,
-    start_decider,
 )
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "SetExperimentTags",
     "SetTags",
     "StartRun",
+    "batch_decider",
     "check_id",
     "ensure_experiment_accepts_runs",
     "ensure_valid_parent",
@@ -83,5 +84,4 @@ __all__ = [
     "name_claim_decider",
     "run_decider",
     "run_stream_id",
-    "start_decider",
 ]

@@ -377,8 +377,9 @@ run_decider: Decider[RunCommand, RunState] = Decider(
 """A run stream is mostly metric batches, which no run rule reads: the command path loads a run without
 them, so a command's cost does not grow with every batch ever logged."""
 
-start_decider: Decider[Sequence[RunCommand], RunState] = in_turn(run_decider)
-"""StartRun with its params, decided in turn and appended together: all or none."""
+batch_decider: Decider[Sequence[RunCommand], RunState] = in_turn(run_decider)
+"""Several run commands decided in turn and appended together, all or none: StartRun with its params,
+LogRunBatch's rename, params, tags, points and inputs."""
 
 
 def grouped_by_key(cmd: LogMetrics) -> LogMetrics:

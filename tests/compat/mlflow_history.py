@@ -99,7 +99,7 @@ r1 = run(
 )
 with mlflow.start_run(run_id=r1):
     ds = mlflow.data.from_numpy(np.arange(12).reshape(4, 3), source="s3://bucket/train.npy", name="train-v1")
-    mlflow.log_input(ds, context="training")
+    mlflow.log_input(ds, context="training", tags={"split": "holdout"})
 out["runs"]["baseline"]["dataset"] = {"name": "train-v1", "context": "training", "digest": ds.digest}
 c.set_terminated(r1, "FINISHED", end_time=base + 60_000)
 r2 = run(

@@ -141,8 +141,8 @@ def test_runs_keep_their_times_people_params_tags_metrics_datasets_and_files(wor
     child, parent = runs["tuned-child"], runs["tuned"]
     assert child.info.parent_run_id == parent.info.run_id
     ds = known["runs"]["baseline"]["dataset"]
-    got_ds = [(d.name, d.digest, d.context) for d in runs["baseline"].datasets]
-    assert (ds["name"], ds["digest"], ds["context"]) in got_ds
+    got_ds = [(d.name, d.digest, d.context, dict(d.tags)) for d in runs["baseline"].datasets]
+    assert (ds["name"], ds["digest"], ds["context"], {"split": "holdout"}) in got_ds
 
 
 def test_experiments_keep_tags_description_and_lifecycle(world: dict[str, Any]) -> None:

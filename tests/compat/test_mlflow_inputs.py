@@ -3,6 +3,9 @@ any others) kept end to end, and metrics logged for a model shown on the model a
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from tests.compat.conftest import Client
@@ -119,3 +122,82 @@ def test_a_metric_key_under_modelog_s_reserved_prefix_is_refused(platform: Platf
     point = {"key": "modelog.mlflow.model/x/-/acc", "value": 0.5, "timestamp": 1, "step": 0}
     status, body = post(platform, "/api/2.0/mlflow/runs/log-metric", {"run_id": run_id, **point})
     assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE", body
+
+
+def _run_with(platform: Platform) -> str:
+    status, made = post(platform, "/api/2.0/mlflow/runs/create", {"experiment_id": "0"})
+    assert status == 200
+    return str(made["run"]["info"]["run_id"])
+
+
+def _got(platform: Platform, run_id: str) -> dict:
+    return platform.mlflow(
+        f"""
+        import json, mlflow
+        r = mlflow.get_run("{run_id}")
+        print(json.dumps({{"params": r.data.params, "tags": {{k: v for k, v in r.data.tags.items()
+                           if not k.startswith("mlflow.")}}, "metrics": r.data.metrics,
+                           "inputs": [i.dataset.name for i in r.inputs.dataset_inputs]}}))
+        """
+    )
+
+
+def test_log_inputs_with_one_refused_dataset_writes_none_of_them(platform: Platform) -> None:
+    run_id = _run_with(platform)
+    good = {"dataset": {"name": "train", "digest": "abc", "source_type": "local", "source": "/d"}}
+    bad = {"dataset": {"name": "eval", "digest": "", "source_type": "local", "source": "/e"}}
+    status, body = post(
+        platform, "/api/2.0/mlflow/runs/log-inputs", {"run_id": run_id, "datasets": [good, bad]}
+    )
+    assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE" and "digest" in body["message"]
+    assert _got(platform, run_id)["inputs"] == []
+    status, _ = post(platform, "/api/2.0/mlflow/runs/log-inputs", {"run_id": run_id, "datasets": [good]})
+    assert status == 200 and _got(platform, run_id)["inputs"] == ["train"]
+
+
+def test_log_batch_with_one_refused_metric_writes_nothing_of_the_request(platform: Platform) -> None:
+    run_id = _run_with(platform)
+    body = {
+        "run_id": run_id,
+        "params": [{"key": "lr", "value": "0.1"}],
+        "tags": [{"key": "team", "value": "cv"}],
+        "metrics": [
+            {"key": "loss", "value": 0.5, "timestamp": 1, "step": 0},
+            {"key": "k" * 300, "value": 1.0, "timestamp": 1, "step": 0},
+        ],
+    }
+    status, got = post(platform, "/api/2.0/mlflow/runs/log-batch", body)
+    assert status == 400 and got["error_code"] == "INVALID_PARAMETER_VALUE", got
+    assert _got(platform, run_id) == {"params": {}, "tags": {}, "metrics": {}, "inputs": []}
+    body["metrics"] = body["metrics"][:1]  # type: ignore[index]
+    for _ in range(2):  # the stock client's retry of the same body is not written twice
+        assert post(platform, "/api/2.0/mlflow/runs/log-batch", body)[0] == 200
+    assert _got(platform, run_id) == {
+        "params": {"lr": "0.1"},
+        "tags": {"team": "cv"},
+        "metrics": {"loss": 0.5},
+        "inputs": [],
+    }
+
+
+def test_identical_unnamed_creates_in_flight_together_are_two_runs_and_a_retry_is_one(
+    platform: Platform,
+) -> None:
+    body = {
+        "experiment_id": "0",
+        "start_time": 1_700_000_000_000,
+        "tags": [{"key": "mlflow.user", "value": "u"}],
+    }
+    barrier = threading.Barrier(8)
+
+    def create() -> str:
+        barrier.wait()
+        status, made = post(platform, "/api/2.0/mlflow/runs/create", body)
+        assert status == 200, made
+        return str(made["run"]["info"]["run_id"])
+
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda _: create(), range(8)))
+    status, retried = post(platform, "/api/2.0/mlflow/runs/create", body)
+    assert status == 200 and retried["run"]["info"]["run_id"] in together
+    assert len(set(together)) > 1, "identical creates in flight at once were merged into one run"

@@ -329,6 +329,52 @@ async def test_a_changed_param_is_refused_and_nothing_of_the_call_is_written(tk:
     assert (await tk.api.GetRun(pb.GetRunRequest(run_id=r), metadata=tk.md())).run.params == {"lr": "0.01"}
 
 
+async def test_a_run_batch_is_written_all_or_none_and_a_resend_is_replayed(tk: TrackingStack) -> None:
+    r = (await tk.run((await tk.experiment()).experiment_id)).info.run_id
+    metrics = pb.MetricBatch(keys=["loss", "loss"], values=[0.5, 0.25], steps=[0, 1])
+    good = pb.DatasetInput(name="train", digest="sha256:aa", context="training")
+    bad = pb.DatasetInput(name="eval", digest="")  # refused by the dataset rule, after all the rest
+    await refused_unwritten(
+        tk,
+        lambda: tk.api.LogRunBatch(
+            pb.LogRunBatchRequest(
+                run_id=r,
+                name="b1",
+                params={"lr": "0.1"},
+                tags={"t": "v"},
+                metrics=metrics,
+                datasets=[good, bad],
+                idempotency_key="batch-1",
+            ),
+            metadata=tk.md(),
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "digest",
+    )
+    request = pb.LogRunBatchRequest(
+        run_id=r,
+        name="b1",
+        params={"lr": "0.1"},
+        tags={"t": "v"},
+        metrics=metrics,
+        datasets=[good],
+        idempotency_key="batch-1",
+    )
+    first = await tk.api.LogRunBatch(request, metadata=tk.md())
+    head = await tk.head()
+    again = await tk.api.LogRunBatch(request, metadata=tk.md())
+    assert (first.replayed, again.replayed) == (False, True) and await tk.head() == head
+    run = (await tk.api.GetRun(pb.GetRunRequest(run_id=r), metadata=tk.md())).run
+    assert (run.info.name, dict(run.params), dict(run.tags)) == ("b1", {"lr": "0.1"}, {"t": "v"})
+    assert [(m.key, m.count, m.last) for m in run.metrics] == [("loss", 2, 0.25)]
+    assert [d.name for d in run.datasets] == ["train"]
+    await refused_unwritten(
+        tk,
+        lambda: tk.api.LogRunBatch(pb.LogRunBatchRequest(run_id="no-such-run"), metadata=tk.md()),
+        grpc.StatusCode.NOT_FOUND,
+    )
+
+
 async def test_a_finished_run_refuses_data_but_takes_tags(tk: TrackingStack) -> None:
     r = (await tk.run((await tk.experiment()).experiment_id)).info.run_id
     await tk.api.FinishRun(pb.FinishRunRequest(run_id=r, status=FAILED), metadata=tk.md())

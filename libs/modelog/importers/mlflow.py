@@ -134,15 +134,18 @@ class MlflowSource:
             datasets = []
             for di in r.get("inputs", {}).get("dataset_inputs", []):
                 ds = di.get("dataset", {})
+                input_tags = _kv(di.get("tags"))
+                context = input_tags.pop("mlflow.data.context", "")
                 datasets.append(
                     Dataset(
                         name=ds.get("name", ""),
                         digest=ds.get("digest", ""),
                         source_type=ds.get("source_type", ""),
                         source=ds.get("source", ""),
-                        context=_kv(di.get("tags")).get("mlflow.data.context", ""),
+                        context=context,
                         schema=ds.get("schema", ""),
                         profile=ds.get("profile", ""),
+                        tags=input_tags,
                     )
                 )
             yield Run(

@@ -33,6 +33,8 @@ class Dataset:
     context: str = ""
     schema: str = ""
     profile: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    """The input's tags besides the context (MLflow's InputTag)."""
 
 
 @dataclass(frozen=True)

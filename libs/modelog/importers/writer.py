@@ -174,6 +174,7 @@ class Importer(ModelImports, Verification):
                             context=ds.context,
                             dataset_schema=ds.schema,
                             dataset_profile=ds.profile,
+                            tags=ds.tags,
                         ),
                     ),
                     metadata=self._md("run", r.source_id, f"dataset-{i}", r.start_ms, r.user),

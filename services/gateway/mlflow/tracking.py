@@ -12,10 +12,11 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from eventlog.errors import InvalidArgument, ModelogError, NotFound
+from eventlog.errors import InvalidArgument, ModelogError
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
 from modelog_services.gateway.mlflow.common import Body, Call, json_number, key_values, number, route
+from modelog_services.gateway.mlflow.experiments import VIEW, experiment_routes
 from modelog_services.gateway.mlflow.metricbatch import metric_columns
 from modelog_services.gateway.mlflow.modelmetrics import (
     NO_DATASET,
@@ -24,17 +25,14 @@ from modelog_services.gateway.mlflow.modelmetrics import (
     dataset_ref,
     model_key,
 )
-from modelog_services.gateway.mlflow.search import matches, page, parse_filter, parse_order, sort
 from modelog_services.gateway.mlflow.trackingjson import (
     CONTEXT_TAG,
-    DEFAULT_NAME,
     INPUTS_TAG,
     OUTPUTS_TAG,
     RUN_NAME_TAG,
     USER_TAG,
     Experiments,
     check_reserved,
-    experiment_json,
     model_inputs_of,
     outputs_of,
     run_info_json,
@@ -45,14 +43,6 @@ from modelog_services.gateway.upstream import Upstream
 __all__ = ["OUTPUTS_TAG", "Experiments", "Tracking", "outputs_of", "routes"]
 
 _FINAL = {"FINISHED": pb.RUN_STATUS_FINISHED, "FAILED": pb.RUN_STATUS_FAILED, "KILLED": pb.RUN_STATUS_KILLED}
-_VIEW = {
-    "ACTIVE_ONLY": pb.VIEW_TYPE_ACTIVE_ONLY,
-    "DELETED_ONLY": pb.VIEW_TYPE_DELETED_ONLY,
-    "ALL": pb.VIEW_TYPE_ALL,
-    "1": pb.VIEW_TYPE_ACTIVE_ONLY,
-    "2": pb.VIEW_TYPE_DELETED_ONLY,
-    "3": pb.VIEW_TYPE_ALL,
-}
 HISTORY_PAGE = 25_000
 
 
@@ -65,103 +55,8 @@ class Tracking:
         self.stub = upstream.stub(tracking_pb2_grpc.TrackingStub)
         self.ids = Experiments()
         self.links = links
-
-    # ------------------------------------------------------------ experiments
-
-    async def create_experiment(self, call: Call) -> Body:
-        name = call.text("name", required=True)
-        tags = key_values(call.fields.get("tags"), "tags")
-        got = await call(self.stub.CreateExperiment, pb.CreateExperimentRequest(name=name, tags=tags))
-        return {"experiment_id": self.ids.theirs(got.experiment.experiment_id)}
-
-    async def get_experiment(self, call: Call) -> Body:
-        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
-        got = await call(self.stub.GetExperiment, pb.GetExperimentRequest(experiment_id=eid))
-        return {"experiment": experiment_json(got.experiment, self.ids)}
-
-    async def get_experiment_by_name(self, call: Call) -> Body:
-        name = call.text("experiment_name", required=True)
-        if name == DEFAULT_NAME:
-            await self.ids.default(call)
-        got = await call(self.stub.GetExperiment, pb.GetExperimentRequest(name=name))
-        return {"experiment": experiment_json(got.experiment, self.ids)}
-
-    async def search_experiments(self, call: Call) -> Body:
-        await self.ids.default(call)
-        flt = call.text("filter").strip()
-        view = _VIEW.get(call.text("view_type", default="ACTIVE_ONLY").upper(), pb.VIEW_TYPE_ACTIVE_ONLY)
-        size = min(call.integer("max_results", 1000) or 1000, 1000)
-        order_items = call.items("order_by")
-        wanted = _name_filter(flt)
-        if wanted is not None and not order_items:
-            try:
-                got = await call(self.stub.GetExperiment, pb.GetExperimentRequest(name=wanted))
-            except NotFound:
-                return {}
-            exp = got.experiment
-            shown = (view == pb.VIEW_TYPE_ALL) or ((view == pb.VIEW_TYPE_DELETED_ONLY) == exp.deleted)
-            return {"experiments": [experiment_json(exp, self.ids)]} if shown else {}
-        if not flt and not order_items:
-            listed = await call(
-                self.stub.ListExperiments,
-                pb.ListExperimentsRequest(view=view, page_size=size, page_token=call.text("page_token")),
-            )
-            out: Body = {"experiments": [experiment_json(e, self.ids) for e in listed.experiments]}
-            if listed.next_page_token:
-                out["next_page_token"] = listed.next_page_token
-            return out
-        # MLflow's grammar (LIKE, ILIKE, !=, tags, order_by): the same evaluator the registry routes use,
-        # over the experiments the caller may see.
-        clauses = parse_filter(flt, _EXPERIMENT_ATTRIBUTES) if flt else []
-        order = parse_order(order_items, _EXPERIMENT_ORDER)
-        seen: list[pb.Experiment] = []
-        token = ""
-        while len(seen) < _EXPERIMENT_SCAN:
-            listed = await call(
-                self.stub.ListExperiments,
-                pb.ListExperimentsRequest(view=view, page_size=1000, page_token=token),
-            )
-            seen.extend(e for e in listed.experiments if matches(clauses, _experiment_attributes(e), e.tags))
-            token = listed.next_page_token
-            if not token:
-                break
-        sort(seen, order or [("last_update_time", True)], _experiment_attributes)
-        shown, nxt = page(seen, size, call.text("page_token"), [flt, *map(str, order_items), view])
-        result: Body = {"experiments": [experiment_json(e, self.ids) for e in shown]}
-        if nxt:
-            result["next_page_token"] = nxt
-        return result
-
-    async def update_experiment(self, call: Call) -> Body:
-        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
-        new_name = call.text("new_name", required=True)
-        await call(self.stub.RenameExperiment, pb.RenameExperimentRequest(experiment_id=eid, name=new_name))
-        return {}
-
-    async def delete_experiment(self, call: Call) -> Body:
-        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
-        await call(self.stub.DeleteExperiment, pb.DeleteExperimentRequest(experiment_id=eid))
-        return {}
-
-    async def restore_experiment(self, call: Call) -> Body:
-        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
-        await call(self.stub.RestoreExperiment, pb.RestoreExperimentRequest(experiment_id=eid))
-        return {}
-
-    async def set_experiment_tag(self, call: Call) -> Body:
-        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
-        key = call.text("key", required=True)
-        await call(
-            self.stub.SetExperimentTags,
-            pb.SetExperimentTagsRequest(experiment_id=eid, tags={key: call.text("value")}),
-        )
-        return {}
-
-    async def delete_experiment_tag(self, call: Call) -> Body:
-        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
-        key = call.text("key", required=True)
-        await call(self.stub.DeleteExperimentTag, pb.DeleteExperimentTagRequest(experiment_id=eid, key=key))
-        return {}
+        self.creating: set[str] = set()
+        """The keys of runs/create calls in flight (see create_run)."""
 
     # ------------------------------------------------------------ runs
 
@@ -180,11 +75,23 @@ class Tracking:
             name=name,
             tags=tags,
             source=pb.RunSource(user=user, entry_point=tags.get("mlflow.source.name", "")),
-            start_time_ms=call.integer("start_time", now_ms()),
+            start_time_ms=call.integer("start_time") or now_ms(),
         )
-        # The stock client retries a POST that timed out: the same body from the same caller is the
-        # same run (StartRun derives the run id from the key), never a second one.
-        got = await call(self.stub.StartRun, request, idempotency_key=call.key())
+        # The stock client retries a POST that failed: the same body (with its start_time) from the
+        # same caller is the same run (StartRun derives the run id from the key), never a second one. A retry follows its
+        # first attempt, so an identical body while one is still in flight is another run (threads
+        # that start unnamed runs in the same millisecond): it takes the next free key.
+        base = call.key(str(request.start_time_ms))  # a body without start_time: now is part of it
+        key = next(
+            k
+            for k in (f"{base}-{n}" if n else base for n in range(len(self.creating) + 1))
+            if k not in self.creating
+        )
+        self.creating.add(key)
+        try:
+            got = await call(self.stub.StartRun, request, idempotency_key=key)
+        finally:
+            self.creating.discard(key)
         return {"run": run_json(got.run, self.ids)}
 
     async def get_run(self, call: Call) -> Body:
@@ -235,7 +142,8 @@ class Tracking:
         )
         model = (call.text("model_id"), call.text("dataset_name"), call.text("dataset_digest"))
         touched = await self._model_points(call, batch, [model], "key")
-        await self._write_points(call, batch, touched)
+        await call(self.stub.LogMetricsBatch, batch)
+        await self._noted(call, run_id, touched)
         return {}
 
     async def _model_points(
@@ -266,11 +174,10 @@ class Tracking:
             batch.timestamps_ms.append(batch.timestamps_ms[i])
         return touched
 
-    async def _write_points(self, call: Call, batch: pb.MetricBatch, touched: dict[str, DatasetRefs]) -> None:
-        await call(self.stub.LogMetricsBatch, batch)
+    async def _noted(self, call: Call, run_id: str, touched: dict[str, DatasetRefs]) -> None:
         if self.links is not None:
             for model_id, refs in touched.items():
-                await self.links.note_metrics(call, model_id, batch.run_id, refs)
+                await self.links.note_metrics(call, model_id, run_id, refs)
 
     async def log_param(self, call: Call) -> Body:
         key = call.text("key", required=True)
@@ -289,8 +196,7 @@ class Tracking:
         return {}
 
     async def _tags(self, call: Call, run_id: str, tags: dict[str, str]) -> None:
-        check_reserved(tags, "key" if len(tags) == 1 else "tags")
-        name = tags.pop(RUN_NAME_TAG, None)
+        name = _named(tags, "key" if len(tags) == 1 else "tags")
         if name:
             await call(self.stub.RenameRun, pb.RenameRunRequest(run_id=run_id, name=name))
         if tags:
@@ -303,46 +209,57 @@ class Tracking:
         return {}
 
     async def log_batch(self, call: Call) -> Body:
+        """One LogRunBatch: a refused param, tag or point writes nothing of the request (as MLflow's
+        store does it in one transaction); a retried request is replayed by its derived key."""
         run_id = self._run_id(call)
         params = key_values(call.fields.get("params"), "params")
         tags = key_values(call.fields.get("tags"), "tags")
+        name = _named(tags, "tags")
         metrics = call.items("metrics")
-        batch = pb.MetricBatch(run_id=run_id, idempotency_key=call.key())
+        batch = pb.MetricBatch(run_id=run_id)
         touched: dict[str, DatasetRefs] = {}
         if metrics:
             models = metric_columns(metrics, now_ms(), batch)
             touched = await self._model_points(call, batch, models, "metrics.key")
-        if params:
-            await call(self.stub.LogParams, pb.LogParamsRequest(run_id=run_id, params=params))
-        if tags:
-            await self._tags(call, run_id, tags)
-        if metrics:
-            await self._write_points(call, batch, touched)
+        request = pb.LogRunBatchRequest(
+            run_id=run_id, name=name, params=params, tags=tags, metrics=batch, idempotency_key=call.key()
+        )
+        await call(self.stub.LogRunBatch, request)
+        await self._noted(call, run_id, touched)
         return {}
 
     async def log_inputs(self, call: Call) -> Body:
+        """Every dataset and model input of the request in one LogRunBatch: all or none."""
         run_id = self._run_id(call)
+        datasets = []
         for i, item in enumerate(call.items("datasets")):
             if not isinstance(item, dict) or not isinstance(item.get("dataset"), dict):
                 raise InvalidArgument.field(f"datasets[{i}].dataset", "missing value for required parameter")
             d = item["dataset"]
             tags = key_values(item.get("tags"), f"datasets[{i}].tags")
             context = tags.pop(CONTEXT_TAG, "")
-            dataset = pb.DatasetInput(
-                name=str(d.get("name", "")),
-                digest=str(d.get("digest", "")),
-                source_type=str(d.get("source_type", "")),
-                source=str(d.get("source", "")),
-                context=context,
-                dataset_schema=str(d.get("schema", "")),
-                dataset_profile=str(d.get("profile", "")),
-                tags=tags,
+            datasets.append(
+                pb.DatasetInput(
+                    name=str(d.get("name", "")),
+                    digest=str(d.get("digest", "")),
+                    source_type=str(d.get("source_type", "")),
+                    source=str(d.get("source", "")),
+                    context=context,
+                    dataset_schema=str(d.get("schema", "")),
+                    dataset_profile=str(d.get("profile", "")),
+                    tags=tags,
+                )
             )
-            await call(self.stub.LogDatasetInput, pb.LogDatasetInputRequest(run_id=run_id, dataset=dataset))
-        await self._model_inputs(call, run_id)
+        request = pb.LogRunBatchRequest(
+            run_id=run_id,
+            tags=await self._model_inputs(call, run_id),
+            datasets=datasets,
+            idempotency_key=call.key(),
+        )
+        await call(self.stub.LogRunBatch, request)
         return {}
 
-    async def _model_inputs(self, call: Call, run_id: str) -> None:
+    async def _model_inputs(self, call: Call, run_id: str) -> dict[str, str]:
         """MLflow 3's `models` of log-inputs (the logged models a run read, e.g. the one it evaluates),
         kept like outputs: a reserved run tag, shown by runs/get as `inputs.model_inputs`."""
         wanted = []
@@ -358,13 +275,11 @@ class Tracking:
             await self.links.check_model(call, item["model_id"])
             wanted.append(item["model_id"])
         if not wanted:
-            return
+            return {}
         run = (await call(self.stub.GetRun, pb.GetRunRequest(run_id=run_id))).run
         inputs = model_inputs_of(run.tags)
         added = [{"model_id": m} for m in dict.fromkeys(wanted) if {"model_id": m} not in inputs]
-        if added:
-            tags = {INPUTS_TAG: json.dumps(inputs + added, separators=(",", ":"))}
-            await call(self.stub.SetTags, pb.SetTagsRequest(run_id=run_id, tags=tags))
+        return {INPUTS_TAG: json.dumps(inputs + added, separators=(",", ":"))} if added else {}
 
     async def get_metric_history(self, call: Call) -> Body:
         run_id = self._run_id(call)
@@ -389,7 +304,7 @@ class Tracking:
 
     async def search_runs(self, call: Call) -> Body:
         ids = [await self.ids.ours(call, str(e)) for e in call.items("experiment_ids")]
-        view = _VIEW.get(call.text("run_view_type", default="ACTIVE_ONLY").upper(), pb.VIEW_TYPE_ACTIVE_ONLY)
+        view = VIEW.get(call.text("run_view_type", default="ACTIVE_ONLY").upper(), pb.VIEW_TYPE_ACTIVE_ONLY)
         size = min(call.integer("max_results", 1000) or 1000, 1000)
         got = await call(
             self.stub.SearchRuns,
@@ -408,18 +323,11 @@ class Tracking:
         return out if got.runs else ({"next_page_token": got.next_page_token} if got.next_page_token else {})
 
 
-_EXPERIMENT_ATTRIBUTES = {"name": "string", "creation_time": "number", "last_update_time": "number"}
-_EXPERIMENT_ORDER = {k: k for k in _EXPERIMENT_ATTRIBUTES} | {"experiment_id": "experiment_id"}
-_EXPERIMENT_SCAN = 100_000
-
-
-def _experiment_attributes(e: pb.Experiment) -> dict[str, Any]:
-    return {
-        "name": e.name,
-        "creation_time": e.created_at_ms,
-        "last_update_time": e.updated_at_ms,
-        "experiment_id": e.experiment_id,
-    }
+def _named(tags: dict[str, str], field: str) -> str:
+    """MLflow names a run by its `mlflow.runName` tag; ours is an attribute: the tag is taken out of
+    `tags` (after the reserved-key check) and returned."""
+    check_reserved(tags, field)
+    return tags.pop(RUN_NAME_TAG, None) or ""
 
 
 def _offset(token: str) -> int:
@@ -443,24 +351,10 @@ def _run_name_tag(text: str) -> str:
     return _RUN_NAME_TAG.sub("attributes.run_name", text)
 
 
-def _name_filter(flt: str) -> str | None:
-    """The name of `name = 'x'` (what the stock client's helpers send), answered by one lookup."""
-    m = re.fullmatch(r"""(?:attributes?\.)?name\s*=\s*'([^']*)'""", flt, re.S)
-    return m.group(1) if m else None
-
-
 def routes(upstream: Upstream, links: ModelMetricLinks | None = None) -> list[BaseRoute]:
     t = Tracking(upstream, links)
     table: list[tuple[str, list[str], Any]] = [
-        ("/experiments/create", ["POST"], t.create_experiment),
-        ("/experiments/get", ["GET"], t.get_experiment),
-        ("/experiments/get-by-name", ["GET"], t.get_experiment_by_name),
-        ("/experiments/search", ["POST", "GET"], t.search_experiments),
-        ("/experiments/update", ["POST"], t.update_experiment),
-        ("/experiments/delete", ["POST"], t.delete_experiment),
-        ("/experiments/restore", ["POST"], t.restore_experiment),
-        ("/experiments/set-experiment-tag", ["POST"], t.set_experiment_tag),
-        ("/experiments/delete-experiment-tag", ["POST"], t.delete_experiment_tag),
+        *experiment_routes(t.stub, t.ids),
         ("/runs/create", ["POST"], t.create_run),
         ("/runs/get", ["GET"], t.get_run),
         ("/runs/update", ["POST"], t.update_run),

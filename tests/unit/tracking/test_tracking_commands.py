@@ -15,9 +15,9 @@ from modelog_services.tracking.domain import (
     LogParams,
     RunState,
     StartRun,
+    batch_decider,
     check_id,
     grouped_by_key,
-    start_decider,
 )
 from modelog_services.tracking.events import ParamsLogged, RunStarted
 from modelog_services.tracking.names import run_name_for
@@ -52,10 +52,10 @@ def test_grouping_a_batch_by_key_keeps_each_keys_points_in_order(keys: list[str]
 
 def test_start_with_params_is_decided_as_one_command() -> None:
     start = StartRun("r1", "e1", "name", 1)
-    events = start_decider.decide([start, LogParams("r1", {"lr": "0.1"})], RunState())
+    events = batch_decider.decide([start, LogParams("r1", {"lr": "0.1"})], RunState())
     assert [type(e) for e in events] == [RunStarted, ParamsLogged]
     with pytest.raises(InvalidArgument, match="params"):
-        start_decider.decide([start, LogParams("r1", {"bad key!": "x"})], RunState())
+        batch_decider.decide([start, LogParams("r1", {"bad key!": "x"})], RunState())
 
 
 def test_generated_run_names_are_stable_and_mlflow_like() -> None:

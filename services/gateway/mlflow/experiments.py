@@ -1,0 +1,163 @@
+"""MLflow's experiment endpoints as calls to our Tracking service, the default experiment ("0") made
+on first use (`trackingjson.Experiments`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from eventlog.errors import NotFound
+from modelog._gen.tracking.v1 import tracking_pb2 as pb
+from modelog._gen.tracking.v1 import tracking_pb2_grpc
+from modelog_services.gateway.mlflow.common import Body, Call, key_values
+from modelog_services.gateway.mlflow.search import matches, page, parse_filter, parse_order, sort
+from modelog_services.gateway.mlflow.trackingjson import DEFAULT_NAME, Experiments, experiment_json
+
+__all__ = ["VIEW", "ExperimentRoutes", "experiment_routes"]
+
+VIEW = {
+    "ACTIVE_ONLY": pb.VIEW_TYPE_ACTIVE_ONLY,
+    "DELETED_ONLY": pb.VIEW_TYPE_DELETED_ONLY,
+    "ALL": pb.VIEW_TYPE_ALL,
+    "1": pb.VIEW_TYPE_ACTIVE_ONLY,
+    "2": pb.VIEW_TYPE_DELETED_ONLY,
+    "3": pb.VIEW_TYPE_ALL,
+}
+
+
+class ExperimentRoutes:
+    def __init__(self, stub: tracking_pb2_grpc.TrackingStub, ids: Experiments) -> None:
+        self.stub = stub
+        self.ids = ids
+
+    async def create_experiment(self, call: Call) -> Body:
+        name = call.text("name", required=True)
+        tags = key_values(call.fields.get("tags"), "tags")
+        got = await call(self.stub.CreateExperiment, pb.CreateExperimentRequest(name=name, tags=tags))
+        return {"experiment_id": self.ids.theirs(got.experiment.experiment_id)}
+
+    async def get_experiment(self, call: Call) -> Body:
+        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
+        got = await call(self.stub.GetExperiment, pb.GetExperimentRequest(experiment_id=eid))
+        return {"experiment": experiment_json(got.experiment, self.ids)}
+
+    async def get_experiment_by_name(self, call: Call) -> Body:
+        name = call.text("experiment_name", required=True)
+        if name == DEFAULT_NAME:
+            await self.ids.default(call)
+        got = await call(self.stub.GetExperiment, pb.GetExperimentRequest(name=name))
+        return {"experiment": experiment_json(got.experiment, self.ids)}
+
+    async def search_experiments(self, call: Call) -> Body:
+        await self.ids.default(call)
+        flt = call.text("filter").strip()
+        view = VIEW.get(call.text("view_type", default="ACTIVE_ONLY").upper(), pb.VIEW_TYPE_ACTIVE_ONLY)
+        size = min(call.integer("max_results", 1000) or 1000, 1000)
+        order_items = call.items("order_by")
+        wanted = _name_filter(flt)
+        if wanted is not None and not order_items:
+            try:
+                got = await call(self.stub.GetExperiment, pb.GetExperimentRequest(name=wanted))
+            except NotFound:
+                return {}
+            exp = got.experiment
+            shown = (view == pb.VIEW_TYPE_ALL) or ((view == pb.VIEW_TYPE_DELETED_ONLY) == exp.deleted)
+            return {"experiments": [experiment_json(exp, self.ids)]} if shown else {}
+        if not flt and not order_items:
+            listed = await call(
+                self.stub.ListExperiments,
+                pb.ListExperimentsRequest(view=view, page_size=size, page_token=call.text("page_token")),
+            )
+            out: Body = {"experiments": [experiment_json(e, self.ids) for e in listed.experiments]}
+            if listed.next_page_token:
+                out["next_page_token"] = listed.next_page_token
+            return out
+        # MLflow's grammar (LIKE, ILIKE, !=, tags, order_by): the same evaluator the registry routes use,
+        # over the experiments the caller may see.
+        clauses = parse_filter(flt, _EXPERIMENT_ATTRIBUTES) if flt else []
+        order = parse_order(order_items, _EXPERIMENT_ORDER)
+        seen: list[pb.Experiment] = []
+        token = ""
+        while len(seen) < _EXPERIMENT_SCAN:
+            listed = await call(
+                self.stub.ListExperiments,
+                pb.ListExperimentsRequest(view=view, page_size=1000, page_token=token),
+            )
+            seen.extend(e for e in listed.experiments if matches(clauses, _experiment_attributes(e), e.tags))
+            token = listed.next_page_token
+            if not token:
+                break
+        sort(seen, order or [("last_update_time", True)], _experiment_attributes)
+        shown, nxt = page(seen, size, call.text("page_token"), [flt, *map(str, order_items), view])
+        result: Body = {"experiments": [experiment_json(e, self.ids) for e in shown]}
+        if nxt:
+            result["next_page_token"] = nxt
+        return result
+
+    async def update_experiment(self, call: Call) -> Body:
+        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
+        new_name = call.text("new_name", required=True)
+        await call(self.stub.RenameExperiment, pb.RenameExperimentRequest(experiment_id=eid, name=new_name))
+        return {}
+
+    async def delete_experiment(self, call: Call) -> Body:
+        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
+        await call(self.stub.DeleteExperiment, pb.DeleteExperimentRequest(experiment_id=eid))
+        return {}
+
+    async def restore_experiment(self, call: Call) -> Body:
+        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
+        await call(self.stub.RestoreExperiment, pb.RestoreExperimentRequest(experiment_id=eid))
+        return {}
+
+    async def set_experiment_tag(self, call: Call) -> Body:
+        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
+        key = call.text("key", required=True)
+        await call(
+            self.stub.SetExperimentTags,
+            pb.SetExperimentTagsRequest(experiment_id=eid, tags={key: call.text("value")}),
+        )
+        return {}
+
+    async def delete_experiment_tag(self, call: Call) -> Body:
+        eid = await self.ids.ours(call, call.text("experiment_id", required=True))
+        key = call.text("key", required=True)
+        await call(self.stub.DeleteExperimentTag, pb.DeleteExperimentTagRequest(experiment_id=eid, key=key))
+        return {}
+
+
+_EXPERIMENT_ATTRIBUTES = {"name": "string", "creation_time": "number", "last_update_time": "number"}
+_EXPERIMENT_ORDER = {k: k for k in _EXPERIMENT_ATTRIBUTES} | {"experiment_id": "experiment_id"}
+_EXPERIMENT_SCAN = 100_000
+
+
+def _experiment_attributes(e: pb.Experiment) -> dict[str, Any]:
+    return {
+        "name": e.name,
+        "creation_time": e.created_at_ms,
+        "last_update_time": e.updated_at_ms,
+        "experiment_id": e.experiment_id,
+    }
+
+
+def _name_filter(flt: str) -> str | None:
+    """The name of `name = 'x'` (what the stock client's helpers send), answered by one lookup."""
+    m = re.fullmatch(r"""(?:attributes?\.)?name\s*=\s*'([^']*)'""", flt, re.S)
+    return m.group(1) if m else None
+
+
+def experiment_routes(
+    stub: tracking_pb2_grpc.TrackingStub, ids: Experiments
+) -> list[tuple[str, list[str], Any]]:
+    e = ExperimentRoutes(stub, ids)
+    return [
+        ("/experiments/create", ["POST"], e.create_experiment),
+        ("/experiments/get", ["GET"], e.get_experiment),
+        ("/experiments/get-by-name", ["GET"], e.get_experiment_by_name),
+        ("/experiments/search", ["POST", "GET"], e.search_experiments),
+        ("/experiments/update", ["POST"], e.update_experiment),
+        ("/experiments/delete", ["POST"], e.delete_experiment),
+        ("/experiments/restore", ["POST"], e.restore_experiment),
+        ("/experiments/set-experiment-tag", ["POST"], e.set_experiment_tag),
+        ("/experiments/delete-experiment-tag", ["POST"], e.delete_experiment_tag),
+    ]
