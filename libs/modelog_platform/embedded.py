@@ -49,7 +49,15 @@ PG_SYSTEM_USER = "embedded_postgres"
 # Builtin C.UTF-8 collation: Unicode-aware, needs no OS locale, and no glibc upgrade can reorder it
 # under an existing index.
 _INITDB = ["--auth=trust", "--encoding=UTF8", "-U", "postgres", "--locale=C", "--locale-provider=builtin"]
-_SETTINGS = ["max_connections=200", "shared_buffers=256MB", "logging_collector=off", "listen_addresses="]
+_SETTINGS = [
+    "max_connections=200",
+    "shared_buffers=256MB",
+    "logging_collector=off",
+    "listen_addresses=",
+    # Views grow from nothing to 10k rows in a minute: planner statistics that lag by a minute leave
+    # searches on nested loops sized for an empty table (measured: 12 ms against 7 ms analysed).
+    "autovacuum_naptime=5s",
+]
 _USERADD = ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin"]
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes including the NUL
 _PR_SET_PDEATHSIG = 1
