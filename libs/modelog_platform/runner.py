@@ -20,6 +20,7 @@ from modelog.shared.settings import SERVICES, Settings, redact_dsn
 from modelog_platform import tls as tls_mod
 from modelog_platform.app import Platform, Server, StartupError, start_server
 from modelog_platform.embedded import EmbeddedBroker, EmbeddedError, EmbeddedPostgres, port_in_use
+from modelog_platform.gcpauses import Pauses, settle
 from modelog_platform.telemetry import TelemetryError, setup_logging, setup_metrics, setup_tracing
 
 if TYPE_CHECKING:
@@ -134,6 +135,8 @@ async def serve(
             watcher = asyncio.create_task(supervisor.watch())
         # One service per process (`modelog serve X`) leaves HTTP to `modelog serve http`.
         gateway = await _start_gateway(settings, own, creds, server.tls, server.local) if http else None
+        frozen = settle()
+        pauses = Pauses()
         print(
             f"modelog ready on {settings.addr}{_tls_note(server)} | "
             f"http: {gateway.url if gateway else 'off'} | "
@@ -143,7 +146,8 @@ async def serve(
             flush=True,
         )
         await stop.wait()
-        print("modelog stopping", flush=True)
+        pauses.close()
+        print(f"modelog stopping | {pauses.summary()} | {frozen:,} startup objects frozen", flush=True)
         if gateway is not None:
             await gateway.stop()
             gateway = None
@@ -193,10 +197,14 @@ async def serve_gateway(settings: Settings) -> None:
     gateway = await _start_gateway(settings, settings.url, creds, files)
     if gateway is None:
         raise StartupError("MODELOG_HTTP_ADDR is off: nothing to serve")
+    settle()
+    pauses = Pauses()
     print(f"modelog http ready on {gateway.url} | services: {settings.url}", flush=True)
     try:
         await stop.wait()
     finally:
+        pauses.close()
+        print(f"modelog http stopping | {pauses.summary()}", flush=True)
         await gateway.stop()
 
 

@@ -457,7 +457,8 @@ def main() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="modelog-bench-registry-") as tmp:
         home = Path(tmp)
         addr = f"127.0.0.1:{free_port()}"
-        up = Up(env_for(home / "server", addr))
+        gc_env = {k: v for k, v in os.environ.items() if k == "MODELOG_GC_FREEZE"}  # to compare
+        up = Up(env_for(home / "server", addr, **gc_env))
         load_before = os.getloadavg()
         try:
             ready = up.wait_for("modelog ready on", 90)
@@ -468,6 +469,9 @@ def main() -> dict[str, Any]:
         finally:
             up.stop()
     load_after = os.getloadavg()
+    stopping = [line for line in up.output if line.startswith("modelog stopping")]
+    result["server_gc"] = stopping[-1].split("| ", 1)[-1].strip() if stopping else "not reported"
+    result["server_gc_freeze"] = os.environ.get("MODELOG_GC_FREEZE", "1") != "0"
     commands = result["commands"]
     verdict = {
         "command_p99_ms": commands["all"]["p99_ms"],

@@ -80,6 +80,9 @@ def test_up_serves_stops_cleanly_and_restarts_with_its_log(
         assert head.position == 3  # admin, modelog-internal, ci
 
     assert up_process.stop() == 0
+    up_process.wait_for("modelog stopping", 5)
+    [stopping] = [line for line in up_process.output if line.startswith("modelog stopping")]
+    assert "gc pauses: gen0 " in stopping and "startup objects frozen" in stopping, stopping
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left behind: {[p.info for p in alive]}"
     assert (modelog_home / "admin-token").stat().st_mode & 0o777 == 0o600
