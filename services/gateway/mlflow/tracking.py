@@ -78,9 +78,9 @@ class Tracking:
             start_time_ms=call.integer("start_time") or now_ms(),
         )
         # The stock client retries a POST that failed: the same body (with its start_time) from the
-        # same caller is the same run (StartRun derives the run id from the key), never a second one. A retry follows its
-        # first attempt, so an identical body while one is still in flight is another run (threads
-        # that start unnamed runs in the same millisecond): it takes the next free key.
+        # same caller is the same run (StartRun derives the run id from the key), never a second
+        # one. A retry follows its first attempt, so an identical body while one is still in flight
+        # is another run (threads starting unnamed runs in one millisecond): it takes the next key.
         base = call.key(str(request.start_time_ms))  # a body without start_time: now is part of it
         key = next(
             k
