@@ -110,13 +110,23 @@ class Registry:
         return RegisteredModel.of(self.call("CreateModel", req).model, self)
 
     def search_models(
-        self, name_contains: str = "", tags: Mapping[str, str] | None = None, include_deleted: bool = False
+        self,
+        name_contains: str = "",
+        tags: Mapping[str, str] | None = None,
+        include_deleted: bool = False,
+        *,
+        filter: str = "",
+        order_by: Sequence[str] = (),
     ) -> list[RegisteredModel]:
+        """Models by name, tags and `filter`, MLflow's grammar with OR, NOT and parentheses
+        (`"name LIKE 'churn%' OR tags.team = 'nlp'"`), in `order_by` ("name ASC"); newest first."""
         req = pb.SearchModelsRequest(
             name_contains=name_contains,
             tags=dict(tags or {}),
             include_deleted=include_deleted,
             page_size=1000,
+            filter=filter,
+            order_by=list(order_by),
         )
         return [RegisteredModel.of(m, self) for m in self._paged("SearchModels", req, "models")]
 
@@ -129,7 +139,11 @@ class Registry:
         run_id: str = "",
         tags: Mapping[str, str] | None = None,
         include_deleted: bool = False,
+        filter: str = "",
+        order_by: Sequence[str] = (),
     ) -> list[ModelVersion]:
+        """Versions by the fields given and `filter` ("version > 3 AND tags.ok = 'yes'"), in
+        `order_by` ("version DESC"); newest first."""
         statuses = [pb.VERSION_STATUS_READY, pb.VERSION_STATUS_DEPRECATED]
         if include_deleted:
             statuses.append(pb.VERSION_STATUS_DELETED)
@@ -141,6 +155,8 @@ class Registry:
             run_id=run_id,
             statuses=statuses,
             page_size=1000,
+            filter=filter,
+            order_by=list(order_by),
         )
         return [ModelVersion.of(v, self) for v in self._paged("SearchModelVersions", req, "versions")]
 
@@ -257,9 +273,9 @@ class Models:
         return self.registry().model(name)
 
     def list(
-        self, name_contains: str = "", tags: Mapping[str, str] | None = None
+        self, name_contains: str = "", tags: Mapping[str, str] | None = None, *, filter: str = ""
     ) -> builtins.list[RegisteredModel]:
-        return self.registry().search_models(name_contains, tags)
+        return self.registry().search_models(name_contains, tags, filter=filter)
 
     def search_versions(self, model: str = "", **filters: Any) -> builtins.list[ModelVersion]:
         return self.registry().search_versions(model, **filters)

@@ -13,12 +13,16 @@ from modelog_platform import context
 from modelog_platform.instants import as_of
 
 from . import domain as d
-from . import reads
+from . import reads, search
 from .asof import model_as_of
 from .events import registry
 from .history import summary, version_of
 
 MAX_HISTORY = 10_000
+
+
+def _page(request: pb.SearchModelsRequest | pb.SearchModelVersionsRequest) -> search.Page:
+    return search.Page(request.filter, tuple(request.order_by), request.page_size, request.page_token)
 
 
 class RegistryQueries(registry_pb2_grpc.RegistryServicer):
@@ -61,13 +65,12 @@ class RegistryQueries(registry_pb2_grpc.RegistryServicer):
         self, request: pb.SearchModelsRequest, ctx: grpc.aio.ServicerContext
     ) -> pb.SearchModelsResponse:
         async with self.pool.acquire() as conn:
-            models, token = await reads.search_models(
+            models, token = await search.search_models(
                 conn,
                 request.name_contains,
                 dict(request.tags),
                 request.include_deleted,
-                request.page_size,
-                request.page_token,
+                _page(request),
                 context.visible("model"),
             )
         return pb.SearchModelsResponse(models=models, next_page_token=token)
@@ -104,7 +107,7 @@ class RegistryQueries(registry_pb2_grpc.RegistryServicer):
             if request.stage not in reads.STAGE_NAME:
                 raise InvalidArgument.field("stage", f"{request.stage} is not a stage")
             stage = reads.STAGE_NAME[request.stage]
-        query = reads.VersionQuery(
+        query = search.VersionQuery(
             model=request.model,
             tags=dict(request.tags),
             stage=stage,
@@ -113,8 +116,8 @@ class RegistryQueries(registry_pb2_grpc.RegistryServicer):
             statuses=statuses,
         )
         async with self.pool.acquire() as conn:
-            versions, token = await reads.search_versions(
-                conn, query, request.page_size, request.page_token, context.visible("model")
+            versions, token = await search.search_versions(
+                conn, query, _page(request), context.visible("model")
             )
         return pb.SearchModelVersionsResponse(versions=versions, next_page_token=token)
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -15,8 +12,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from eventlog import InvalidArgument, NotFound
 from modelog._gen.registry.v1 import registry_pb2 as pb
-from modelog.shared.inputs import parse_json
-from modelog_platform.authz import Visible
 
 from .domain import check_alias, check_model_name
 from .events import ModelPolicy, StagePolicy, decode_float
@@ -77,14 +72,14 @@ def policy_pb(p: ModelPolicy) -> pb.ModelPolicy:
 
 # ---------------------------------------------------------------- models
 
-MODEL_SELECT = f"""
-SELECT m.model_id, m.name, m.description, m.tags::text, m.deleted, m.latest_version, m.policy::text,
+MODEL_FIELDS = f"""
+       m.model_id, m.name, m.description, m.tags::text, m.deleted, m.latest_version, m.policy::text,
        m.created_by, m.created_at, m.updated_at, m.project,
        (SELECT coalesce(jsonb_object_agg(a.alias, a.version), '{{}}')::text FROM {T.aliases} a
          WHERE a.model_id = m.model_id) AS aliases,
        (SELECT coalesce(array_agg(v.version ORDER BY v.stage_position), '{{}}') FROM {T.versions} v
-         WHERE v.model_id = m.model_id AND v.stage = 'Production') AS production
-  FROM {T.models} m"""
+         WHERE v.model_id = m.model_id AND v.stage = 'Production') AS production"""
+MODEL_SELECT = f"SELECT {MODEL_FIELDS}\n  FROM {T.models} m"
 
 
 def model_pb(r: asyncpg.Record) -> pb.Model:
@@ -103,12 +98,6 @@ def model_pb(r: asyncpg.Record) -> pb.Model:
         updated_at=ts(r["updated_at"]),
         project=r["project"],
     )
-
-
-def _visible_sql(visible: Visible, p: Params) -> str:
-    """Only models the caller may read: of its projects, or granted to it by name."""
-    projects, names = p.add(sorted(visible.projects)), p.add(sorted(visible.keys))
-    return f"(m.project = ANY({projects}::text[]) OR m.name = ANY({names}::text[]))"
 
 
 async def get_model(conn: asyncpg.Connection, name: str) -> pb.Model:
@@ -141,71 +130,6 @@ def page_size(size: int) -> int:
     if size < 0 or size > MAX_PAGE:
         raise InvalidArgument.field("page_size", f"must be 0 (default {DEFAULT_PAGE}) to {MAX_PAGE}")
     return size or DEFAULT_PAGE
-
-
-def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def encode_token(fingerprint: str, key: Sequence[Any]) -> str:
-    raw = json.dumps([fingerprint, *key], default=str)
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_token(token: str, fingerprint: str) -> list[Any]:
-    try:
-        raw = parse_json(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if not isinstance(raw, list) or raw[0] != fingerprint:
-            raise ValueError
-        return list(raw[1:])
-    except (ValueError, TypeError, IndexError):
-        raise InvalidArgument.field(
-            "page_token", "is not a token of this search (garbled, or from another filter)"
-        ) from None
-
-
-@dataclass
-class Params:
-    values: list[Any]
-
-    def add(self, value: Any) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}"
-
-
-async def search_models(
-    conn: asyncpg.Connection,
-    name_contains: str,
-    tags: Mapping[str, str],
-    include_deleted: bool,
-    size: int,
-    token: str,
-    visible: Visible | None = None,
-) -> tuple[list[pb.Model], str]:
-    size = page_size(size)
-    p = Params([])
-    where = ["true" if include_deleted else "NOT m.deleted"]
-    if visible is not None:
-        where.append(_visible_sql(visible, p))
-    if name_contains:
-        escaped = name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        where.append(f"m.name ILIKE {p.add(f'%{escaped}%')}")
-    if tags:
-        where.append(f"m.tags @> {p.add(json.dumps(dict(tags)))}::jsonb")
-    fp = _fingerprint("models", name_contains, dict(tags), include_deleted)
-    if token:
-        at, model_id = decode_token(token, fp)
-        where.append(f"(m.created_at, m.model_id) < ({p.add(datetime.fromisoformat(at))}, {p.add(model_id)})")
-    rows = await conn.fetch(
-        f"{MODEL_SELECT} WHERE {' AND '.join(where)} "
-        f"ORDER BY m.created_at DESC, m.model_id DESC LIMIT {size + 1}",
-        *p.values,
-    )
-    out = [model_pb(r) for r in rows[:size]]
-    if len(rows) <= size:
-        return out, ""
-    last = rows[size - 1]
-    return out, encode_token(fp, [last["created_at"].isoformat(), last["model_id"]])
 
 
 # ---------------------------------------------------------------- versions
@@ -339,56 +263,6 @@ async def version_and_request(
     if row is None or row["request"] is None:
         raise NotFound(f"no transition request {request_id!r} for version {version} of model id {model_id!r}")
     return version_pb(row), request_pb(json.loads(row["request"]), row["model"])
-
-
-@dataclass
-class VersionQuery:
-    model: str = ""
-    tags: Mapping[str, str] | None = None
-    stage: str = ""
-    alias: str = ""
-    run_id: str = ""
-    statuses: Sequence[str] = ()
-
-
-async def search_versions(
-    conn: asyncpg.Connection, q: VersionQuery, size: int, token: str, visible: Visible | None = None
-) -> tuple[list[pb.ModelVersion], str]:
-    size = page_size(size)
-    p = Params([])
-    where = [f"v.status = ANY({p.add(list(q.statuses or ('READY', 'DEPRECATED')))}::text[])"]
-    if visible is not None:
-        where.append(_visible_sql(visible, p))
-    if q.model:
-        where.append(f"m.name = {p.add(check_model_name(q.model, 'model'))}")
-    if q.tags:
-        where.append(f"v.tags @> {p.add(json.dumps(dict(q.tags)))}::jsonb")
-    if q.stage:
-        where.append(f"v.stage = {p.add(q.stage)}")
-    if q.alias:
-        where.append(
-            f"EXISTS (SELECT 1 FROM {T.aliases} a WHERE a.model_id = v.model_id AND a.version = v.version "
-            f"AND a.alias = {p.add(check_alias(q.alias))})"
-        )
-    if q.run_id:
-        where.append(f"v.run_id = {p.add(q.run_id)}")
-    fp = _fingerprint("versions", q.model, dict(q.tags or {}), q.stage, q.alias, q.run_id, list(q.statuses))
-    if token:
-        at, model_id, version = decode_token(token, fp)
-        where.append(
-            f"(v.created_at, v.model_id, v.version) < "
-            f"({p.add(datetime.fromisoformat(at))}, {p.add(model_id)}, {p.add(int(version))})"
-        )
-    rows = await conn.fetch(
-        f"SELECT {VERSION_COLUMNS} {VERSION_FROM} WHERE {' AND '.join(where)} "
-        f"ORDER BY v.created_at DESC, v.model_id DESC, v.version DESC LIMIT {size + 1}",
-        *p.values,
-    )
-    out = [version_pb(r) for r in rows[:size]]
-    if len(rows) <= size:
-        return out, ""
-    last = rows[size - 1]
-    return out, encode_token(fp, [last["created_at"].isoformat(), last["model_id"], last["version"]])
 
 
 # ---------------------------------------------------------------- transitions and lineage

@@ -169,6 +169,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServicer):
                 request.page_size,
                 request.page_token,
                 context.visible("experiment"),
+                request.filter,
+                tuple(request.order_by),
             )
         return pb.ListExperimentsResponse(experiments=found, next_page_token=token)
 

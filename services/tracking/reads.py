@@ -12,10 +12,13 @@ import asyncpg
 from eventlog import InvalidArgument, NotFound
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
 from modelog_platform.authz import Visible
+from modelog_services.query.filter import Schema, parse_filter
+from modelog_services.query.keyset import fingerprint
+from modelog_services.query.sql import Columns, compile_filter, fetch_page, sort_keys
 
 from .domain import RunState
 from .projections import VIEWS
-from .search import RUN_COLUMNS, Params, SortKey, after, decode_token, encode_token, page_size
+from .search import RUN_COLUMNS, Params, SortKey, page_size
 
 EXPERIMENT_COLUMNS = (
     "experiment_id, name, description, tags::text, created_at_ms, updated_at_ms, deleted, project"
@@ -50,32 +53,56 @@ async def get_experiment(
     return experiment_message(row)
 
 
+EXPERIMENTS = Schema(
+    what="experiments",
+    item="experiment",
+    attributes={
+        "name": "string",
+        "creation_time": "integer",
+        "last_update_time": "integer",
+        "experiment_id": "string",
+    },
+)
+_EXPERIMENT_FIELDS = {
+    "name": ("name", "text"),
+    "creation_time": ("created_at_ms", "bigint"),
+    "last_update_time": ("updated_at_ms", "bigint"),
+    "experiment_id": ("experiment_id", "text"),
+}
+_EXPERIMENT_COLUMNS = Columns(
+    filtered=_EXPERIMENT_FIELDS,
+    sorted={**_EXPERIMENT_FIELDS, "name": ('name COLLATE "C"', "text")},
+    tags="tags",
+)
 _EXPERIMENT_ORDER = [SortKey("created_at_ms", "bigint", True), SortKey("experiment_id", "text", False)]
 
 
 async def list_experiments(
-    conn: asyncpg.Connection, view: str, size: int, token: str, visible: Visible | None = None
+    conn: asyncpg.Connection,
+    view: str,
+    size: int,
+    token: str,
+    visible: Visible | None = None,
+    filter: str = "",
+    order_by: Sequence[str] = (),
 ) -> tuple[list[pb.Experiment], str]:
-    """Newest first, keyset-paged like SearchRuns; only what the caller may read (`visible`)."""
+    """Newest first unless `order_by` says otherwise, filtered by the shared grammar (query/sql.py),
+    keyset-paged like SearchRuns; only what the caller may read (`visible`)."""
     size = page_size(size)
+    expr = parse_filter(filter, EXPERIMENTS)
+    ties = [SortKey("experiment_id", "text", False)]
+    keys = sort_keys(order_by, EXPERIMENTS, _EXPERIMENT_COLUMNS, _EXPERIMENT_ORDER, ties)
     p = Params()
     where = [_VIEW_SQL[view]]
     if visible is not None:
-        projects, keys = p.add(sorted(visible.projects), "text[]"), p.add(sorted(visible.keys), "text[]")
-        where.append(f"(project = ANY({projects}) OR experiment_id = ANY({keys}))")
-    fingerprint = f"experiments:{view}"
-    if token:
-        where.append(after(_EXPERIMENT_ORDER, decode_token(token, fingerprint, _EXPERIMENT_ORDER), p))
-    rows = await conn.fetch(
-        f"SELECT {EXPERIMENT_COLUMNS} FROM {VIEWS.experiments} WHERE {' AND '.join(where)} "
-        f"ORDER BY created_at_ms DESC, experiment_id LIMIT {size + 1}",
-        *p.values,
-    )
-    out = [experiment_message(r) for r in rows[:size]]
-    if len(rows) <= size:
-        return out, ""
-    last = rows[size - 1]
-    return out, encode_token(fingerprint, [[None, last[4]], [None, last[0]]])
+        projects, keys_ = p.add(sorted(visible.projects), "text[]"), p.add(sorted(visible.keys), "text[]")
+        where.append(f"(project = ANY({projects}) OR experiment_id = ANY({keys_}))")
+    if expr is not None:
+        where.append(compile_filter(expr, _EXPERIMENT_COLUMNS, p))
+    fp = fingerprint("experiments", view, filter, list(order_by))
+    source = f"FROM {VIEWS.experiments}"
+    rows, nxt = await fetch_page(conn, EXPERIMENT_COLUMNS, source, where, p, keys, fp, size, token)
+    return [experiment_message(r) for r in rows], nxt
 
 
 # ---------------------------------------------------------------- runs

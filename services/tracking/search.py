@@ -11,21 +11,26 @@ the last row's sort values (keyset paging: stable while runs are added, no OFFSE
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import asyncpg
 
 from eventlog import InvalidArgument
-from modelog.shared.inputs import parse_json
+from modelog_services.query.keyset import (
+    Params,
+    SortKey,
+    after,
+    decode_token,
+    encode_token,
+    fingerprint,
+    order_sql,
+)
 
 from .filter import And, Comparison, Expr, Not, Or, OrderBy, parse_filter, parse_order_by
 from .projections import INDEXED_PREFIX, VIEWS
+
+__all__ = ["Params", "SortKey", "after", "decode_token", "encode_token", "page_size", "search_runs"]
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -44,17 +49,6 @@ _ATTRIBUTE_COLUMNS = {
 }
 _NULLABLE = {"r.end_time_ms"}
 _KEY_TABLES = {"metric": "run_latest_metrics", "param": "run_params", "tag": "run_tags"}
-
-
-@dataclass
-class Params:
-    """Bind parameters, numbered as they are added."""
-
-    values: list[Any] = field(default_factory=list)
-
-    def add(self, value: Any, cast: str) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}::{cast}"
 
 
 # ---------------------------------------------------------------- filters
@@ -131,14 +125,6 @@ def compile_filter(expr: Expr, p: Params) -> str:
 # ---------------------------------------------------------------- ordering
 
 
-@dataclass(frozen=True)
-class SortKey:
-    value: str  # SQL expression
-    cast: str
-    descending: bool
-    rank: str | None = None  # 0 a value, 1 NaN, 2 missing; None when the value is never missing
-
-
 def sort_keys(orders: Sequence[OrderBy], p: Params) -> tuple[list[SortKey], list[str]]:
     """The sort keys of a search, and the LEFT JOINs they need."""
     keys: list[SortKey] = []
@@ -166,81 +152,6 @@ def sort_keys(orders: Sequence[OrderBy], p: Params) -> tuple[list[SortKey], list
     if not any(k.value == "r.run_id" for k in keys):
         keys.append(SortKey("r.run_id", "text", False))
     return keys, joins
-
-
-def _order_sql(keys: Sequence[SortKey]) -> str:
-    parts = []
-    for k in keys:
-        if k.rank:
-            parts.append(k.rank)
-        parts.append(f"{k.value} {'DESC' if k.descending else 'ASC'}")
-    return ", ".join(parts)
-
-
-def after(keys: Sequence[SortKey], cursor: Sequence[list[Any]], p: Params) -> str:
-    """Rows strictly after the cursor in the order of `keys` (a lexicographic comparison)."""
-    alternatives: list[str] = []
-    equal: list[str] = []
-    for k, (rank, value) in zip(keys, cursor, strict=True):
-        if k.rank:
-            r = p.add(rank, "int")
-            alternatives.append(" AND ".join([*equal, f"{k.rank} > {r}"]))
-            equal.append(f"{k.rank} = {r}")
-            if rank != 0:
-                continue  # every NaN, every missing value ties: the next key decides
-        v = p.add(value, k.cast)
-        alternatives.append(" AND ".join([*equal, f"{k.value} {'<' if k.descending else '>'} {v}"]))
-        equal.append(f"{k.value} = {v}")
-    return "(" + " OR ".join(f"({a})" for a in alternatives) + ")"
-
-
-# ---------------------------------------------------------------- page tokens
-
-
-def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def encode_token(fingerprint: str, cursor: list[list[Any]]) -> str:
-    raw = json.dumps({"q": fingerprint, "k": cursor}, separators=(",", ":"))  # Infinity allowed
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _bad_token() -> InvalidArgument:
-    return InvalidArgument.field(
-        "page_token", "is not a token of this search (garbled, or from another filter, order or view)"
-    )
-
-
-def decode_token(token: str, fingerprint: str, keys: Sequence[SortKey]) -> list[list[Any]]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = parse_json(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise _bad_token() from None
-    if not isinstance(data, dict) or data.get("q") != fingerprint or not isinstance(data.get("k"), list):
-        raise _bad_token()
-    cursor: list[list[Any]] = data["k"]
-    if len(cursor) != len(keys) or not all(_valid(k, c) for k, c in zip(keys, cursor, strict=True)):
-        raise _bad_token()
-    return cursor
-
-
-def _valid(key: SortKey, entry: Any) -> bool:
-    if not isinstance(entry, list) or len(entry) != 2:
-        return False
-    rank, value = entry
-    if key.rank is None and rank is not None:
-        return False
-    if key.rank is not None and rank not in (0, 1, 2):
-        return False
-    if key.rank is not None and rank != 0:
-        return value is None
-    if key.cast == "text":
-        return isinstance(value, str)
-    if key.cast == "bigint":
-        return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
 # ---------------------------------------------------------------- the query
@@ -282,13 +193,13 @@ async def search_runs(conn: asyncpg.Connection, req: SearchRequest) -> tuple[lis
         where.append("r.deleted")
     if expr is not None:
         where.append(compile_filter(expr, p))
-    fingerprint = _fingerprint(sorted(req.experiment_ids), req.filter, req.order_by, req.view)
+    fp = fingerprint(sorted(req.experiment_ids), req.filter, req.order_by, req.view)
     if req.page_token:
-        where.append(after(keys, decode_token(req.page_token, fingerprint, keys), p))
+        where.append(after(keys, decode_token(req.page_token, fp, keys), p))
     selected = [f"{k.rank or 'NULL::int'}, {k.value}" for k in keys]
     sql = (
         f"SELECT {RUN_COLUMNS}, {', '.join(selected)} FROM {VIEWS.runs} r {' '.join(joins)} "
-        f"WHERE {' AND '.join(where) or 'true'} ORDER BY {_order_sql(keys)} LIMIT {size + 1}"
+        f"WHERE {' AND '.join(where) or 'true'} ORDER BY {order_sql(keys)} LIMIT {size + 1}"
     )
     rows = await conn.fetch(sql, *p.values)
     if len(rows) <= size:
@@ -299,4 +210,4 @@ async def search_runs(conn: asyncpg.Connection, req: SearchRequest) -> tuple[lis
     for i in range(len(keys)):
         rank, value = last[width + 2 * i], last[width + 2 * i + 1]
         cursor.append([rank, value if rank in (None, 0) else None])
-    return list(rows[:size]), encode_token(fingerprint, cursor)
+    return list(rows[:size]), encode_token(fp, cursor)

@@ -72,7 +72,7 @@ def test_registered_models_created_searched_changed_and_deleted_as_mlflow_does(p
         second = c.search_registered_models(
             filter_string="name LIKE 'reg-%'", max_results=1, page_token=first.token
         )
-        bad_filter = code(lambda: c.search_registered_models(filter_string="name = 'x' OR name = 'y'"))
+        bad_filter = code(lambda: c.search_registered_models(filter_string="name = 'x' AND nosuch = 'y'"))
         c.update_registered_model("reg-churn", description="second")
         c.set_registered_model_tag("reg-churn", "owner", "ana")
         c.delete_registered_model_tag("reg-churn", "team")

@@ -112,11 +112,16 @@ def models() -> None:
 @click.option("--name", "name_contains", default="", help="names containing this text")
 @click.option("--tag", "tags", multiple=True, help="key=value; repeatable")
 @click.option("--all", "include_deleted", is_flag=True, help="include deleted models")
+@click.option(
+    "--filter", "flt", default="", help="MLflow's grammar, e.g. \"name LIKE 'c%' OR tags.team = 'nlp'\""
+)
 @click.option("--json", "as_json", is_flag=True)
 @grpc_errors
-def models_list(name_contains: str, tags: tuple[str, ...], include_deleted: bool, as_json: bool) -> None:
+def models_list(
+    name_contains: str, tags: tuple[str, ...], include_deleted: bool, flt: str, as_json: bool
+) -> None:
     with _registry() as reg:
-        found = reg.search_models(name_contains, _pairs(tags, "--tag"), include_deleted)
+        found = reg.search_models(name_contains, _pairs(tags, "--tag"), include_deleted, filter=flt)
     rows = [
         {
             "name": m.name,

@@ -10,7 +10,6 @@ from eventlog.errors import NotFound
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
 from modelog_services.gateway.mlflow.common import Body, Call, key_values
-from modelog_services.gateway.mlflow.search import matches, page, parse_filter, parse_order, sort
 from modelog_services.gateway.mlflow.trackingjson import DEFAULT_NAME, Experiments, experiment_json
 
 __all__ = ["VIEW", "ExperimentRoutes", "experiment_routes"]
@@ -63,36 +62,19 @@ class ExperimentRoutes:
             exp = got.experiment
             shown = (view == pb.VIEW_TYPE_ALL) or ((view == pb.VIEW_TYPE_DELETED_ONLY) == exp.deleted)
             return {"experiments": [experiment_json(exp, self.ids)]} if shown else {}
-        if not flt and not order_items:
-            listed = await call(
-                self.stub.ListExperiments,
-                pb.ListExperimentsRequest(view=view, page_size=size, page_token=call.text("page_token")),
-            )
-            out: Body = {"experiments": [experiment_json(e, self.ids) for e in listed.experiments]}
-            if listed.next_page_token:
-                out["next_page_token"] = listed.next_page_token
-            return out
-        # MLflow's grammar (LIKE, ILIKE, !=, tags, order_by): the same evaluator the registry routes use,
-        # over the experiments the caller may see.
-        clauses = parse_filter(flt, _EXPERIMENT_ATTRIBUTES) if flt else []
-        order = parse_order(order_items, _EXPERIMENT_ORDER)
-        seen: list[pb.Experiment] = []
-        token = ""
-        while len(seen) < _EXPERIMENT_SCAN:
-            listed = await call(
-                self.stub.ListExperiments,
-                pb.ListExperimentsRequest(view=view, page_size=1000, page_token=token),
-            )
-            seen.extend(e for e in listed.experiments if matches(clauses, _experiment_attributes(e), e.tags))
-            token = listed.next_page_token
-            if not token:
-                break
-        sort(seen, order or [("last_update_time", True)], _experiment_attributes)
-        shown, nxt = page(seen, size, call.text("page_token"), [flt, *map(str, order_items), view])
-        result: Body = {"experiments": [experiment_json(e, self.ids) for e in shown]}
-        if nxt:
-            result["next_page_token"] = nxt
-        return result
+        # Filter, order and paging are the tracking service's (ListExperiments, the shared grammar).
+        request = pb.ListExperimentsRequest(
+            view=view,
+            page_size=size,
+            page_token=call.text("page_token"),
+            filter=flt,
+            order_by=[str(o) for o in order_items],
+        )
+        listed = await call(self.stub.ListExperiments, request)
+        out: Body = {"experiments": [experiment_json(e, self.ids) for e in listed.experiments]}
+        if listed.next_page_token:
+            out["next_page_token"] = listed.next_page_token
+        return out
 
     async def update_experiment(self, call: Call) -> Body:
         eid = await self.ids.ours(call, call.text("experiment_id", required=True))
@@ -124,20 +106,6 @@ class ExperimentRoutes:
         key = call.text("key", required=True)
         await call(self.stub.DeleteExperimentTag, pb.DeleteExperimentTagRequest(experiment_id=eid, key=key))
         return {}
-
-
-_EXPERIMENT_ATTRIBUTES = {"name": "string", "creation_time": "number", "last_update_time": "number"}
-_EXPERIMENT_ORDER = {k: k for k in _EXPERIMENT_ATTRIBUTES} | {"experiment_id": "experiment_id"}
-_EXPERIMENT_SCAN = 100_000
-
-
-def _experiment_attributes(e: pb.Experiment) -> dict[str, Any]:
-    return {
-        "name": e.name,
-        "creation_time": e.created_at_ms,
-        "last_update_time": e.updated_at_ms,
-        "experiment_id": e.experiment_id,
-    }
 
 
 def _name_filter(flt: str) -> str | None:

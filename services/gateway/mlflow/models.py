@@ -21,8 +21,9 @@ references stand for (`metric_datasets`), changed only when a run or dataset is 
 the points back from those runs' histories.
 
 Search reads the metadata of every logged model the caller may list (one GetVersion each, metadata
-documents cached by digest), then filters with MLflow's grammar (registry.parse_filter) on name,
-model_id, source_run_id, status, model_type, timestamps and tags.
+documents cached by digest), then filters them with the one search grammar (modelog_services.query:
+the parser every search uses and its in-memory evaluator, as logged models have no table or service
+of their own) on name, model_id, source_run_id, status, model_type, timestamps and tags.
 """
 
 from __future__ import annotations
@@ -46,24 +47,30 @@ from modelog_services.gateway.mlflow.artifacts import MODEL_FILES, Entries, File
 from modelog_services.gateway.mlflow.common import Body, Call, json_number, key_values, pairs, route
 from modelog_services.gateway.mlflow.modelmetrics import DatasetRefs, metric_prefix, parse_model_key
 from modelog_services.gateway.mlflow.registry import LoggedModelLookup
-from modelog_services.gateway.mlflow.search import matches, page, parse_filter
+from modelog_services.gateway.mlflow.search import page
 from modelog_services.gateway.mlflow.tracking import OUTPUTS_TAG, Experiments, outputs_of
 from modelog_services.gateway.upstream import Caller, Upstream
+from modelog_services.query.evaluate import matches
+from modelog_services.query.filter import Schema, parse_filter
 
 META = "logged-model.json"
 FORMAT = "modelog.mlflow.logged-model.v1"
 PREFIX = "model-"
 STATUSES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED")
 _STATUS_NUMBERS = {str(i + 1): s for i, s in enumerate(STATUSES)}
-ATTRIBUTES = {
-    "name": "string",
-    "model_id": "string",
-    "source_run_id": "string",
-    "status": "string",
-    "model_type": "string",
-    "creation_timestamp": "number",
-    "last_updated_timestamp": "number",
-}
+LOGGED_MODELS = Schema(
+    what="logged models",
+    item="logged model",
+    attributes={
+        "name": "string",
+        "model_id": "string",
+        "source_run_id": "string",
+        "status": "string",
+        "model_type": "string",
+        "creation_timestamp": "number",
+        "last_updated_timestamp": "number",
+    },
+)
 ORDER_KEYS = {"creation_timestamp", "last_updated_timestamp", "name", "model_id"}
 PAGE = 100
 MAX_PAGE = 1000
@@ -333,7 +340,7 @@ class LoggedModels:
         await self.ids.default(call)
         experiments = {await self.ids.ours(call, str(e)) for e in call.items("experiment_ids")}
         flt = call.text("filter")
-        clauses = parse_filter(flt, ATTRIBUTES) if flt.strip() else []
+        expr = parse_filter(flt, LOGGED_MODELS)
         order = _order(call.items("order_by"))
         size = call.integer("max_results", PAGE) or PAGE
         if not 1 <= size <= MAX_PAGE:
@@ -363,7 +370,7 @@ class LoggedModels:
                 "creation_timestamp": float(meta["created_ms"]),
                 "last_updated_timestamp": float(_ms(version.created_at)),
             }
-            if matches(clauses, attributes, meta["tags"]):
+            if matches(expr, attributes, meta["tags"]):
                 rows.append((attributes, meta, version))
         for key, descending in reversed(order):
             rows.sort(key=lambda r: r[0][key], reverse=descending)

@@ -10,17 +10,18 @@ Decisions, each a translation rather than a rule of our own:
   RESOURCE_DOES_NOT_EXIST here. Versions in Production or with an alias are not deleted (the registry's
   rule protects deployments): INVALID_STATE says what to do first. Deleting a missing tag or alias is a
   no-op, as in MLflow.
-- **Search.** Filters are MLflow's registry grammar (comparisons joined by AND on name, tags, run_id,
-  source_path, version_number and timestamps, with =, !=, LIKE, ILIKE, IN, NOT IN, <, >): exact names,
-  runs and tag values narrow the registry query, the gateway checks the rest and sorts as MLflow does
-  (models by name, versions by last update), paging by offset.
+- **Search.** filter and order_by go to the registry's SearchModels/SearchModelVersions as they are
+  (the one grammar every search shares, with OR, NOT and parentheses besides MLflow's): the registry
+  filters, orders and pages in SQL, and its page token is the one MLflow's client sends back. The
+  gateway adds only MLflow's defaults (models by name, versions by last update, deleted models
+  hidden) and its translations (a version's `source_path` is the `modelog.mlflow.source` tag). An
+  exact `name = 'x'` that no model can be called matches nothing, as in MLflow.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.routing import BaseRoute
@@ -28,25 +29,10 @@ from starlette.routing import BaseRoute
 from eventlog.errors import InvalidArgument, NotFound
 from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog_services.gateway.mlflow.common import Body, Call, key_values, route
-from modelog_services.gateway.mlflow.registryjson import (
-    MODEL_ATTRIBUTES,
-    latest_per_stage,
-    model_attributes,
-    model_json,
-    version_json,
-)
+from modelog_services.gateway.mlflow.registryjson import latest_per_stage, model_json, version_json
 from modelog_services.gateway.mlflow.registryreads import LoggedModelLookup
 from modelog_services.gateway.mlflow.registrystages import StageHandlers
 from modelog_services.gateway.mlflow.registryversions import VersionHandlers
-from modelog_services.gateway.mlflow.search import (
-    Clause,
-    equal,
-    matches,
-    page,
-    parse_filter,
-    parse_order,
-    sort,
-)
 from modelog_services.gateway.upstream import Upstream
 
 __all__ = ["LoggedModelLookup", "Registry", "routes"]
@@ -68,35 +54,21 @@ class Registry(VersionHandlers, StageHandlers):
         return {"registered_model": await self._with_latest(call, m)}
 
     async def search_models(self, call: Call) -> Body:
-        flt = call.text("filter")
-        clauses = parse_filter(flt, MODEL_ATTRIBUTES)
-        keys = {"name": "name", "timestamp": "creation_timestamp", "creation_timestamp": "creation_timestamp"}
-        order = parse_order(
-            call.items("order_by"), {**keys, "last_updated_timestamp": "last_updated_timestamp"}
-        )
         size = call.integer("max_results", 100) or 100
         if size > 1000:
             raise InvalidArgument.field("max_results", f"at most 1000 registered models per page, got {size}")
-        exact = equal(clauses, "attribute", "name")
-        if exact is not None:
-            try:
-                found = [await self._model(call, exact)]
-            except (NotFound, InvalidArgument):
-                found = []
-        else:
-            request = pb.SearchModelsRequest(
-                name_contains=_literal(clauses),
-                tags={c.key: str(c.value) for c in clauses if c.entity == "tag" and c.op == "="},
-            )
-            found = await self._every(call, self.stub.SearchModels, request, "models")
-        found = [m for m in found if not m.deleted and matches(clauses, model_attributes(m), m.tags)]
-        sort(found, [*order, ("name", False)], model_attributes)
-        shown, token = page(found, size, call.text("page_token"), ["models", flt, order])
+        request = pb.SearchModelsRequest(
+            filter=call.text("filter"),
+            order_by=[*map(str, call.items("order_by")), "name ASC"],  # MLflow: by name, then as asked
+            page_size=size,
+            page_token=call.text("page_token"),
+        )
+        got = await call(self.stub.SearchModels, request)
         out: Body = {}
-        if shown:
-            out["registered_models"] = await _gather(self._with_latest(call, m) for m in shown)
-        if token:
-            out["next_page_token"] = token
+        if got.models:
+            out["registered_models"] = await _gather(self._with_latest(call, m) for m in got.models)
+        if got.next_page_token:
+            out["next_page_token"] = got.next_page_token
         return out
 
     async def update_model(self, call: Call) -> Body:
@@ -175,17 +147,6 @@ class Registry(VersionHandlers, StageHandlers):
                 "alias", f"registered model {name!r} has no alias {alias!r}"
             ) from None
         return {"model_version": version_json(got.version)}
-
-
-def _literal(clauses: Sequence[Clause]) -> str:
-    """The longest fixed text of a name pattern: the registry's case-insensitive contains-filter is a
-    superset of the pattern's matches, which are then checked exactly."""
-    best = ""
-    for c in clauses:
-        if (c.entity, c.key) == ("attribute", "name") and c.op in ("LIKE", "ILIKE"):
-            for part in re.split(r"[%_]", str(c.value)):
-                best = part if len(part) > len(best) else best
-    return best
 
 
 async def _gather(items: Any, limit: int = 16) -> list[Body]:

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 from eventlog.errors import InvalidArgument
 from modelog._gen.artifacts.v1 import artifacts_pb2 as apb
@@ -32,16 +33,38 @@ from modelog_services.gateway.mlflow.registryjson import (
     MODEL_ID_TAG,
     RUN_LINK_TAG,
     SOURCE_TAG,
-    VERSION_ATTRIBUTES,
     refuse_reserved,
-    version_attributes,
     version_json,
     version_source,
 )
-from modelog_services.gateway.mlflow.registryreads import RegistryReads
-from modelog_services.gateway.mlflow.search import equal, matches, page, parse_filter, parse_order, sort
+from modelog_services.gateway.mlflow.registryreads import PAGE, RegistryReads
+from modelog_services.query.filter import Comparison, Expr, Not, format_filter, parse_filter
+from modelog_services.registry.search import VERSIONS
 
 MAX_REPLAYS = 100
+DEFAULT_VERSION_ORDER = ("last_updated_timestamp DESC", "name ASC", "version DESC")
+"""MLflow's order of model versions when the caller gives none."""
+MLFLOW_VERSIONS = replace(VERSIONS, attributes={**VERSIONS.attributes, "source_path": "string"})
+"""The registry's version search as MLflow's client writes it: `source_path` besides the registry's
+attributes, which is our `modelog.mlflow.source` tag (`mlflow_version_filter`)."""
+
+
+def _sourced(expr: Expr) -> Expr:
+    if isinstance(expr, Comparison):
+        if (expr.entity, expr.key) == ("attribute", "source_path"):
+            return replace(expr, entity="tag", key=SOURCE_TAG)
+        return expr
+    if isinstance(expr, Not):
+        return Not(_sourced(expr.item))
+    return type(expr)(tuple(_sourced(e) for e in expr.items))
+
+
+def mlflow_version_filter(text: str) -> str:
+    """MLflow's model-versions filter in the registry's terms: the same text but for source_path."""
+    expr = parse_filter(text, MLFLOW_VERSIONS)
+    if expr is None or "source_path" not in text:
+        return text
+    return format_filter(_sourced(expr))
 
 
 class VersionHandlers(RegistryReads):
@@ -135,31 +158,26 @@ class VersionHandlers(RegistryReads):
         return {"model_version": version_json(v)}
 
     async def search_versions(self, call: Call) -> Body:
-        flt = call.text("filter")
-        clauses = parse_filter(flt, VERSION_ATTRIBUTES)
-        keys = {k: k for k in ("name", "version_number", "creation_timestamp", "last_updated_timestamp")}
-        order = parse_order(call.items("order_by"), {**keys, "timestamp": "creation_timestamp"})
         size = call.integer("max_results", 10_000) or 10_000
         if size > 200_000:
             raise InvalidArgument.field("max_results", f"at most 200000 model versions per page, got {size}")
+        order = [str(o) for o in call.items("order_by")] or list(DEFAULT_VERSION_ORDER)
         request = pb.SearchModelVersionsRequest(
-            model=equal(clauses, "attribute", "name") or "",
-            run_id=equal(clauses, "attribute", "run_id") or "",
-            tags={c.key: str(c.value) for c in clauses if c.entity == "tag" and c.op == "="},
+            filter=mlflow_version_filter(call.text("filter")),
+            order_by=order,
+            page_token=call.text("page_token"),
         )
-        try:
-            found = await self._every(call, self.stub.SearchModelVersions, request, "versions")
-        except InvalidArgument:
-            if not request.model:
-                raise
-            found = []  # a name no model can have matches nothing, as in MLflow
-        found = [v for v in found if matches(clauses, version_attributes(v), v.tags)]
-        default = [("last_updated_timestamp", True), ("name", False), ("version_number", True)]
-        sort(found, order or default, version_attributes)
-        shown, token = page(found, size, call.text("page_token"), ["versions", flt, order])
-        out: Body = {"model_versions": [version_json(v) for v in shown]} if shown else {}
-        if token:
-            out["next_page_token"] = token
+        found: list[pb.ModelVersion] = []
+        while True:  # MLflow's pages are larger than the registry's: the registry's pages, back to back
+            request.page_size = min(PAGE, size - len(found))
+            got = await call(self.stub.SearchModelVersions, request)
+            found.extend(got.versions)
+            if not got.next_page_token or len(found) >= size:
+                break
+            request.page_token = got.next_page_token
+        out: Body = {"model_versions": [version_json(v) for v in found]} if found else {}
+        if got.next_page_token:
+            out["next_page_token"] = got.next_page_token
         return out
 
     async def update_version(self, call: Call) -> Body:

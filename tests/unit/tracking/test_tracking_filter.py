@@ -258,7 +258,7 @@ def comparisons(draw: st.DrawFn) -> Comparison:
         "number": st.floats(allow_nan=False, allow_infinity=False),
         "integer": st.integers(-(2**63), 2**63 - 1),
         "string": strings,
-        "status": strings if op in ("LIKE", "ILIKE") else st.sampled_from(RUN_STATUSES),
+        "choice": strings if op in ("LIKE", "ILIKE") else st.sampled_from(RUN_STATUSES),
     }[kind]
     if op in ("IS NULL", "IS NOT NULL"):
         return Comparison(entity, key, op)
