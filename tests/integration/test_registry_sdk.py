@@ -156,6 +156,11 @@ def test_the_models_commands_list_show_alias_request_approve_and_explain(
     listed = json.loads(server.cli("alice", "list", "--json"))
     fraud = next(m for m in listed if m["name"] == "fraud")
     assert fraud["production_versions"] == [2] and fraud["aliases"] == {"challenger": 2}
+    filtered = json.loads(
+        server.cli("alice", "list", "--filter", "name = 'fraud' OR name = 'nope'", "--json")
+    )
+    assert [m["name"] for m in filtered] == ["fraud"]
+    assert [m.name for m in alice.models.list(filter="NOT name LIKE 'fr%' AND name = 'fraud'")] == []
     shown = server.cli("alice", "show", "fraud")
     assert "challenger -> 2" in shown and "Production" in shown
     one = json.loads(server.cli("alice", "show", "fraud@challenger", "--json"))

@@ -121,3 +121,13 @@ def test_pages_cover_every_item_once_and_a_token_is_bound_to_its_search() -> Non
         page(items, 10, first, scope=["another search"])
     with pytest.raises(InvalidArgument):
         page(items, 10, "not-a-token", scope=["q"])
+
+
+def test_the_stock_client_s_prompt_clause_applies_to_the_whole_of_the_user_s_filter() -> None:
+    from modelog_services.gateway.mlflow.search import client_filter
+
+    sent = "name = 'a' OR name = 'b' AND tag.`mlflow.prompt.is_prompt` != 'true'"
+    assert client_filter(sent) == "(name = 'a' OR name = 'b') AND tag.`mlflow.prompt.is_prompt` != 'true'"
+    alone = "tag.`mlflow.prompt.is_prompt` != 'true'"
+    assert client_filter(alone) == alone
+    assert client_filter("name = 'a'") == "name = 'a'"

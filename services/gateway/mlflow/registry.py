@@ -33,6 +33,7 @@ from modelog_services.gateway.mlflow.registryjson import latest_per_stage, model
 from modelog_services.gateway.mlflow.registryreads import LoggedModelLookup
 from modelog_services.gateway.mlflow.registrystages import StageHandlers
 from modelog_services.gateway.mlflow.registryversions import VersionHandlers
+from modelog_services.gateway.mlflow.search import client_filter
 from modelog_services.gateway.upstream import Upstream
 
 __all__ = ["LoggedModelLookup", "Registry", "routes"]
@@ -58,7 +59,7 @@ class Registry(VersionHandlers, StageHandlers):
         if size > 1000:
             raise InvalidArgument.field("max_results", f"at most 1000 registered models per page, got {size}")
         request = pb.SearchModelsRequest(
-            filter=call.text("filter"),
+            filter=client_filter(call.text("filter")),
             order_by=[*map(str, call.items("order_by")), "name ASC"],  # MLflow: by name, then as asked
             page_size=size,
             page_token=call.text("page_token"),

@@ -38,6 +38,7 @@ from modelog_services.gateway.mlflow.registryjson import (
     version_source,
 )
 from modelog_services.gateway.mlflow.registryreads import PAGE, RegistryReads
+from modelog_services.gateway.mlflow.search import client_filter
 from modelog_services.query.filter import Comparison, Expr, Not, format_filter, parse_filter
 from modelog_services.registry.search import VERSIONS
 
@@ -163,7 +164,7 @@ class VersionHandlers(RegistryReads):
             raise InvalidArgument.field("max_results", f"at most 200000 model versions per page, got {size}")
         order = [str(o) for o in call.items("order_by")] or list(DEFAULT_VERSION_ORDER)
         request = pb.SearchModelVersionsRequest(
-            filter=mlflow_version_filter(call.text("filter")),
+            filter=mlflow_version_filter(client_filter(call.text("filter"))),
             order_by=order,
             page_token=call.text("page_token"),
         )

@@ -7,10 +7,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from eventlog.errors import InvalidArgument
+
+_PROMPT_CLAUSE = re.compile(
+    r"(?s)(?P<user>.+?)\s+AND\s+(?P<prompt>tags?\.`mlflow\.prompt\.is_prompt`\s*!?=\s*'true')"
+)
+
+
+def client_filter(text: str) -> str:
+    """The stock client appends `AND tag.`mlflow.prompt.is_prompt` != 'true'` to a registry filter;
+    MLflow has no OR, but ours binds looser than AND, so the user's part is grouped first: without it
+    `a OR b` would hide prompts from `b` only."""
+    m = _PROMPT_CLAUSE.fullmatch(text.strip())
+    return f"({m['user']}) AND {m['prompt']}" if m else text
 
 
 def page(items: Sequence[Any], size: int, token: str, scope: Sequence[Any]) -> tuple[Sequence[Any], str]:
