@@ -6,7 +6,6 @@ tags `modelog.mlflow.*`, hidden from MLflow's tags and refused as MLflow tag key
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -103,33 +102,3 @@ def refuse_reserved(tags: Mapping[str, str], field: str) -> None:
     for key in tags:
         if key in RESERVED_TAGS:
             raise InvalidArgument.field(field, f"tag {key!r} is kept by Modelog for the MLflow source")
-
-
-MODEL_ATTRIBUTES = {"name": "string", "creation_timestamp": "number", "last_updated_timestamp": "number"}
-VERSION_ATTRIBUTES = {
-    "name": "string",
-    "run_id": "string",
-    "source_path": "string",
-    "version_number": "number",
-    "creation_timestamp": "number",
-    "last_updated_timestamp": "number",
-}
-
-
-def model_attributes(m: pb.Model) -> dict[str, Any]:
-    return {
-        "name": m.name,
-        "creation_timestamp": ms(m.created_at),
-        "last_updated_timestamp": ms(m.updated_at),
-    }
-
-
-def version_attributes(v: pb.ModelVersion) -> dict[str, Any]:
-    return {
-        "name": v.model,
-        "run_id": v.run_id,
-        "source_path": version_source(v),
-        "version_number": v.version,
-        "creation_timestamp": ms(v.created_at),
-        "last_updated_timestamp": ms(v.updated_at),
-    }
