@@ -68,6 +68,12 @@ def _extra_headers(err: ModelogError) -> dict[str, str] | None:
 
 
 def mlflow_error(err: ModelogError) -> Response:
+    if err.reason == "RUN_DELETED":  # tracking's reason; MLflow's `_validate_run_is_active`
+        message = (
+            f"The run {err.metadata.get('run_id', '')} must be in the 'active' state. "
+            "Current state is deleted."
+        )
+        return _json({"error_code": "INVALID_PARAMETER_VALUE", "message": message}, 400)
     name, status = MLFLOW.get(err.code, ("INTERNAL_ERROR", 500))
     return _json({"error_code": name, "message": err.message}, status, _extra_headers(err))
 

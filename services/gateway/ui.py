@@ -36,7 +36,10 @@ SECURITY_HEADERS = {
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 RESERVED = ("/api/", "/ajax-api/", "/auth/")
-RESERVED_EXACT = frozenset({"/api", "/ajax-api", "/auth", "/health"})
+RESERVED_EXACT = frozenset(
+    {"/api", "/ajax-api", "/auth", "/health", "/version", "/get-artifact", "/model-versions/get-artifact"}
+)
+"""Paths of the APIs and of MLflow's server (mlflow/serverpaths.py), never answered with the page."""
 COMPRESSIBLE = frozenset({".js", ".mjs", ".css", ".html", ".svg", ".json", ".map", ".txt"})
 TYPES = {
     ".js": "text/javascript; charset=utf-8",

@@ -2,9 +2,9 @@
 logged models, which live as artifact metadata documents (the gateway reads them one by one). Every
 search with a table compiles the AST to SQL instead (tracking/search.py, registry/search.py).
 
-MLflow's registry rule for missing keys: a tag the row lacks is "not equal" to every value (`!=` and
-`NOT IN` hold, everything else fails), so the stock client's ``tags.`mlflow.prompt.is_prompt` != 'true'``
-keeps untagged rows.
+MLflow's rule for missing tags, the same in sql.py: a row without the tag fails every comparison but
+IS NULL (`tags.k != 'v'` finds rows tagged k with another value, as MLflow's join on the tag table
+does), except the tags of `MISSING_TAG_READS`, read as their default there.
 """
 
 from __future__ import annotations
@@ -14,6 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from .filter import And, Comparison, Expr, Not
+
+MISSING_TAG_READS: Mapping[str, str] = {"mlflow.prompt.is_prompt": "false"}
+"""Tags a row without them is read as having, with this value. A model never tagged as a prompt is not
+one: the stock client sends ``tags.`mlflow.prompt.is_prompt` != 'true'`` with every model search, and
+MLflow answers it with every model (its stores special-case this key)."""
 
 
 def like(pattern: str, value: str, fold: bool) -> bool:
@@ -28,7 +33,7 @@ def _holds(c: Comparison, value: Any) -> bool:
     if c.op == "IS NOT NULL":
         return value is not None
     if value is None:
-        return c.op in ("!=", "NOT IN")
+        return False
     if c.op in ("LIKE", "ILIKE"):
         return like(str(c.value), str(value), c.op == "ILIKE")
     if isinstance(c.value, tuple):
@@ -50,8 +55,12 @@ def matches(expr: Expr | None, attributes: Mapping[str, Any], tags: Mapping[str,
     if expr is None:
         return True
     if isinstance(expr, Comparison):
-        source = attributes if expr.entity == "attribute" else tags
-        return _holds(expr, source.get(expr.key))
+        if expr.entity == "attribute":
+            return _holds(expr, attributes.get(expr.key))
+        value = tags.get(expr.key)
+        if value is None and expr.op not in ("IS NULL", "IS NOT NULL"):
+            value = MISSING_TAG_READS.get(expr.key)
+        return _holds(expr, value)
     if isinstance(expr, Not):
         return not matches(expr.item, attributes, tags)
     if isinstance(expr, And):

@@ -2,8 +2,8 @@
 are one jsonb column: the registry's models and versions, tracking's experiments. (Runs keep their own
 compiler, tracking/search.py: their metrics, params and tags are tables of their own.)
 
-MLflow's registry rule for missing tags holds: a tag the row lacks is "not equal" to every value, so
-`!=` and `NOT IN` are true for it and every other comparison false (the stock client appends
+MLflow's rule for missing tags holds, as in evaluate.py: a row without the tag fails every comparison
+but IS NULL, except the tags of `MISSING_TAG_READS` (the stock client appends
 ``tags.`mlflow.prompt.is_prompt` != 'true'`` to every model search).
 """
 
@@ -16,6 +16,7 @@ import asyncpg
 
 from eventlog import InvalidArgument
 
+from .evaluate import MISSING_TAG_READS
 from .filter import And, Comparison, Expr, Not, Or, Schema, parse_order_by
 from .keyset import Params, SortKey, after, decode_token, encode_token, order_sql
 
@@ -51,8 +52,10 @@ def _comparison(c: Comparison, cols: Columns, p: Params) -> str:
         return f"NOT ({cols.tags} ? {key})"
     if c.op == "IS NOT NULL":
         return f"({cols.tags} ? {key})"
-    missing = "true" if c.op in ("!=", "NOT IN") else "false"  # MLflow: a missing tag is "not equal"
-    return f"COALESCE({_condition(f'({cols.tags} ->> {key})', c, p, 'text')}, {missing})"
+    column = f"({cols.tags} ->> {key})"
+    if c.key in MISSING_TAG_READS:
+        column = f"COALESCE({column}, {p.add(MISSING_TAG_READS[c.key], 'text')})"
+    return f"COALESCE({_condition(column, c, p, 'text')}, false)"  # a row without the tag: false
 
 
 def compile_filter(expr: Expr, cols: Columns, p: Params) -> str:

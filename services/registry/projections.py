@@ -257,12 +257,22 @@ async def _version_event(
                 list(gone),
                 at,
             )
-        case VersionDeprecated(version=n) | VersionDeleted(version=n):
+        case VersionDeprecated(version=n):
             await conn.execute(
-                f"UPDATE {t.versions} SET status = $3, updated_at = $4 WHERE model_id = $1 AND version = $2",
+                f"UPDATE {t.versions} SET status = 'DEPRECATED', updated_at = $3 "
+                "WHERE model_id = $1 AND version = $2",
                 model_id,
                 n,
-                "DEPRECATED" if isinstance(e, VersionDeprecated) else "DELETED",
+                at,
+            )
+        case VersionDeleted(version=n):
+            # MLflow's registered model is updated by a version's deletion too (last_updated_timestamp).
+            await conn.execute(
+                f"WITH v AS (UPDATE {t.versions} SET status = 'DELETED', updated_at = $3 "
+                "WHERE model_id = $1 AND version = $2) "
+                f"UPDATE {t.models} SET updated_at = $3 WHERE model_id = $1",
+                model_id,
+                n,
                 at,
             )
         case AliasSet(alias=alias, version=n):
@@ -349,10 +359,12 @@ async def _transition_event(
         case TransitionCancelled(request_id=rid, by=by, reason=reason):
             await _close_request(conn, t, model_id, rid, "CANCELLED", by, reason, at)
         case VersionStageChanged(version=n, to_stage=to, request_id=rid):
-            # The request that moved this version (not one that archived it in passing) is approved.
+            # The request that moved this version (not one that archived it in passing) is approved;
+            # the model is updated too, as MLflow's transition-stage updates its registered model.
             await conn.execute(
                 f"WITH r AS (UPDATE {t.transitions} SET status = 'APPROVED', closed_by = $6, closed_at = $5 "
-                "WHERE model_id = $1 AND request_id = $7 AND version = $2) "
+                "WHERE model_id = $1 AND request_id = $7 AND version = $2), "
+                f"m AS (UPDATE {t.models} SET updated_at = $5 WHERE model_id = $1) "
                 f"UPDATE {t.versions} SET stage = $3, stage_position = $4, stage_changed_at = $5, "
                 "updated_at = $5, open_request = CASE WHEN open_request = $7 THEN NULL ELSE open_request END "
                 "WHERE model_id = $1 AND version = $2",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from eventlog import DomainEvent, FailedPrecondition, NotFound
+from eventlog import DomainEvent, FailedPrecondition, InvalidArgument, NotFound
 
 from .checks import (
     MAX_ALIASES,
@@ -29,6 +29,7 @@ from .events import (
     VersionDeleted,
     VersionDeprecated,
 )
+from .sources import MODEL_ID_TAG, SOURCE_TAG, source_problem
 from .state import (
     SYSTEM,
     Actor,
@@ -104,6 +105,7 @@ def _create_version(cmd: CreateVersion, state: ModelState) -> list[DomainEvent]:
         )
     check_text("description", cmd.description, MAX_DESCRIPTION)
     check_tags("tags", cmd.tags)
+    _check_source(cmd.tags, run.run_id)
     check_text("framework", cmd.framework, MAX_FRAMEWORK)
     check_signature(cmd.signature)
     return [
@@ -119,11 +121,21 @@ def _create_version(cmd: CreateVersion, state: ModelState) -> list[DomainEvent]:
     ]
 
 
+def _check_source(tags: Mapping[str, str], run_id: str) -> None:
+    """An MLflow source a client would be handed back must stay inside the version's run or model."""
+    if SOURCE_TAG in tags:
+        problem = source_problem(tags[SOURCE_TAG], run_id, tags.get(MODEL_ID_TAG, ""))
+        if problem:
+            raise InvalidArgument.field(f"tags[{SOURCE_TAG!r}]", problem)
+
+
 def _annotate(cmd: AnnotateVersion, state: ModelState) -> list[DomainEvent]:
     v = live_version(state, cmd.version)
     if cmd.description is not None:
         check_text("description", cmd.description, MAX_DESCRIPTION)
     check_tags("tags", cmd.tags, cmd.delete_tag_keys)
+    if SOURCE_TAG in cmd.tags or MODEL_ID_TAG in cmd.tags:
+        _check_source({**v.tags, **cmd.tags}, v.run_id)
     tags, gone = changed_tags(v.tags, cmd.tags, cmd.delete_tag_keys, ref(state, v.version))
     description = None if cmd.description in (None, v.description) else cmd.description
     if description is None and not tags and not gone:

@@ -183,10 +183,22 @@ def ensure_valid_parent(parent: RunState, parent_run_id: str, experiment_id: str
         )
 
 
+RUN_DELETED = "RUN_DELETED"
+"""The reason of a refused write to a deleted run: MLflow's gateway answers it as MLflow does."""
+
+
+def run_deleted(run_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"run {run_id!r} is deleted; restore it before changing it",
+        reason=RUN_DELETED,
+        metadata={"run_id": run_id},
+    )
+
+
 def _require_writable(state: RunState, run_id: str, *, annotation: bool = False) -> None:
     """Deleted runs accept nothing; finished runs accept annotations (tags, a new name) but no data."""
     if state.deleted:
-        raise FailedPrecondition(f"run {run_id!r} is deleted; restore it before changing it")
+        raise run_deleted(run_id)
     if not annotation and state.status != "RUNNING":
         raise FailedPrecondition(f"run {run_id!r} is {state.status}; a finished run accepts no more data")
 
@@ -291,7 +303,7 @@ def _finish(cmd: FinishRun, state: RunState) -> list[DomainEvent]:
         invalid("status", f"{cmd.status!r} does not finish a run; use one of {', '.join(TERMINAL_STATUSES)}")
     check_time("end_time_ms", cmd.end_time_ms)
     if state.deleted:
-        raise FailedPrecondition(f"run {cmd.run_id!r} is deleted; restore it before changing it")
+        raise run_deleted(cmd.run_id)
     if state.status != "RUNNING":
         raise FailedPrecondition(f"run {cmd.run_id!r} already finished as {state.status}")
     return [RunFinished(status=status, end_time_ms=cmd.end_time_ms)]

@@ -456,6 +456,8 @@ async def test_rebuilding_the_registry_view_from_position_zero_equals_the_live_o
         ),
         metadata=stack.md(),
     )
+    await stack.version("churn")
+    await stack.api.DeleteModelVersion(pb.DeleteModelVersionRequest(ref=ref("churn", 4)), metadata=stack.md())
     await stack.version("other")
     await stack.api.DeleteModel(pb.DeleteModelRequest(name="other"), metadata=stack.md())
 

@@ -31,6 +31,8 @@ async def test_experiments_filter_with_or_not_and_tags_in_order_and_pages(tk: Tr
         "xs-beta",
     ]
     assert await names("name LIKE 'xs-%' AND tags.team IS NULL") == ["xs-delta"]
+    # MLflow: != finds experiments tagged team with another value, not those without the tag
+    assert await names("name LIKE 'xs-%' AND tags.team != 'nlp'") == ["xs-beta"]
     assert await names("name LIKE 'xs-%'") == ["xs-delta", "xs-gamma", "xs-beta", "xs-alpha"]  # newest first
     assert await names("name LIKE 'xs-%' AND tags.team = 'nlp'", "name", view=pb.VIEW_TYPE_ALL) == [
         "xs-alpha",

@@ -78,12 +78,28 @@ def test_models_are_ordered_by_attributes_only() -> None:
     assert info.value.violations[0].field == "order_by[0]"
 
 
-def test_a_missing_tag_is_not_equal_to_every_value_in_sql() -> None:
+def test_a_missing_tag_fails_every_comparison_in_sql_but_the_prompt_tag_reads_false() -> None:
     p = Params()
     sql = compile_filter(parse_filter("tags.k != 'v' AND NOT tags.j = 'w'", MODELS), MODEL_COLUMNS, p)  # type: ignore[arg-type]
-    assert "COALESCE((m.tags ->> $1::text) <> $2::text, true)" in sql
+    assert "COALESCE((m.tags ->> $1::text) <> $2::text, false)" in sql  # MLflow: only rows tagged k
     assert "NOT (COALESCE((m.tags ->> $3::text) = $4::text, false))" in sql
     assert p.values == ["k", "v", "j", "w"]
+    p = Params()
+    prompt = parse_filter("tags.`mlflow.prompt.is_prompt` != 'true'", MODELS)
+    sql = compile_filter(prompt, MODEL_COLUMNS, p)  # type: ignore[arg-type]
+    assert sql == "COALESCE(COALESCE((m.tags ->> $1::text), $2::text) <> $3::text, false)"
+    assert p.values == ["mlflow.prompt.is_prompt", "false", "true"]
+
+
+def test_the_evaluator_finds_only_rows_with_the_tag_for_not_equal_and_not_in() -> None:
+    for text in ("tags.k != 'v'", "tags.k NOT IN ('v')", "tags.k LIKE '%'"):
+        expr = parse_filter(text, LOGGED_MODELS)
+        assert matches(expr, {}, {"k": "w"}) and not matches(expr, {}, {}), text
+    assert not matches(parse_filter("tags.k != 'v'", LOGGED_MODELS), {}, {"k": "v"})
+    assert matches(parse_filter("tags.k IS NULL", LOGGED_MODELS), {}, {})
+    never = parse_filter("tags.`mlflow.prompt.is_prompt` = 'false'", LOGGED_MODELS)
+    assert matches(never, {}, {}) and not matches(never, {}, {"mlflow.prompt.is_prompt": "true"})
+    assert not matches(parse_filter("tags.`mlflow.prompt.is_prompt` IS NOT NULL", LOGGED_MODELS), {}, {})
 
 
 def test_the_evaluator_follows_the_same_rules_over_rows() -> None:

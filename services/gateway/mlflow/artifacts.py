@@ -26,6 +26,7 @@ from modelog._gen.tracking.v1 import tracking_pb2_grpc
 from modelog.shared.artifacts.manifest import path_problem
 from modelog_services.gateway.errors import mlflow_error
 from modelog_services.gateway.http import caller
+from modelog_services.gateway.mlflow import serverpaths
 from modelog_services.gateway.mlflow.common import Body, Call, route
 from modelog_services.gateway.mlflow.files import Entries, Files, Target, entry
 from modelog_services.gateway.mlflow.paths import MODEL_FILES, Where, raw_tail, safe_path, where
@@ -95,7 +96,7 @@ class MlflowArtifacts:
             text = request.query_params.get("path", "")
             text = text[:-1] if text.endswith("/") else text
             if text:
-                safe_path(text)
+                text = safe_path(text)
             who = caller(request)
             loc = where(text) if text else None
             snapshot = await self.files.version(who, loc.name) if loc is not None else None
@@ -125,9 +126,8 @@ class MlflowArtifacts:
         """artifacts/list, the tracking API's listing (the Java and R clients use it): paths relative
         to the run's artifact root, not to the listed directory."""
         run_id = call.text("run_id") or call.text("run_uuid", required=True)
-        path = call.text("path").rstrip("/")
-        if path:
-            safe_path(path)
+        shown = call.text("path").rstrip("/")  # "./dir" comes back as "./dir/file", as MLflow answers
+        path = safe_path(shown) if shown else ""
         await self.ids.default(call)
         run = await call(self.tracking.GetRun, tpb.GetRunRequest(run_id=run_id))
         out: Body = {
@@ -137,7 +137,7 @@ class MlflowArtifacts:
         if snapshot is not None:
             listed = _children(snapshot.entries, path).get("files", [])
             if listed:
-                out["files"] = [{**f, "path": f"{path}/{f['path']}" if path else f["path"]} for f in listed]
+                out["files"] = [{**f, "path": f"{shown}/{f['path']}" if shown else f["path"]} for f in listed]
         return out
 
     async def _target(self, request: Request, who: Caller, loc: Where) -> Target:
@@ -284,4 +284,5 @@ def routes(upstream: Upstream) -> list[BaseRoute]:
     for prefix in ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow"):
         for name in ("server-info", "server-features"):
             out.append(Route(f"{prefix}/{name}", _server_info, methods=["GET"]))
+    out.extend(serverpaths.routes())
     return out

@@ -23,6 +23,24 @@ Body = dict[str, Any]
 Handler = Callable[["Call"], Awaitable[Body]]
 
 
+def refusal(name: str, text: str) -> InvalidArgument:
+    """INVALID_PARAMETER_VALUE worded `text` exactly (MLflow's words, without our "field: " prefix),
+    the field still named in the violation."""
+    return InvalidArgument(text, violations=[(name, text)])
+
+
+def missing(name: str) -> InvalidArgument:
+    """MLflow's refusal of a required parameter left out (`_validate_param_against_schema`)."""
+    return refusal(name, f"Missing value for required parameter '{name}'.")
+
+
+def invalid(name: str, value: Any, why: str = "") -> InvalidArgument:
+    """MLflow's refusal of a parameter's value (`mlflow.utils.validation.invalid_value`)."""
+    shown = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    tail = f": {why}" if why else "."
+    return refusal(name, f"Invalid value {shown} for parameter '{name}' supplied{tail}")
+
+
 class Call:
     """One MLflow request: its fields (query or JSON body), its caller and the upstream."""
 
@@ -37,16 +55,14 @@ class Call:
         value = self.fields.get(name)
         if value is None or value == "":
             if required:
-                raise InvalidArgument.field(name, f"missing value for required parameter '{name}'")
+                raise missing(name)
             return default
         if isinstance(value, list) and len(value) == 1:
             value = value[0]  # a query parameter given once per key
         if not isinstance(value, str):
-            # MLflow's wording (mlflow/utils/validation.py): a number where a string belongs is a
-            # caller's mistake, not something to coerce into an id that then "does not exist".
-            raise InvalidArgument.field(
-                name, f"Invalid value {json.dumps(value)} for parameter '{name}' supplied"
-            )
+            # A number where a string belongs is a caller's mistake, not something to coerce into an
+            # id that then "does not exist".
+            raise invalid(name, value)
         return value
 
     def integer(self, name: str, default: int | None = None, *, required: bool = False) -> int | None:
@@ -55,14 +71,22 @@ class Call:
             value = value[0] if value else None
         if value is None or value == "":
             if required:
-                raise InvalidArgument.field(name, f"missing value for required parameter '{name}'")
+                raise missing(name)
             return default
-        if isinstance(value, bool):
-            raise InvalidArgument.field(name, f"'{name}' must be an integer")
+        if isinstance(value, bool | float) and not (isinstance(value, float) and value.is_integer()):
+            raise invalid(name, value)
         try:
             return int(value)
         except (TypeError, ValueError):
-            raise InvalidArgument.field(name, f"'{name}' must be an integer, got {value!r}") from None
+            raise invalid(name, value) from None
+
+    def max_results(self, default: int, cap: int) -> int:
+        """`max_results`, `default` when absent or 0, refused past `cap` as MLflow's handler or store
+        refuses it (50000 for runs and experiments, 1000 registered models, 200000 versions)."""
+        size = self.integer("max_results", default) or default
+        if not 1 <= size <= cap:
+            raise invalid("max_results", size, f"it must be between 1 and {cap}")
+        return size
 
     def items(self, name: str) -> list[Any]:
         value = self.fields.get(name)
@@ -111,7 +135,7 @@ def key_values(items: Any, name: str) -> dict[str, str]:
         raise InvalidArgument.field(name, "must be a list of {key, value}")
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("key"), str) or item["key"] == "":
-            raise InvalidArgument.field(f"{name}[{i}].key", "missing value for required parameter 'key'")
+            raise missing(f"{name}[{i}].key")
         value = item.get("value", "")
         out[item["key"]] = "" if value is None else str(value)
     return out

@@ -31,6 +31,7 @@ class ExperimentRoutes:
 
     async def create_experiment(self, call: Call) -> Body:
         name = call.text("name", required=True)
+        call.text("artifact_location")  # a string, as MLflow checks it; our files go to the artifacts service
         tags = key_values(call.fields.get("tags"), "tags")
         got = await call(self.stub.CreateExperiment, pb.CreateExperimentRequest(name=name, tags=tags))
         return {"experiment_id": self.ids.theirs(got.experiment.experiment_id)}
@@ -51,7 +52,7 @@ class ExperimentRoutes:
         await self.ids.default(call)
         flt = call.text("filter").strip()
         view = VIEW.get(call.text("view_type", default="ACTIVE_ONLY").upper(), pb.VIEW_TYPE_ACTIVE_ONLY)
-        size = min(call.integer("max_results", 1000) or 1000, 1000)
+        size = min(call.max_results(1000, 50_000), 1000)  # MLflow's store cap; our pages hold 1000
         order_items = call.items("order_by")
         wanted = _name_filter(flt)
         if wanted is not None and not order_items:

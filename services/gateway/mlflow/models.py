@@ -342,9 +342,7 @@ class LoggedModels:
         flt = call.text("filter")
         expr = parse_filter(flt, LOGGED_MODELS)
         order = _order(call.items("order_by"))
-        size = call.integer("max_results", PAGE) or PAGE
-        if not 1 <= size <= MAX_PAGE:
-            raise InvalidArgument.field("max_results", f"must be between 1 and {MAX_PAGE}, got {size}")
+        size = call.max_results(PAGE, MAX_PAGE)  # MLflow has none; we read each model's metadata
         listed = await call(self.artifacts.ListArtifacts, apb.ListArtifactsRequest(kind="model"))
         names = [a.name[len(PREFIX) :] for a in listed.artifacts if a.name.startswith(PREFIX + "m-")]
         gate = asyncio.Semaphore(READS_AT_ONCE)

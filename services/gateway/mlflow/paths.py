@@ -26,7 +26,8 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _path_form_problem(form: str) -> str | None:
+def _path_form_problem(form: str, *, dots: bool = False) -> str | None:
+    """Why `form` is not a plain relative path; `dots`: a "." segment is a problem too."""
     if not form:
         return "is empty"
     if _CONTROL.search(form):
@@ -38,40 +39,50 @@ def _path_form_problem(form: str) -> str | None:
     segments = form.split("/")
     if "" in segments:
         return "has an empty segment ('//' or a trailing '/')"
-    if ".." in segments or "." in segments:
-        return "has a '.' or '..' segment"
+    if ".." in segments:
+        return "has a '..' segment"
+    if dots and "." in segments:
+        return "has a '.' segment"
     if any(_DRIVE.match(s) for s in segments):
         return "has a segment starting with a drive letter (absolute on Windows)"
     return None
 
 
 def safe_path(text: str, *, raw: str | None = None, field: str = "path") -> str:
-    """`text` if it is a plain relative path, else INVALID_ARGUMENT (400 INVALID_PARAMETER_VALUE).
+    """`text` as a plain relative path, its "." segments dropped ("" for "." itself), else
+    INVALID_ARGUMENT (400 INVALID_PARAMETER_VALUE).
 
     `text` is the path as the server decoded it once; `raw`, for a path taken from the URL's path, is
     what came on the wire. What is refused, in every form a client, proxy or file system might read:
-    `.`/`..` and empty segments, backslashes, NUL and control characters, absolute paths and drive
+    `..` and empty segments, backslashes, NUL and control characters, absolute paths and drive
     letters, separators sent percent-encoded (`%2f`, `%5c`: the router would take them for real ones),
-    and any of these appearing once the path is percent-decoded again (`%2e%2e`, `%252e%252e`), since
-    a careless client or proxy decodes twice. Names that merely hold a `%` (`100%.csv`) pass.
+    and any of these -- or a "." segment -- appearing once the path is percent-decoded again (`%2e%2e`,
+    `%252e%252e`), since a careless client or proxy decodes twice. A plain "." segment (`.`, `./dir`,
+    `dir/.`) means where it stands, as in MLflow (`validate_path_is_safe`), and the stock client sends
+    one for "the whole root". Names that merely hold a `%` (`100%.csv`) pass.
     """
 
     def refuse(why: str) -> InvalidArgument:
-        return InvalidArgument.field(field, f"artifact path {text!r} {why}; nothing was read or written")
+        # MLflow's words first ("Invalid path", validate_path_is_safe), then what is wrong with it.
+        told = f"Invalid path: artifact path {text!r} {why}; nothing was read or written"
+        return InvalidArgument(told, violations=[(field, told)])
 
     if raw is not None:
         if _ENCODED_SEPARATOR.search(raw):
             raise refuse("holds a percent-encoded '/' or '\\'")
         if unquote(raw) != text:
             raise refuse("does not decode to the path the server routed")
-    form = text
+    plain = "/".join(s for s in text.split("/") if s != ".")
+    if not plain and text:  # "." (or "./."): the root
+        return ""
+    form = plain
     for times in range(DECODINGS + 1):
-        why = _path_form_problem(form)
+        why = _path_form_problem(form, dots=times > 0)
         if why:
             raise refuse(why if times == 0 else f"{why} once percent-decoded {times} more time(s)")
         decoded = unquote(form)
         if decoded == form:
-            return text
+            return plain
         form = decoded
     raise refuse(f"is still percent-encoded after {DECODINGS} decodings")
 

@@ -55,9 +55,7 @@ class Registry(VersionHandlers, StageHandlers):
         return {"registered_model": await self._with_latest(call, m)}
 
     async def search_models(self, call: Call) -> Body:
-        size = call.integer("max_results", 100) or 100
-        if size > 1000:
-            raise InvalidArgument.field("max_results", f"at most 1000 registered models per page, got {size}")
+        size = call.max_results(100, 1000)
         request = pb.SearchModelsRequest(
             filter=client_filter(call.text("filter")),
             order_by=[*map(str, call.items("order_by")), "name ASC"],  # MLflow: by name, then as asked

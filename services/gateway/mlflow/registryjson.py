@@ -12,10 +12,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from eventlog.errors import InvalidArgument
 from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog_services.gateway.mlflow.common import Body, pairs
+from modelog_services.registry.sources import MODEL_ID_TAG, SOURCE_TAG
 
-SOURCE_TAG = "modelog.mlflow.source"
 RUN_LINK_TAG = "modelog.mlflow.run_link"
-MODEL_ID_TAG = "modelog.mlflow.model_id"
 RESERVED_TAGS = (SOURCE_TAG, RUN_LINK_TAG, MODEL_ID_TAG)
 
 STAGE_NAME = {

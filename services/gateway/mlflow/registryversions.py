@@ -28,11 +28,9 @@ from eventlog.errors import InvalidArgument
 from modelog._gen.artifacts.v1 import artifacts_pb2 as apb
 from modelog._gen.registry.v1 import registry_pb2 as pb
 from modelog._gen.tracking.v1 import tracking_pb2 as tpb
-from modelog_services.gateway.mlflow.common import Body, Call, key_values
+from modelog_services.gateway.mlflow.common import Body, Call, key_values, refusal
 from modelog_services.gateway.mlflow.registryjson import (
-    MODEL_ID_TAG,
     RUN_LINK_TAG,
-    SOURCE_TAG,
     refuse_reserved,
     version_json,
     version_source,
@@ -41,6 +39,7 @@ from modelog_services.gateway.mlflow.registryreads import PAGE, RegistryReads
 from modelog_services.gateway.mlflow.search import client_filter
 from modelog_services.query.filter import Comparison, Expr, Not, format_filter, parse_filter
 from modelog_services.registry.search import VERSIONS
+from modelog_services.registry.sources import MODEL_ID_TAG, SOURCE_TAG, source_problem
 
 MAX_REPLAYS = 100
 DEFAULT_VERSION_ORDER = ("last_updated_timestamp DESC", "name ASC", "version DESC")
@@ -131,6 +130,10 @@ class VersionHandlers(RegistryReads):
         refuse_reserved(tags, "tags")
         m = await self._model(call, name)
         run_id, model_id = await self._origin(call, source, call.text("run_id"), call.text("model_id"))
+        # The registry refuses such a source too; asking first leaves no artifact reference behind.
+        problem = source_problem(source, run_id, model_id)
+        if problem:
+            raise refusal("source", problem)
         tags[SOURCE_TAG] = source
         if call.text("run_link"):
             tags[RUN_LINK_TAG] = call.text("run_link")
@@ -159,9 +162,7 @@ class VersionHandlers(RegistryReads):
         return {"model_version": version_json(v)}
 
     async def search_versions(self, call: Call) -> Body:
-        size = call.integer("max_results", 10_000) or 10_000
-        if size > 200_000:
-            raise InvalidArgument.field("max_results", f"at most 200000 model versions per page, got {size}")
+        size = call.max_results(10_000, 200_000)
         order = [str(o) for o in call.items("order_by")] or list(DEFAULT_VERSION_ORDER)
         request = pb.SearchModelVersionsRequest(
             filter=mlflow_version_filter(client_filter(call.text("filter"))),

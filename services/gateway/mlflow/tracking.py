@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute
 from eventlog.errors import InvalidArgument, ModelogError
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
 from modelog._gen.tracking.v1 import tracking_pb2_grpc
-from modelog_services.gateway.mlflow.common import Body, Call, json_number, key_values, number, route
+from modelog_services.gateway.mlflow.common import Body, Call, json_number, key_values, missing, number, route
 from modelog_services.gateway.mlflow.experiments import VIEW, experiment_routes
 from modelog_services.gateway.mlflow.metricbatch import metric_columns
 from modelog_services.gateway.mlflow.modelmetrics import (
@@ -61,7 +61,11 @@ class Tracking:
     # ------------------------------------------------------------ runs
 
     def _run_id(self, call: Call) -> str:
-        return call.text("run_id") or call.text("run_uuid", required=True)
+        """MLflow's run_id, or the run_uuid old clients send; a refusal names run_id, as MLflow's does."""
+        run_id = call.text("run_id") or call.text("run_uuid")
+        if not run_id:
+            raise missing("run_id")
+        return run_id
 
     async def create_run(self, call: Call) -> Body:
         eid = await self.ids.ours(call, call.text("experiment_id", default="0"))
@@ -219,7 +223,7 @@ class Tracking:
         batch = pb.MetricBatch(run_id=run_id)
         touched: dict[str, DatasetRefs] = {}
         if metrics:
-            models = metric_columns(metrics, now_ms(), batch)
+            models = metric_columns(metrics, batch)
             touched = await self._model_points(call, batch, models, "metrics.key")
         request = pb.LogRunBatchRequest(
             run_id=run_id, name=name, params=params, tags=tags, metrics=batch, idempotency_key=call.key()
@@ -305,7 +309,7 @@ class Tracking:
     async def search_runs(self, call: Call) -> Body:
         ids = [await self.ids.ours(call, str(e)) for e in call.items("experiment_ids")]
         view = VIEW.get(call.text("run_view_type", default="ACTIVE_ONLY").upper(), pb.VIEW_TYPE_ACTIVE_ONLY)
-        size = min(call.integer("max_results", 1000) or 1000, 1000)
+        size = min(call.max_results(1000, 50_000), 1000)  # MLflow's cap; our pages hold 1000 runs
         got = await call(
             self.stub.SearchRuns,
             pb.SearchRunsRequest(
