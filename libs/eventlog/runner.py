@@ -208,6 +208,16 @@ class ProjectionRunner:
             await self._drain()
 
     async def _heal(self, source: str, state: SourceState, target: int) -> None:
+        # Another process of this projection (`modelog up --workers`) may own the topic's partition
+        # and have applied the events already: one query, instead of reading them from the log.
+        async with self.pool.acquire() as conn:
+            state.checkpoint = max(
+                state.checkpoint, await checkpoint(conn, self.projection, source, self.tables)
+            )
+        if state.checkpoint >= target:
+            for pos in [p for p in state.pending if p <= state.checkpoint]:
+                del state.pending[pos]
+            return
         self.stats.healed_gaps += 1
         healed_gaps.add(1, {"projection": self.projection.name, "source": source})
         log.info(

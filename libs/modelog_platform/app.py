@@ -279,7 +279,10 @@ async def start_server(platform: Platform, addr: str) -> Server:
     interceptors = [PlatformInterceptor(platform.authority, authorizer)]
     server = grpc.aio.server(
         interceptors=interceptors,
-        options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES), ("grpc.so_reuseport", 0)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            ("grpc.so_reuseport", int(platform.settings.reuse_port)),
+        ],
     )
     # The gateway beside us calls these handlers in-process (the same interceptor, no loopback hop).
     local = LocalHandlers()

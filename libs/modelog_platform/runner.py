@@ -266,7 +266,10 @@ def up(settings: Settings | None = None) -> int:
                 stack.callback(broker.stop)
                 supervisor.parts["broker"] = broker
             _record_bootstrap(settings, bootstrap, stack)
-            asyncio.run(serve(settings, dsn, bootstrap, supervisor=supervisor))
+            if settings.workers > 1:
+                _serve_workers(settings, dsn, bootstrap, supervisor, embedded_pg=not settings.pg_dsn)
+            else:
+                asyncio.run(serve(settings, dsn, bootstrap, supervisor=supervisor))
         except (StartupError, EmbeddedError) as exc:
             print(f"modelog: {exc}", file=sys.stderr, flush=True)
             return 2
@@ -274,6 +277,37 @@ def up(settings: Settings | None = None) -> int:
             pass
     print("modelog stopped", flush=True)
     return 0
+
+
+def _serve_workers(
+    settings: Settings, dsn: str, bootstrap: str, supervisor: Supervisor, *, embedded_pg: bool
+) -> None:
+    """`up --workers N`: the services in N processes; this one supervises them and the embedded parts."""
+    from modelog_platform import workers
+
+    fleet = workers.start_workers(settings, workers.worker_env(settings, dsn, bootstrap, embedded_pg))
+    try:
+        for worker in fleet:
+            supervisor.parts[str(worker)] = worker
+        print(workers.ready_line(fleet), flush=True)
+        asyncio.run(_supervise(supervisor))
+        print("modelog stopping", flush=True)
+    finally:
+        workers.stop_workers(fleet)
+
+
+async def _supervise(supervisor: Supervisor) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    watcher = asyncio.create_task(supervisor.watch())
+    try:
+        await stop.wait()
+    finally:
+        watcher.cancel()
+        with suppress(asyncio.CancelledError):
+            await watcher
 
 
 def serve_one(service: str, settings: Settings | None = None) -> int:

@@ -50,7 +50,7 @@ class HttpAddressError(RuntimeError):
     pass
 
 
-def _bind(addr: str) -> socket.socket:
+def _bind(addr: str, reuse_port: bool = False) -> socket.socket:
     host, _, port = addr.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     if not port.isdigit():
@@ -58,6 +58,8 @@ def _bind(addr: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:  # `modelog up --workers`: the kernel spreads connections over the processes
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, int(port)))
     except OSError as exc:
@@ -74,9 +76,11 @@ def _bind(addr: str) -> socket.socket:
     return sock
 
 
-async def start_http(app: ASGIApp, addr: str, tls: TlsFiles | None = None) -> HttpServer:
+async def start_http(
+    app: ASGIApp, addr: str, tls: TlsFiles | None = None, reuse_port: bool = False
+) -> HttpServer:
     """Bind first (so a taken port is a clear start-up error), then serve until stop()."""
-    sock = _bind(addr)
+    sock = _bind(addr, reuse_port)
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # our ready line says we started
     config = uvicorn.Config(
         app,

@@ -71,7 +71,7 @@ class Gateway:
     ) -> Gateway:
         upstream = Upstream(target, credentials, local)
         try:
-            server = await start_http(app(upstream, settings), settings.http_addr, tls)
+            server = await start_http(app(upstream, settings), settings.http_addr, tls, settings.reuse_port)
         except BaseException:
             await upstream.close()
             raise

@@ -30,7 +30,14 @@ _TLS_HELP = (
 
 @main.command()
 @click.option("--tls", is_flag=True, help=_TLS_HELP)
-def up(tls: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 16),
+    default=None,
+    help="processes serving every service on the same ports (default MODELOG_WORKERS, else 1); "
+    "more use more cores",
+)
+def up(tls: bool, workers: int | None) -> None:
     """Run the whole platform locally (embedded PostgreSQL and broker unless MODELOG_PG_DSN /
     MODELOG_KAFKA_BOOTSTRAP name external ones). Ctrl-C stops everything."""
     from modelog.shared.settings import Settings
@@ -38,6 +45,8 @@ def up(tls: bool) -> None:
 
     settings = Settings()
     settings.tls = settings.tls or tls
+    if workers is not None:
+        settings.workers = workers
     sys.exit(run_up(settings))
 
 

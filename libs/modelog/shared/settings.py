@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     group_commit_max: int = 256
     """Most commands one append transaction may carry; 1 disables group commit."""
     pool_size: int = 32
+    workers: int = Field(default=1, ge=1, le=16)
+    """Processes `modelog up` runs, each hosting every service on the same ports (`--workers`)."""
+    reuse_port: bool = False
+    """Listen with SO_REUSEPORT, so several processes share MODELOG_ADDR and MODELOG_HTTP_ADDR and the
+    kernel spreads connections over them (`modelog up --workers` sets it for its workers)."""
     topic_prefix: str = "modelog"
     """Kafka topics are `<prefix>.<service>.events.v1`."""
     kafka_max_message_bytes: int = Field(default=1_000_000, ge=16_384)
