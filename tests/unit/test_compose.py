@@ -191,6 +191,16 @@ def test_each_service_is_one_container_running_modelog_serve(
 
 
 @pytest.mark.parametrize("svc", SERVICES)
+def test_each_service_has_a_replica_count_from_the_environment(
+    services: dict[str, dict[str, Any]], svc: str
+) -> None:
+    replicas = str(services[svc].get("deploy", {}).get("replicas", ""))
+    found = re.fullmatch(rf"\$\{{MODELOG_{svc.upper()}_REPLICAS:-(\d+)\}}", replicas)
+    assert found, f"{svc}: deploy.replicas {replicas!r} is not ${{MODELOG_{svc.upper()}_REPLICAS:-N}}"
+    assert int(found.group(1)) >= (2 if svc in ("tracking", "registry") else 1)
+
+
+@pytest.mark.parametrize("svc", SERVICES)
 def test_each_service_reaches_postgres_kafka_peers_and_the_collector(
     services: dict[str, dict[str, Any]], svc: str
 ) -> None:
