@@ -28,11 +28,12 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     ) -> admin_pb2.ListProjectionsResponse:
         reader = self._reader()
         out = []
+        fed = self.platform.async_projections()
         async with self.platform.pool.acquire() as conn:
             for p in self.platform.projections():
                 runner = self.platform.runners.get(p.name)
                 info = admin_pb2.ProjectionInfo(
-                    name=p.name, schema=p.schema, mode="async" if runner else "inline"
+                    name=p.name, schema=p.schema, mode="async" if p.name in fed else "inline"
                 )
                 for source in p.sources:
                     cp = await checkpoint(conn, p, source, Tables(p.schema))

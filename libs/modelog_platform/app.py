@@ -130,6 +130,10 @@ class Platform:
         platform.access = AccessControl(platform.stores[identity.LOG])
         return platform
 
+    def async_projections(self) -> set[str]:
+        """Names of the projections fed by Kafka (whether or not this process runs them)."""
+        return {p.name for spec in self.specs.values() for p in spec.projections}
+
     def projections(self) -> list[Projection]:
         inline_views: list[Projection] = [identity.TokensView(), AccessView()]
         for spec in self.specs.values():
@@ -198,9 +202,14 @@ class Platform:
                 resolvers.update(spec.resolvers(self))
         return Authorizer(rules(), resolvers, access.grants_for)
 
-    def start_bus(self, bootstrap: str | None, reader: LogReader) -> None:
-        """Relays for the hosted logs, runners for the hosted async projections, all as tasks."""
+    def start_bus(self, bootstrap: str | None, reader: LogReader, *, background: bool = True) -> None:
+        """Relays for the hosted logs, runners for the hosted async projections, all as tasks.
+
+        `background=False` (the serving workers of `modelog up --workers`, whose bus worker runs
+        these): only the reader, so no process polls the broker for nothing."""
         self.reader = reader
+        if not background:
+            return
         if bootstrap:
             for store in self.stores.values():
                 relay = Relay(

@@ -110,7 +110,10 @@ async def serve(
     services: Sequence[str] = SERVICES,
     supervisor: Supervisor | None = None,
     http: bool = True,
+    bus: bool = True,
 ) -> None:
+    """Serve until SIGINT/SIGTERM; `bus=False` leaves relays, async projections and background jobs
+    to another process (the bus worker of `modelog up --workers`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -130,7 +133,8 @@ async def serve(
         own = f"127.0.0.1:{server.port}"
         internal = await platform.ensure_internal_token()
         creds = server.client_credentials(settings)
-        platform.start_bus(bootstrap, GrpcLogReader(settings.url or own, internal, routes, creds))
+        reader = GrpcLogReader(settings.url or own, internal, routes, creds)
+        platform.start_bus(bootstrap, reader, background=bus)
         if supervisor is not None:
             watcher = asyncio.create_task(supervisor.watch())
         # One service per process (`modelog serve X`) leaves HTTP to `modelog serve http`.

@@ -1,12 +1,15 @@
-"""`modelog up --workers N`: N processes, each hosting every service on the same gRPC and HTTP ports.
+"""`modelog up --workers N`: N processes, each serving every service on the same gRPC and HTTP ports,
+and one bus worker running the relays, the async projections and the webhook dispatcher.
 
 One Python process serves on one core (its event loop); more processes use more cores. Nothing here is
-home-made coordination: the kernel spreads connections over the processes (SO_REUSEPORT); appends from
-any of them are ordered by the log's advisory lock; each log's relay and the webhook dispatcher elect
-one owner by a PostgreSQL advisory lock that a dead process's session releases; each projection is a
-Kafka consumer group, and its appliers take turns on the checkpoint row, so a duplicate is skipped.
+home-made coordination: the kernel spreads connections over the serving workers (SO_REUSEPORT);
+appends from any of them are ordered by the log's advisory lock; each log's relay and the webhook
+dispatcher elect one owner by a PostgreSQL advisory lock that a dead process's session releases; each
+projection is a Kafka consumer group whose appliers take turns on the checkpoint row. Those already
+allow a copy in every worker; the bus worker exists for speed: consumers in each of N workers polled
+the broker N times over (4 workers: the broker's CPU tripled) and shared the serving event loops.
 The parent owns the embedded PostgreSQL and broker, starts the first worker alone (it creates the
-schemas, tokens and TLS files the others then find) and restarts a worker that dies.
+schemas, tokens and TLS files the others then find) and restarts any worker that dies.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from modelog_platform.embedded import EmbeddedError, _die_with_parent
 
 READY = "modelog ready on"
 WORKER_ENV = "MODELOG_WORKER_INDEX"
+ROLE_ENV = "MODELOG_WORKER_ROLE"
+BUS = 0
+"""The index of the bus worker."""
 EMBEDDED_CONNECTIONS = 150
 """Pooled connections all workers may hold on the embedded PostgreSQL (max_connections=200 leaves the
 rest for relay locks, LISTEN and the CLI)."""
@@ -36,14 +42,16 @@ class Worker:
 
     def __init__(self, index: int, env: dict[str, str]) -> None:
         self.index = index
-        self.env = {**env, WORKER_ENV: str(index)}
+        self.env = {**env, WORKER_ENV: str(index), ROLE_ENV: "bus" if index == BUS else "serve"}
+        if index == BUS:  # a private port (its EventLog for its own healing reads), no HTTP
+            self.env.update(MODELOG_ADDR="127.0.0.1:0", MODELOG_HTTP_ADDR="off", MODELOG_REUSE_PORT="0")
         self.proc: subprocess.Popen[str] | None = None
         self.ready_line = ""
         self._ready = threading.Event()
         self._tail: deque[str] = deque(maxlen=30)
 
     def __str__(self) -> str:
-        return f"worker {self.index}"
+        return "bus worker" if self.index == BUS else f"worker {self.index}"
 
     @property
     def pid(self) -> int:
@@ -77,7 +85,7 @@ class Worker:
                 self._ready.set()
                 continue
             self._tail.append(line)
-            print(f"[worker {self.index}] {line}", end="", flush=True)
+            print(f"[{self}] {line}", end="", flush=True)
 
     def wait_ready(self, timeout: float) -> str:
         assert self.proc is not None
@@ -130,8 +138,8 @@ def worker_env(settings: Settings, dsn: str, bootstrap: str, embedded_pg: bool) 
 
 
 def start_workers(settings: Settings, env: dict[str, str], timeout: float = 90) -> list[Worker]:
-    """The first alone (it creates what the others find), then the rest together."""
-    workers = [Worker(i, env) for i in range(1, settings.workers + 1)]
+    """The first alone (it creates what the others find), then the rest and the bus worker together."""
+    workers = [Worker(i, env) for i in (*range(1, settings.workers + 1), BUS)]
     try:
         workers[0].start(timeout)
         for w in workers[1:]:
@@ -153,10 +161,11 @@ def stop_workers(workers: list[Worker]) -> None:
 
 def ready_line(workers: list[Worker]) -> str:
     """The first worker's ready line, naming every worker: tests and people read one line."""
-    first = workers[0].ready_line
-    pids = ",".join(str(w.pid) for w in workers)
-    head, sep, tail = first.partition(" | admin token:")
-    return f"{head} | workers: {len(workers)} (pids {pids}){sep}{tail}"
+    serving = [w for w in workers if w.index != BUS]
+    bus = " ".join(f"+ bus worker (pid {w.pid})" for w in workers if w.index == BUS)
+    pids = ",".join(str(w.pid) for w in serving)
+    head, sep, tail = serving[0].ready_line.partition(" | admin token:")
+    return f"{head} | workers: {len(serving)} (pids {pids}) {bus}{sep}{tail}"
 
 
 def main() -> int:
@@ -167,7 +176,8 @@ def main() -> int:
     assert settings.pg_dsn and settings.kafka_bootstrap, "started by `modelog up --workers`"
     try:
         _configure(settings)
-        asyncio.run(serve(settings, settings.pg_dsn, settings.kafka_bootstrap))
+        bus = os.environ.get(ROLE_ENV) == "bus"
+        asyncio.run(serve(settings, settings.pg_dsn, settings.kafka_bootstrap, http=not bus, bus=bus))
     except StartupError as exc:
         print(f"modelog: {exc}", flush=True)
         return 2

@@ -1,4 +1,5 @@
-"""`modelog up --workers 2`: two processes on one port; one killed under load loses nothing."""
+"""`modelog up --workers 2`: two serving processes on one port and a bus worker; a serving worker and
+the bus worker killed under load lose nothing."""
 
 from __future__ import annotations
 
@@ -36,10 +37,11 @@ with open(sys.argv[2], "w") as out:
 """
 
 
-def _worker_pids(line: str) -> list[int]:
-    found = re.search(r"workers: (\d+) \(pids ([\d,]+)\)", line)
+def _worker_pids(line: str) -> tuple[list[int], int]:
+    """The serving workers' pids and the bus worker's."""
+    found = re.search(r"workers: (\d+) \(pids ([\d,]+)\) \+ bus worker \(pid (\d+)\)", line)
     assert found, line
-    return [int(p) for p in found.group(2).split(",")]
+    return [int(p) for p in found.group(2).split(",")], int(found.group(3))
 
 
 def _clients_on(pid: int, port: int) -> int:
@@ -67,8 +69,8 @@ def test_kill_9_of_one_worker_under_load_loses_nothing_acknowledged(modelog_home
     up = Up(env, ["up", "--workers", "2"])
     try:
         line = up.wait_for("modelog ready on", 120)
-        pids = _worker_pids(line)
-        assert len(set(pids)) == 2 and all(psutil.pid_exists(p) for p in pids)
+        pids, bus = _worker_pids(line)
+        assert len({*pids, bus}) == 3 and all(psutil.pid_exists(p) for p in (*pids, bus))
         dsn = re.search(r"postgres: (\S+)", line)
         assert dsn
         token = (modelog_home / "admin-token").read_text().strip()
@@ -93,7 +95,10 @@ def test_kill_9_of_one_worker_under_load_loses_nothing_acknowledged(modelog_home
         victim = max(pids, key=lambda p: _clients_on(p, port))
         assert _clients_on(victim, port) > 0
         os.kill(victim, signal.SIGKILL)
+        # And the bus worker: the relays and projections it ran resume in its successor.
+        os.kill(bus, signal.SIGKILL)
         up.wait_for(f"restarted worker {pids.index(victim) + 1}", 90)
+        up.wait_for("restarted bus worker", 90)
 
         acked: list[str] = []
         for c, path in zip(clients, acks, strict=True):
