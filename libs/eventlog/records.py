@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from eventlog.events import DomainEvent, EventRegistry, Metadata
 from modelog.shared.hashchain import ChainRow, micros
 
@@ -42,7 +44,13 @@ class RecordedEvent:
     hash: bytes
 
     def payload(self) -> dict[str, Any]:
-        value: dict[str, Any] = json.loads(self.payload_json)
+        # orjson: projections read every event's payload (a 1,000-point metric batch is ~40 KB), and
+        # json.loads was 6% of a server's samples under ingest. It refuses what canonical JSON never
+        # holds but an old or hand-made payload might (NaN, integers past 64 bits): json reads those.
+        try:
+            value: dict[str, Any] = orjson.loads(self.payload_json)
+        except orjson.JSONDecodeError:
+            value = json.loads(self.payload_json)
         return value
 
     def metadata(self) -> Metadata:
