@@ -457,7 +457,10 @@ def main() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="modelog-bench-registry-") as tmp:
         home = Path(tmp)
         addr = f"127.0.0.1:{free_port()}"
-        gc_env = {k: v for k, v in os.environ.items() if k == "MODELOG_GC_FREEZE"}  # to compare
+        # To compare: the GC freeze off, or `--workers N` (one client channel: one serving worker
+        # takes the load, while the bus worker runs the relays and projections beside it).
+        passed = ("MODELOG_GC_FREEZE", "MODELOG_WORKERS")
+        gc_env = {k: v for k, v in os.environ.items() if k in passed}
         up = Up(env_for(home / "server", addr, **gc_env))
         load_before = os.getloadavg()
         try:
@@ -469,7 +472,8 @@ def main() -> dict[str, Any]:
         finally:
             up.stop()
     load_after = os.getloadavg()
-    stopping = [line for line in up.output if line.startswith("modelog stopping")]
+    # One server process says "modelog stopping | gc ..."; with workers, each says it ("[worker 1] ...").
+    stopping = [line for line in up.output if "modelog stopping |" in line]
     result["server_gc"] = stopping[-1].split("| ", 1)[-1].strip() if stopping else "not reported"
     result["server_gc_freeze"] = os.environ.get("MODELOG_GC_FREEZE", "1") != "0"
     commands = result["commands"]
@@ -481,7 +485,9 @@ def main() -> dict[str, Any]:
     }
     out = {
         "setup": {
-            "server": "modelog up (embedded PostgreSQL + tansu broker, all services in one process)",
+            "server": "modelog up (embedded PostgreSQL + tansu broker, all services in one process)"
+            if os.environ.get("MODELOG_WORKERS", "1") == "1"
+            else f"modelog up --workers {os.environ['MODELOG_WORKERS']} (serving workers + a bus worker)",
             "clients": CLIENTS,
             "offered_per_s": RATE,
             "seconds_per_phase": SECONDS,
