@@ -67,6 +67,13 @@ def _extra_headers(err: ModelogError) -> dict[str, str] | None:
     return None
 
 
+MLFLOW_NOT_FOUND = {
+    "run": "Run with id={} not found",
+    "registered_model": "Registered Model with name={} not found",
+}
+"""MLflow's sentences for a missing resource (its stores' MlflowException texts), which scripts match."""
+
+
 def mlflow_error(err: ModelogError) -> Response:
     if err.reason == "RUN_DELETED":  # tracking's reason; MLflow's `_validate_run_is_active`
         message = (
@@ -75,7 +82,11 @@ def mlflow_error(err: ModelogError) -> Response:
         )
         return _json({"error_code": "INVALID_PARAMETER_VALUE", "message": message}, 400)
     name, status = MLFLOW.get(err.code, ("INTERNAL_ERROR", 500))
-    return _json({"error_code": name, "message": err.message}, status, _extra_headers(err))
+    message = err.message
+    said = MLFLOW_NOT_FOUND.get(err.resource.type) if err.resource else None
+    if err.code == grpc.StatusCode.NOT_FOUND and said and err.resource:
+        message = said.format(err.resource.name)
+    return _json({"error_code": name, "message": message}, status, _extra_headers(err))
 
 
 def api_error(err: ModelogError) -> Response:

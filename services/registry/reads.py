@@ -11,6 +11,7 @@ import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from eventlog import InvalidArgument, NotFound
+from eventlog.errors import Resource
 from modelog._gen.registry.v1 import registry_pb2 as pb
 
 from .domain import check_alias, check_model_name
@@ -103,7 +104,7 @@ def model_pb(r: asyncpg.Record) -> pb.Model:
 async def get_model(conn: asyncpg.Connection, name: str) -> pb.Model:
     row = await conn.fetchrow(f"{MODEL_SELECT} WHERE m.name = $1", check_model_name(name, "model"))
     if row is None:
-        raise NotFound(f"no model named {name!r}")
+        raise NotFound(f"no model named {name!r}", resource=Resource("registered_model", name))
     return model_pb(row)
 
 
@@ -119,7 +120,7 @@ async def require_model_id(conn: asyncpg.Connection, name: str) -> str:
         f"SELECT model_id FROM {T.models} WHERE name = $1", check_model_name(name, "model")
     )
     if model_id is None:
-        raise NotFound(f"no model named {name!r}")
+        raise NotFound(f"no model named {name!r}", resource=Resource("registered_model", name))
     return str(model_id)
 
 

@@ -19,13 +19,14 @@ from itertools import islice, pairwise
 
 import asyncpg
 
-from eventlog import InvalidArgument, NotFound
+from eventlog import InvalidArgument
 from modelog._gen.tracking.v1 import tracking_pb2 as pb
 
 from .checks import check_id
 from .chunks import BLOCK
 from .downsample import MIN_MAX_POINTS, block_picks, bucket_picks
 from .projections import VIEWS
+from .runs import run_not_found
 
 MAX_POINTS_PER_REPLY = 2_000_000
 MAX_RUNS = MAX_KEYS = 100
@@ -139,7 +140,7 @@ async def _counts(conn: asyncpg.Connection, run_ids: Sequence[str], keys: Sequen
     known = {r[0] for r in rows}
     for run_id in run_ids:
         if run_id not in known:
-            raise NotFound(f"run {run_id!r} does not exist")
+            raise run_not_found(run_id)
     return {(r[0], r[1]): r[2] for r in rows if r[1] is not None}
 
 

@@ -18,6 +18,7 @@ from modelog_services.query.sql import Columns, compile_filter, fetch_page, sort
 
 from .domain import RunState
 from .projections import VIEWS
+from .runs import run_not_found
 from .search import RUN_COLUMNS, Params, SortKey, page_size
 
 EXPERIMENT_COLUMNS = (
@@ -225,7 +226,7 @@ async def run_rows(conn: asyncpg.Connection, run_ids: Sequence[str]) -> list[asy
     by_id = {r[0]: r for r in rows}
     for run_id in run_ids:
         if run_id not in by_id:
-            raise NotFound(f"run {run_id!r} does not exist")
+            raise run_not_found(run_id)
     return [by_id[i] for i in run_ids]
 
 
@@ -259,7 +260,7 @@ async def get_run(conn: asyncpg.Connection, run_id: str) -> pb.Run:
     every end_run): what runs_with_details reads in five queries, as arrays of one row."""
     r = await conn.fetchrow(_GET_RUN, run_id)
     if r is None:
-        raise NotFound(f"run {run_id!r} does not exist")
+        raise run_not_found(run_id)
     run = pb.Run(info=run_info(r))
     if r[12]:
         run.params.update(zip(r[12], r[13], strict=True))

@@ -12,8 +12,16 @@ from itertools import islice
 
 from pydantic import ValidationError
 
-from eventlog import AlreadyExists, Decider, DomainEvent, FailedPrecondition, InvalidArgument, NotFound
+from eventlog import (
+    AlreadyExists,
+    Decider,
+    DomainEvent,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from eventlog.decider import in_turn
+from eventlog.errors import Resource
 
 from .checks import (
     MAX_DATASET_DOCUMENT,
@@ -183,6 +191,11 @@ def ensure_valid_parent(parent: RunState, parent_run_id: str, experiment_id: str
         )
 
 
+def run_not_found(run_id: str) -> NotFound:
+    """Names the run as the error's resource, so the MLflow surface can say it in MLflow's words."""
+    return NotFound(f"run {run_id!r} does not exist", resource=Resource("run", run_id))
+
+
 RUN_DELETED = "RUN_DELETED"
 """The reason of a refused write to a deleted run: MLflow's gateway answers it as MLflow does."""
 
@@ -315,7 +328,7 @@ def decide_run(cmd: RunCommand, state: RunState) -> Sequence[DomainEvent]:
             raise AlreadyExists(f"run {cmd.run_id!r} already exists")
         return [_start(cmd)]
     if not state.exists:
-        raise NotFound(f"run {cmd.run_id!r} does not exist")
+        raise run_not_found(cmd.run_id)
     match cmd:
         case DeleteRun():
             if state.deleted:

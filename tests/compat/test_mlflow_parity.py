@@ -241,3 +241,19 @@ def test_bad_parameters_are_refused_in_mlflow_s_words(platform: Platform) -> Non
     assert out["no_run"] == [400, "INVALID_PARAMETER_VALUE", "Missing value for required parameter 'run_id'."]
     assert out["deleted"][:2] == [400, "INVALID_PARAMETER_VALUE"]
     assert "must be in the 'active' state" in out["deleted"][2]
+
+
+def test_a_missing_run_or_registered_model_is_named_in_mlflow_s_words(platform: Platform) -> None:
+    out = mlflow(
+        platform,
+        """
+        print(json.dumps({
+            "run": get("runs/get", {"run_id": "f" * 32}),
+            "tag": post("runs/delete-tag", {"run_id": "fake_run_id", "key": "k"}),
+            "model": get("registered-models/get", {"name": "nope"}),
+        }))
+        """,
+    )
+    assert out["run"] == [404, "RESOURCE_DOES_NOT_EXIST", f"Run with id={'f' * 32} not found"]
+    assert out["tag"] == [404, "RESOURCE_DOES_NOT_EXIST", "Run with id=fake_run_id not found"]
+    assert out["model"] == [404, "RESOURCE_DOES_NOT_EXIST", "Registered Model with name=nope not found"]
