@@ -3,7 +3,6 @@ its inline view, and the timer that closes time windows and resumes unfinished p
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import grpc
@@ -25,16 +24,20 @@ def register(server: grpc.aio.Server, platform: Platform) -> list[str]:
     service = MonitorService(platform.stores["monitoring"], MonitoringPeers(platform))
     platform.monitoring = service  # type: ignore[attr-defined]
     monitoring_pb2_grpc.add_MonitoringServicer_to_server(MonitoringServicer(service), server)
-    # Cancelled with the platform's other background tasks on close.
-    platform._tasks.append(
-        asyncio.get_running_loop().create_task(service.run_timers(), name="monitoring-timers")
-    )
     return [monitoring_pb2.DESCRIPTOR.services_by_name["Monitoring"].full_name]
+
+
+async def run_timers(platform: Platform) -> None:
+    """A background job, so under `modelog up --workers` only the bus worker closes windows on time
+    (one closer, not one per serving worker racing on the monitor's stream)."""
+    service: MonitorService = platform.monitoring  # type: ignore[attr-defined]
+    await service.run_timers()
 
 
 SPEC = ServiceSpec(
     name="monitoring",
     register=register,
     inline_projections=[MonitoringView()],
+    tasks=[run_timers],
     resolvers=lambda platform: resolvers(platform.pool),
 )
