@@ -66,6 +66,15 @@ class Supervisor:
                 print(f"modelog: restarted {name}", flush=True)
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """Set by SIGINT or SIGTERM: every serving loop here stops the same way."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 def _check_home(settings: Settings) -> None:
     home = settings.home
     try:
@@ -114,10 +123,7 @@ async def serve(
 ) -> None:
     """Serve until SIGINT/SIGTERM; `bus=False` leaves relays, async projections and background jobs
     to another process (the bus worker of `modelog up --workers`)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     if settings.kafka_bootstrap:
         await _check_kafka(bootstrap)
     try:
@@ -186,10 +192,7 @@ async def _start_gateway(
 
 async def serve_gateway(settings: Settings) -> None:
     """`modelog serve http`: the HTTP surface alone, in front of the services at MODELOG_URL."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     if not settings.url:
         raise StartupError("`modelog serve http` needs MODELOG_URL: where the gRPC services are")
     creds = tls_mod.channel_credentials(settings.ca_file) if settings.ca_file else None
@@ -301,10 +304,7 @@ def _serve_workers(
 
 
 async def _supervise(supervisor: Supervisor) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     watcher = asyncio.create_task(supervisor.watch())
     try:
         await stop.wait()

@@ -39,21 +39,20 @@ class Comparison:
 
 
 @dataclass(frozen=True)
-class And:
+class _Group:
     items: tuple[Expr, ...]
 
     def __post_init__(self) -> None:
         if len(self.items) < 2:
-            raise ValueError("And needs at least two items")
+            raise ValueError(f"{type(self).__name__} needs at least two items")
 
 
-@dataclass(frozen=True)
-class Or:
-    items: tuple[Expr, ...]
+class And(_Group):
+    """Every item holds (a plain subclass: the dataclass's eq already tells And from Or)."""
 
-    def __post_init__(self) -> None:
-        if len(self.items) < 2:
-            raise ValueError("Or needs at least two items")
+
+class Or(_Group):
+    """Some item holds."""
 
 
 @dataclass(frozen=True)
